@@ -1,0 +1,3 @@
+"""avssl: self-supervised learning from video and sound."""
+
+__version__ = "0.1.0"

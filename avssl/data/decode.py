@@ -1,0 +1,868 @@
+"""The one door to the video and audio decoders.
+
+Public API (every other module and every user calls only these):
+
+- :func:`probe` ``(path) -> VideoInfo``: streams, exact frame count (counted by decoding), per-frame
+  times, keyframes and *verified* seek points, audio streams with an audibility flag.
+- :func:`read_frames` ``(path, indices) -> Clip``: RGB uint8 ``(T, C, H, W)`` in the order asked.
+- :func:`read_audio` ``(path, start_s, duration_s, sample_rate=...) -> Audio``: float32
+  ``(channels, samples)``, sample-exact at the requested rate.
+
+**Exact frames are the contract.** On real UCF-101 files (Xvid AVI with packed B-frames) several
+decoders return wrong frames after a seek without raising (../shared/METHODS.md). The reference
+backend here, ``pyav``, never trusts a timestamp to name a frame: frames are *counted* in display
+order from a keyframe, and :func:`probe` decodes the file once sequentially, then seeks to every
+keyframe and checks that every frame decoded from there matches the sequential decode (a checksum
+of subsampled luma). Keyframes that fail are not used as seek targets. Other backends (decord,
+OpenCV, torchcodec) are used only for kinds of file on which they passed the exact-frame suite
+(tests/test_decode_exact.py); :func:`backend_refusal` says why one is refused.
+
+Random access is cheap: a read sorts the wanted indices, and for each one either goes on decoding
+from where the decoder stands or seeks to the verified keyframe at or before it, whichever decodes
+fewer frames; all wanted frames are served in one forward pass and no frame is decoded twice.
+Only wanted frames are converted to RGB.
+
+Audio: one mono mix everywhere, the *mean* of the channels (librosa/soundfile convention, not
+(L+R)/sqrt 2). Windows that run past either end of the stream are zero-padded
+(``out_of_range="pad"``) or refused (``"error"``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+import zlib
+from bisect import bisect_right
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Literal
+
+import av
+import numpy as np
+import torch
+
+from avssl import errors
+from avssl.types import Audio, AudioStreamInfo, Clip, SeekPoint, VideoInfo
+
+__all__ = [
+    "AUDIBLE_PEAK_DBFS",
+    "BACKENDS",
+    "DEFAULT_TIMEOUT_S",
+    "available_backends",
+    "backend_refusal",
+    "choose_backend",
+    "clear_caches",
+    "probe",
+    "read_audio",
+    "read_frames",
+]
+
+BackendName = Literal["auto", "pyav", "decord", "opencv", "torchcodec"]
+BACKENDS: tuple[str, ...] = ("pyav", "decord", "opencv", "torchcodec")
+
+#: An audio stream counts as audible when its loudest sample is above this level. Digitally
+#: silent tracks (e.g. the cockatoo clip, -91 dBFS) fall below; quiet real sound (fire2) does not.
+AUDIBLE_PEAK_DBFS = -60.0
+#: Wall-clock bound for one probe or one read; a decode that takes longer raises
+#: DecodeTimeoutError instead of hanging a data-loader worker.
+DEFAULT_TIMEOUT_S = 120.0
+
+_MPEG4_VOP = b"\x00\x00\x01\xb6"
+
+
+# --------------------------------------------------------------------------------------------
+# Backends: which are installed, and where each may be used.
+# --------------------------------------------------------------------------------------------
+def available_backends() -> tuple[str, ...]:
+    """The backends whose packages import here (pyav always)."""
+    found = ["pyav"]
+    for name in BACKENDS[1:]:
+        try:
+            _import_backend(name)
+        except Exception:  # noqa: BLE001 - any import failure means "not available"
+            continue
+        found.append(name)
+    return tuple(found)
+
+
+def _import_backend(name: str) -> Any:
+    if name == "decord":
+        import decord
+
+        return decord
+    if name == "opencv":
+        import cv2
+
+        return cv2
+    if name == "torchcodec":
+        from torchcodec.decoders import VideoDecoder
+
+        return VideoDecoder
+    raise ValueError(f"unknown backend {name!r}; expected one of {BACKENDS}")
+
+
+# Refusals found by the exact-frame suite (tests/test_decode_exact.py, BENCHMARKS.md "Exactness").
+# Each rule: (backend, predicate on VideoInfo, reason). A backend is used for a file only when no
+# rule refuses it. Keep this table in step with the suite's measured table.
+_REFUSALS: tuple[tuple[str, Any, str], ...] = (
+    (
+        "torchcodec",
+        lambda i: i.b_frames and i.codec == "mpeg4",
+        "torchcodec 0.17 returns wrong frames on MPEG-4 Part 2 (Xvid/DivX) with B-frames",
+    ),
+    (
+        "decord",
+        lambda i: i.packed_b_frames,
+        "decord 0.6 returns wrong frames on packed B-frame AVI (real UCF-101 files)",
+    ),
+    (
+        "opencv",
+        lambda i: i.b_frames and i.codec == "mpeg4",
+        "OpenCV's frame seek (CAP_PROP_POS_FRAMES) is timestamp-based and lands on the wrong "
+        "frame in MPEG-4 Part 2 AVI with B-frames",
+    ),
+    (
+        "decord",
+        lambda i: i.vfr,
+        "decord assumes a constant frame rate and maps indices to the wrong frames on VFR video",
+    ),
+)
+
+# Preference of `auto` among the backends that are allowed for a file (fastest first, from
+# benchmarks/decode.py). pyav's keyframe-aware reader is exact by construction (verified seek
+# points), so it is always the last resort.
+_AUTO_ORDER: tuple[str, ...] = ("pyav",)
+
+
+def backend_refusal(backend: str, info: VideoInfo) -> str | None:
+    """Why ``backend`` may not decode this file (None when it may)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+    for name, refuses, reason in _REFUSALS:
+        if name == backend and refuses(info):
+            return f"{reason} (file kind {info.kind})"
+    return None
+
+
+def choose_backend(info: VideoInfo) -> str:
+    """The backend ``backend="auto"`` uses for this file: the fastest one that is exact here."""
+    installed = set(available_backends())
+    for name in _AUTO_ORDER:
+        if name in installed and backend_refusal(name, info) is None:
+            return name
+    return "pyav"
+
+
+# --------------------------------------------------------------------------------------------
+# Opening files: every failure becomes a typed error that names the file.
+# --------------------------------------------------------------------------------------------
+def _check_file(path: str | os.PathLike[str]) -> Path:
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise errors.MediaNotFoundError(str(p), "no such file") from None
+    except OSError as e:  # symlink loops, permissions on a parent folder, ...
+        raise errors.NotMediaError(str(p), f"cannot stat: {e.strerror or e}") from None
+    if p.is_dir():
+        raise errors.NotMediaError(str(p), "is a directory, not a media file")
+    if st.st_size == 0:
+        raise errors.EmptyMediaError(str(p), "file is empty (0 bytes)")
+    if not os.access(p, os.R_OK):
+        raise errors.NotMediaError(str(p), "file is not readable (permissions)")
+    return p
+
+
+def _open(path: Path) -> av.container.InputContainer:
+    try:
+        return av.open(str(path), mode="r", metadata_errors="ignore")
+    except av.error.FFmpegError as e:
+        raise errors.NotMediaError(str(path), f"cannot open as media ({e})") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise errors.NotMediaError(str(path), f"cannot open as media ({e})") from None
+
+
+def _video_stream(c: av.container.InputContainer, path: Path) -> av.video.stream.VideoStream:
+    streams = [s for s in c.streams.video if s.codec_context is not None]
+    if not streams:
+        kinds = ", ".join(s.type for s in c.streams) or "none"
+        raise errors.NoVideoStreamError(str(path), f"no video stream (streams: {kinds})")
+    vs = streams[0]
+    vs.thread_type = "SLICE"  # frame threading would add latency and reorder nothing useful here
+    vs.codec_context.thread_count = 1  # parallelism comes from data-loader workers
+    return vs
+
+
+def _fingerprint(frame: av.VideoFrame) -> int:
+    """Checksum of the frame's luma (plane 0) on a 2x2-subsampled grid, padding excluded."""
+    plane = frame.planes[0]
+    rows = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
+    return zlib.crc32(np.ascontiguousarray(rows[::2, : plane.width : 2]))
+
+
+def _ts_seconds(ts: int | None, time_base: Fraction | None) -> float | None:
+    if ts is None or time_base is None:
+        return None
+    return float(ts * time_base)
+
+
+# --------------------------------------------------------------------------------------------
+# probe
+# --------------------------------------------------------------------------------------------
+@dataclass
+class _KeyPacket:
+    pts: int | None
+    dts: int | None
+    pos: int
+
+
+_PROBE_CACHE: OrderedDict[tuple[str, int, int], VideoInfo] = OrderedDict()
+_PROBE_CACHE_SIZE = 4096
+_PROBE_LOCK = threading.Lock()
+
+
+def probe(
+    path: str | os.PathLike[str],
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    strict: bool = True,
+) -> VideoInfo:
+    """Decode the whole file once and describe it (cached per process by path, size and mtime).
+
+    Frames are counted by decoding, never taken from the header. Every keyframe is then tried as
+    a seek target, and only those from which decoding reproduces the sequential frames exactly
+    become ``seek_points``. With ``strict`` (the default) any decode error or truncated packet
+    raises :class:`~avssl.errors.CorruptMediaError`; without it the decodable frames are kept.
+    """
+    p = _check_file(path)
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    with _PROBE_LOCK:
+        if key in _PROBE_CACHE:
+            _PROBE_CACHE.move_to_end(key)
+            return _PROBE_CACHE[key]
+    info = _probe_uncached(p, st, timeout_s=timeout_s, strict=strict)
+    with _PROBE_LOCK:
+        _PROBE_CACHE[key] = info
+        while len(_PROBE_CACHE) > _PROBE_CACHE_SIZE:
+            _PROBE_CACHE.popitem(last=False)
+    return info
+
+
+def _probe_uncached(p: Path, st: os.stat_result, *, timeout_s: float, strict: bool) -> VideoInfo:
+    deadline = time.monotonic() + timeout_s
+    with _open(p) as c:
+        vs = _video_stream(c, p)
+        astreams = list(c.streams.audio)
+        tb = vs.time_base
+        key_packets: list[_KeyPacket] = []
+        n_packets = 0
+        packed = False
+        pts: list[int | None] = []
+        keyframes: list[int] = []
+        prints: list[int] = []  # per-frame luma checksums of this sequential decode
+        audio_acc = {s.index: _AudioStats() for s in astreams}
+        decode_errors: list[str] = []
+        try:
+            for pk in c.demux(vs, *astreams):
+                _check_deadline(deadline, p, "probe")
+                if pk.stream.type == "audio":
+                    _audio_stats_add(audio_acc[pk.stream.index], pk, decode_errors)
+                    continue
+                if pk.size:
+                    n_packets += 1
+                    if pk.is_corrupt:
+                        decode_errors.append(f"truncated packet at byte {pk.pos}")
+                    if pk.is_keyframe:
+                        key_packets.append(_KeyPacket(pk.pts, pk.dts, pk.pos))
+                    if vs.codec_context.name == "mpeg4" and bytes(pk).count(_MPEG4_VOP) > 1:
+                        packed = True
+                try:
+                    frames = pk.decode()
+                except av.error.FFmpegError as e:
+                    decode_errors.append(f"frame {len(pts)}: {e}")
+                    continue
+                for f in frames:
+                    if f.key_frame:
+                        keyframes.append(len(pts))
+                    prints.append(_fingerprint(f))
+                    pts.append(f.pts)
+        except av.error.FFmpegError as e:
+            decode_errors.append(f"demux stopped after {n_packets} video packets: {e}")
+        if not pts:
+            raise errors.CorruptMediaError(
+                str(p), "no video frame could be decoded" + _first(decode_errors)
+            )
+        if decode_errors and strict:
+            cls = (
+                errors.TruncatedMediaError
+                if any("truncated" in m or "partial" in m for m in decode_errors)
+                else errors.CorruptMediaError
+            )
+            raise cls(
+                str(p),
+                f"{len(decode_errors)} decode error(s) after {len(pts)} good frames"
+                + _first(decode_errors),
+            )
+        num_frames = len(pts)
+        header_frames = int(vs.frames or 0)
+        pts_ok = all(t is not None for t in pts) and all(
+            b > a
+            for a, b in zip(pts, pts[1:], strict=False)  # type: ignore[operator]
+        )
+        rate = vs.average_rate or vs.guessed_rate or vs.base_rate
+        if pts_ok and num_frames > 1:
+            span = float((pts[-1] - pts[0]) * tb)  # type: ignore[operator]
+            fps = (num_frames - 1) / span if span > 0 else float(rate or 0)
+            pts_s = tuple(float(t * tb) for t in pts)  # type: ignore[operator]
+            durations = np.diff(np.asarray(pts_s))
+            # Containers store times in ticks (mkv: 1 ms), so a 30 fps file alternates 33/34 ms:
+            # that is rounding, not a variable rate.
+            slack = max(0.01 * durations.mean(), 1.5 * float(tb))
+            vfr = bool(np.abs(durations - durations.mean()).max() > slack)
+        else:
+            fps = float(rate) if rate else 25.0
+            pts_s = tuple(i / fps for i in range(num_frames))
+            vfr = False
+        b_frames = (not pts_ok and _reorders(pts)) or _has_b_frames(vs)
+        seek_points = _verify_seek_points(p, key_packets, keyframes, prints, packed, deadline)
+        audio = tuple(
+            _audio_info(s, audio_acc[s.index]) for s in astreams if audio_acc[s.index].samples > 0
+        )
+        video_end = pts_s[-1] + (1.0 / fps if fps > 0 else 0.0)
+        duration = max([video_end] + [a.duration_s for a in audio])
+        return VideoInfo(
+            path=str(p),
+            size_bytes=st.st_size,
+            mtime_ns=st.st_mtime_ns,
+            container=c.format.name,
+            codec=vs.codec_context.name,
+            codec_tag=_fourcc(vs),
+            width=vs.codec_context.width,
+            height=vs.codec_context.height,
+            fps=fps,
+            num_frames=num_frames,
+            header_num_frames=header_frames,
+            num_packets=n_packets,
+            pts_s=pts_s,
+            pts_trusted=pts_ok,
+            keyframes=tuple(keyframes),
+            seek_points=seek_points,
+            b_frames=b_frames,
+            packed_b_frames=packed,
+            vfr=vfr,
+            duration_s=duration,
+            video_stream_index=vs.index,
+            seek_check="full",
+            audio=audio,
+        )
+
+
+def _first(msgs: list[str]) -> str:
+    return f"; first: {msgs[0]}" if msgs else ""
+
+
+def _check_deadline(deadline: float, p: Path, what: str) -> None:
+    if time.monotonic() > deadline:
+        raise errors.DecodeTimeoutError(str(p), f"{what} exceeded its time limit")
+
+
+def _reorders(pts: Sequence[int | None]) -> bool:
+    vals = [t for t in pts if t is not None]
+    return any(b < a for a, b in zip(vals, vals[1:], strict=False))
+
+
+def _has_b_frames(vs: av.video.stream.VideoStream) -> bool:
+    return bool(getattr(vs.codec_context, "has_b_frames", False))
+
+
+def _fourcc(vs: av.video.stream.VideoStream) -> str:
+    tag = getattr(vs.codec_context, "codec_tag", "") or ""
+    return tag if isinstance(tag, str) and tag.isprintable() else ""
+
+
+def _verify_seek_points(
+    p: Path,
+    key_packets: list[_KeyPacket],
+    keyframes: list[int],
+    prints: list[int],
+    packed: bool,
+    deadline: float,
+) -> tuple[SeekPoint, ...]:
+    """Seek to every keyframe packet and keep those that reproduce the sequential decode.
+
+    The n-th keyframe packet (decode order) should give the n-th keyframe out of the decoder
+    (display order): keyframes are never reordered among themselves. A candidate is kept when,
+    on a freshly opened file (as a read finds it), the first packet read after the seek is the
+    keyframe packet itself and every frame decoded from there up to the next kept seek point
+    matches the sequential decode's checksum. Frames after a seek are counted, never looked up
+    by timestamp (AVI timestamps are packet counters). Candidates are checked from the last to
+    the first, so that each one is checked over the whole stretch a read may decode from it.
+    """
+    if len(key_packets) != len(keyframes):
+        return ()  # ambiguous pairing: read from the start only (exact, slower)
+    kept: list[SeekPoint] = []
+    for kp, idx in reversed(list(zip(key_packets, keyframes, strict=True))):
+        end = kept[-1].frame_index if kept else len(prints)
+        for ts in dict.fromkeys(t for t in (kp.pts, kp.dts) if t is not None):
+            sp = SeekPoint(ts=ts, frame_index=idx, packet_pos=kp.pos, fingerprint=prints[idx])
+            if _reproduces(p, sp, end, prints, packed, deadline):
+                kept.append(sp)
+                break
+    return tuple(reversed(kept))
+
+
+def _reproduces(
+    p: Path, sp: SeekPoint, end: int, prints: list[int], packed: bool, deadline: float
+) -> bool:
+    nxt = sp.frame_index
+    try:
+        with _open(p) as c:
+            vs = _video_stream(c, p)
+            for i, f in _decode_from(c, vs, p, sp, deadline, packed=packed, check_pos=True):
+                if i >= end or _fingerprint(f) != prints[i]:
+                    break
+                nxt = i + 1
+    except (_SeekMismatch, errors.CorruptMediaError, av.error.FFmpegError):
+        return False
+    return nxt >= end
+
+
+def _prime(c: av.container.InputContainer, vs: av.video.stream.VideoStream) -> None:
+    """Decode the stream's first packet so the decoder reads in-band headers before a seek.
+
+    Packed B-frame AVI says it is packed only in user data at the start of the stream; a decoder
+    that seeks straight into the middle never learns it and drops frames (measured on Xvid).
+    """
+    for pk in c.demux(vs):
+        if pk.size:
+            try:
+                pk.decode()
+            except av.error.FFmpegError:
+                pass
+            return
+
+
+def _decode_from(
+    c: av.container.InputContainer,
+    vs: av.video.stream.VideoStream,
+    p: Path,
+    sp: SeekPoint | None,
+    deadline: float,
+    *,
+    packed: bool = False,
+    check_pos: bool = False,
+) -> Iterator[tuple[int, av.VideoFrame]]:
+    """Yield (display index, frame) from a seek point (or from the start of a fresh file).
+
+    After a seek, frames before the first key frame (leading frames of an open GOP, which refer
+    to pictures before the keyframe) are dropped and the key frame's checksum is checked again;
+    a mismatch raises _SeekMismatch rather than returning a wrong frame.
+    """
+    started = sp is None
+    idx = 0 if sp is None else sp.frame_index
+    if sp is not None:
+        if packed:
+            _prime(c, vs)
+        c.seek(sp.ts, stream=vs, backward=True, any_frame=False)
+    first_packet = True
+    for pk in c.demux(vs):
+        _check_deadline(deadline, p, "read")
+        if check_pos and first_packet and pk.size and sp is not None:
+            first_packet = False
+            if sp.packet_pos >= 0 and pk.pos >= 0 and pk.pos != sp.packet_pos:
+                raise _SeekMismatch(sp.frame_index)
+        try:
+            frames = pk.decode()
+        except av.error.FFmpegError as e:
+            raise errors.CorruptMediaError(str(p), f"decode failed near frame {idx}: {e}") from None
+        for f in frames:
+            if not started:
+                if not f.key_frame:
+                    continue
+                assert sp is not None
+                if _fingerprint(f) != sp.fingerprint:
+                    raise _SeekMismatch(sp.frame_index)
+                started = True
+            yield idx, f
+            idx += 1
+
+
+class _SeekMismatch(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------------------------
+# Audio statistics during probe
+# --------------------------------------------------------------------------------------------
+@dataclass
+class _AudioStats:
+    samples: int = 0
+    peak: float = 0.0
+    first_s: float | None = None
+
+
+def _audio_stats_add(acc: _AudioStats, pk: av.Packet, errs: list[str]) -> None:
+    try:
+        frames = pk.decode()
+    except av.error.FFmpegError:
+        return  # a bad audio packet does not make the video unusable; audibility is a hint
+    for f in frames:
+        x = _audio_to_float(f)
+        if acc.first_s is None:
+            acc.first_s = _ts_seconds(f.pts, f.time_base)
+        acc.samples += x.shape[1]
+        if x.size:
+            acc.peak = max(acc.peak, float(np.abs(x).max()))
+
+
+def _audio_info(s: av.audio.stream.AudioStream, acc: _AudioStats) -> AudioStreamInfo:
+    rate = int(s.codec_context.sample_rate)
+    peak_db = 20 * math.log10(acc.peak) if acc.peak > 0 else float("-inf")
+    return AudioStreamInfo(
+        index=s.index,
+        codec=s.codec_context.name,
+        sample_rate=rate,
+        channels=int(s.codec_context.channels),
+        duration_s=(acc.first_s or 0.0) + acc.samples / rate,
+        peak_dbfs=peak_db,
+        audible=peak_db > AUDIBLE_PEAK_DBFS,
+    )
+
+
+def _audio_to_float(f: av.AudioFrame) -> np.ndarray:
+    """Decoded audio frame -> float32 (channels, samples) in [-1, 1]."""
+    x = f.to_ndarray()
+    fmt = f.format
+    channels = len(f.layout.channels)
+    if not fmt.is_planar:  # interleaved: (1, samples * channels)
+        x = x.reshape(-1, channels).T
+    if x.dtype == np.uint8:
+        return (x.astype(np.float32) - 128.0) / 128.0
+    if np.issubdtype(x.dtype, np.integer):
+        return x.astype(np.float32) / float(-np.iinfo(x.dtype).min)
+    return x.astype(np.float32, copy=False)
+
+
+# --------------------------------------------------------------------------------------------
+# read_frames
+# --------------------------------------------------------------------------------------------
+def read_frames(
+    path: str | os.PathLike[str],
+    indices: Sequence[int] | np.ndarray | torch.Tensor,
+    *,
+    backend: BackendName = "auto",
+    size: tuple[int, int] | None = None,
+    info: VideoInfo | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> Clip:
+    """Frames at display ``indices`` (0-based, repeats allowed) as RGB uint8 ``(T, 3, H, W)``.
+
+    ``size=(height, width)`` resizes with area interpolation after decoding (the same code for
+    every backend). ``info`` skips the (cached) probe when the caller already has it, e.g. from
+    a manifest. ``backend="auto"`` picks the fastest backend that passed the exact-frame suite
+    for this kind of file; naming a backend that is refused for it raises BackendRefusedError.
+    """
+    p = _check_file(path)
+    if info is None:
+        info = probe(p, timeout_s=timeout_s)
+    idx = _as_indices(indices, p, info)
+    if backend == "auto":
+        name = choose_backend(info)
+    else:
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; expected 'auto' or one of {BACKENDS}")
+        reason = backend_refusal(backend, info)
+        if reason is not None:
+            raise errors.BackendRefusedError(str(p), f"backend {backend!r} refused: {reason}")
+        name = backend
+    wanted = sorted(set(idx))
+    if not wanted:
+        frames: dict[int, np.ndarray] = {}
+    elif name == "pyav":
+        frames = _read_pyav(p, info, wanted, time.monotonic() + timeout_s)
+    else:
+        frames = _OTHER_READERS[name](p, info, wanted)
+    h, w = (info.height, info.width) if size is None else size
+    out = np.empty((len(idx), h, w, 3), np.uint8)
+    for j, i in enumerate(idx):
+        out[j] = frames[i] if size is None else _resize(frames[i], size)
+    data = torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+    pts = torch.tensor([info.pts_s[i] for i in idx], dtype=torch.float64)
+    return Clip(data=data, pts_s=pts, indices=torch.tensor(idx, dtype=torch.int64), backend=name)
+
+
+def _as_indices(indices: Any, p: Path, info: VideoInfo) -> list[int]:
+    arr = np.asarray(indices.cpu() if isinstance(indices, torch.Tensor) else indices)
+    if arr.ndim != 1 or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
+        raise TypeError(
+            f"{p}: indices must be a 1-D sequence of integers, got {arr.dtype}{arr.shape}"
+        )
+    idx = [int(i) for i in arr]
+    bad = [i for i in idx if i < 0 or i >= info.num_frames]
+    if bad:
+        claim = (
+            f" (the header claims {info.header_num_frames}, but only {info.num_frames} decode)"
+            if info.header_num_frames > info.num_frames
+            else ""
+        )
+        raise errors.FrameIndexError(
+            str(p), f"frame index {bad[0]} out of range 0..{info.num_frames - 1}{claim}"
+        )
+    return idx
+
+
+def _resize(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    h, w = size
+    if frame.shape[:2] == (h, w):
+        return frame
+    interp = cv2.INTER_AREA if h < frame.shape[0] else cv2.INTER_LINEAR
+    return cv2.resize(frame, (w, h), interpolation=interp)
+
+
+def _to_rgb(f: av.VideoFrame) -> np.ndarray:
+    # swscale's default flags: FAST_BILINEAR changes pixels on yuv444p sources.
+    return f.to_ndarray(format="rgb24")
+
+
+def _plan(info: VideoInfo, wanted: list[int]) -> list[tuple[SeekPoint | None, list[int]]]:
+    """Split sorted ``wanted`` into decode runs: continue, or jump to a later verified keyframe.
+
+    The first run starts from the file's beginning when no seek point at or before its first
+    index exists. A jump is taken whenever the keyframe before the next wanted frame lies beyond
+    the decoder's position, which always decodes fewer frames.
+    """
+    starts = [sp.frame_index for sp in info.seek_points]
+    runs: list[tuple[SeekPoint | None, list[int]]] = []
+    pos = -1  # next index the decoder would give; -1: nothing opened yet
+    for w in wanted:
+        k = bisect_right(starts, w) - 1
+        sp = info.seek_points[k] if k >= 0 else None
+        if pos < 0:
+            runs.append((sp, [w]))
+        elif sp is not None and sp.frame_index > pos:
+            runs.append((sp, [w]))
+        else:
+            runs[-1][1].append(w)
+        pos = w + 1
+    return runs
+
+
+def _read_pyav(
+    p: Path, info: VideoInfo, wanted: list[int], deadline: float
+) -> dict[int, np.ndarray]:
+    try:
+        return _read_pyav_plan(p, info, _plan(info, wanted), deadline)
+    except _SeekMismatch:
+        # The file changed behaviour since probe (or a decoder is not deterministic): never
+        # return a guessed frame; decode from the start instead.
+        return _read_pyav_plan(p, info, [(None, wanted)], deadline)
+
+
+def _read_pyav_plan(
+    p: Path, info: VideoInfo, runs: list[tuple[SeekPoint | None, list[int]]], deadline: float
+) -> dict[int, np.ndarray]:
+    out: dict[int, np.ndarray] = {}
+    with _open(p) as c:
+        vs = _video_stream(c, p)
+        for sp, run in runs:
+            need = iter(run)
+            nxt = next(need)
+            for i, f in _decode_from(c, vs, p, sp, deadline, packed=info.packed_b_frames):
+                if i == nxt:
+                    out[i] = _to_rgb(f)
+                    nxt = next(need, -1)
+                    if nxt < 0:
+                        break
+            if nxt >= 0:
+                raise errors.CorruptMediaError(
+                    str(p), f"decoding stopped before frame {nxt} (probe counted {info.num_frames})"
+                )
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Other backends. Each returns {index: (H, W, 3) uint8 RGB} for sorted unique ``wanted``.
+# --------------------------------------------------------------------------------------------
+def _read_decord(p: Path, info: VideoInfo, wanted: list[int]) -> dict[int, np.ndarray]:
+    decord = _backend_module("decord", p)
+    vr = decord.VideoReader(str(p), ctx=decord.cpu(0), num_threads=1)
+    try:
+        batch = vr.get_batch(wanted).asnumpy()
+    except decord.DECORDError as e:
+        raise errors.CorruptMediaError(str(p), f"decord failed: {e}") from None
+    finally:
+        del vr
+    return {i: batch[j] for j, i in enumerate(wanted)}
+
+
+def _read_opencv(p: Path, info: VideoInfo, wanted: list[int]) -> dict[int, np.ndarray]:
+    cv2 = _backend_module("opencv", p)
+    cap = cv2.VideoCapture(str(p), cv2.CAP_FFMPEG)
+    out: dict[int, np.ndarray] = {}
+    try:
+        if not cap.isOpened():
+            raise errors.NotMediaError(str(p), "OpenCV cannot open the file")
+        pos = 0
+        for i in wanted:
+            if i != pos:  # OpenCV's own (timestamp-based) seek, as users call it
+                cap.set(cv2.CAP_PROP_POS_FRAMES, i)
+            ok, bgr = cap.read()
+            if not ok:
+                raise errors.CorruptMediaError(str(p), f"OpenCV could not read frame {i}")
+            out[i] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            pos = i + 1
+    finally:
+        cap.release()
+    return out
+
+
+def _read_torchcodec(p: Path, info: VideoInfo, wanted: list[int]) -> dict[int, np.ndarray]:
+    decoder_cls = _backend_module("torchcodec", p)
+    dec = decoder_cls(str(p), seek_mode="exact", num_ffmpeg_threads=1, dimension_order="NHWC")
+    batch = dec.get_frames_at(wanted).data.numpy()
+    return {i: batch[j] for j, i in enumerate(wanted)}
+
+
+_OTHER_READERS = {"decord": _read_decord, "opencv": _read_opencv, "torchcodec": _read_torchcodec}
+
+
+def _backend_module(name: str, p: Path) -> Any:
+    try:
+        return _import_backend(name)
+    except Exception as e:  # noqa: BLE001
+        raise errors.BackendUnavailableError(
+            f"{p}: backend {name!r} is not installed or does not load ({e}); "
+            f"installed: {available_backends()}"
+        ) from None
+
+
+# --------------------------------------------------------------------------------------------
+# read_audio
+# --------------------------------------------------------------------------------------------
+_RESAMPLE_MARGIN_S = 0.05  # > the resampling filter's half-width at any rate >= 1 kHz
+
+
+def read_audio(
+    path: str | os.PathLike[str],
+    start_s: float,
+    duration_s: float,
+    *,
+    sample_rate: int,
+    mono: bool = True,
+    out_of_range: Literal["pad", "error"] = "pad",
+    stream: int | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> Audio:
+    """``duration_s`` of sound from ``start_s`` on the media's time axis, at ``sample_rate`` Hz.
+
+    Sample-exact: the result has ``round(duration_s * sample_rate)`` samples and sample ``k`` is
+    the stream, resampled to ``sample_rate``, at time ``round(start_s * sample_rate) + k`` over
+    ``sample_rate``; a window read alone equals the same samples cut from a longer read.
+    ``mono`` mixes channels by their mean. Parts of the window before the stream starts or after
+    it ends are zeros (``out_of_range="pad"``) or raise ``AudioRangeError`` (``"error"``).
+    ``stream`` picks an audio stream by container index (default: the first).
+    """
+    if sample_rate <= 0:
+        raise ValueError(f"{path}: sample_rate must be positive, got {sample_rate}")
+    if duration_s < 0:
+        raise ValueError(f"{path}: duration_s must be >= 0, got {duration_s}")
+    p = _check_file(path)
+    n0 = round(start_s * sample_rate)
+    n_out = round(duration_s * sample_rate)
+    deadline = time.monotonic() + timeout_s
+    with _open(p) as c:
+        astreams = [s for s in c.streams.audio if stream is None or s.index == stream]
+        if not astreams:
+            what = "no audio stream" if stream is None else f"no audio stream with index {stream}"
+            raise errors.NoAudioStreamError(str(p), what)
+        a = astreams[0]
+        sr_in = int(a.codec_context.sample_rate)
+        g = math.gcd(sr_in, sample_rate)
+        # Cut on a grid common to both rates, so that output sample j of the resampler sits at
+        # exactly t0 + j / sample_rate.
+        k_lo = math.floor((n0 / sample_rate - _RESAMPLE_MARGIN_S) * g)
+        k_hi = math.ceil(((n0 + n_out) / sample_rate + _RESAMPLE_MARGIN_S) * g)
+        s0, s1 = k_lo * (sr_in // g), k_hi * (sr_in // g)
+        buf, covered = _decode_audio_span(c, a, p, s0, s1, deadline)
+    lo_s, hi_s = covered
+    if out_of_range == "error" and (
+        n0 / sample_rate < lo_s - 1e-9 or (n0 + n_out) / sample_rate > hi_s + 1e-9
+    ):
+        raise errors.AudioRangeError(
+            str(p),
+            f"window {start_s:.4f}s + {duration_s:.4f}s runs past the stream "
+            f"[{lo_s:.4f}s, {hi_s:.4f}s]",
+        )
+    x = torch.from_numpy(buf)
+    if mono:
+        x = x.mean(dim=0, keepdim=True)
+    if sr_in != sample_rate:
+        import torchaudio.functional as taf
+
+        x = taf.resample(x, sr_in, sample_rate)
+    j0 = n0 - k_lo * (sample_rate // g)
+    out = x[:, j0 : j0 + n_out]
+    if out.shape[1] < n_out:  # cannot happen with the margin, but never return a short window
+        out = torch.nn.functional.pad(out, (0, n_out - out.shape[1]))
+    return Audio(data=out.contiguous().float(), sample_rate=sample_rate, start_s=n0 / sample_rate)
+
+
+def _decode_audio_span(
+    c: av.container.InputContainer,
+    a: av.audio.stream.AudioStream,
+    p: Path,
+    s0: int,
+    s1: int,
+    deadline: float,
+) -> tuple[np.ndarray, tuple[float, float]]:
+    """Source-rate samples [s0, s1) placed by timestamp (zeros where the stream has none)."""
+    sr = int(a.codec_context.sample_rate)
+    channels = int(a.codec_context.channels)
+    buf = np.zeros((channels, s1 - s0), np.float32)
+    first_s: float | None = None
+    end_s = 0.0
+    t0 = s0 / sr
+    seeked = t0 > 2.0
+    lo_s = float((a.start_time or 0) * a.time_base) if a.time_base is not None else 0.0
+    if seeked:  # long files: seek near the window; short ones are decoded from the start
+        c.seek(int((t0 - 1.0) / a.time_base), stream=a, backward=True, any_frame=False)
+    running = None  # sample counter for streams without timestamps
+    for pk in c.demux(a):
+        _check_deadline(deadline, p, "read_audio")
+        try:
+            frames = pk.decode()
+        except av.error.FFmpegError:
+            continue  # a damaged packet leaves zeros, like a gap in the stream
+        for f in frames:
+            x = _audio_to_float(f)
+            if f.pts is not None:
+                start = round(float(f.pts * f.time_base) * sr)
+            else:
+                running = 0 if running is None else running
+                start = running
+            running = start + x.shape[1]
+            if first_s is None:
+                first_s = start / sr
+            end_s = max(end_s, (start + x.shape[1]) / sr)
+            lo, hi = max(start, s0), min(start + x.shape[1], s1)
+            if hi > lo:
+                buf[:, lo - s0 : hi - s0] = x[:channels, lo - start : hi - start]
+            if start >= s1:  # the stream goes on past the window
+                return buf, (lo_s if seeked else first_s, math.inf)
+    if first_s is None:
+        return buf, (0.0, 0.0)
+    return buf, (lo_s if seeked else first_s, end_s)
+
+
+def clear_caches() -> None:
+    """Forget cached probe results (e.g. after files changed in place with the same mtime)."""
+    with _PROBE_LOCK:
+        _PROBE_CACHE.clear()

@@ -1,0 +1,118 @@
+"""Manifests: the tables that prep tools write and datasets read, plus atomic file writes.
+
+A manifest is a list of rows (one per clip), each a flat mapping of column name to value. Two
+formats, chosen by the file suffix:
+
+* ``.jsonl`` -- one JSON object per line; keeps types (ints, floats, lists) exactly.
+* ``.csv``   -- for people and spreadsheets; every value reads back as a ``str`` (lists and dicts
+  are written as JSON text). Columns are the union of all rows' keys, in first-seen order.
+
+Every write goes to a temporary file in the same directory and is moved into place with
+:func:`os.replace`, so a reader (or a resumed prep run after a crash) sees either the old file or
+the complete new one, never half a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["atomic_output", "atomic_write_text", "read_manifest", "write_manifest"]
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success move it onto ``path``.
+
+    The temporary name keeps ``path``'s suffix (encoders pick the container from it). On an
+    exception the temporary file is removed and ``path`` is left untouched.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=final.parent
+    )
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    with atomic_output(path) as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _format(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    if suffix == ".csv":
+        return "csv"
+    raise ValueError(f"{path}: manifest suffix must be .jsonl or .csv, got {suffix!r}")
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def write_manifest(path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]]) -> Path:
+    """Write ``rows`` to ``path`` (``.jsonl`` or ``.csv``) atomically and return the path.
+
+    The output depends only on ``rows`` (no timestamps), so the same rows give identical bytes.
+    """
+    out = Path(path)
+    fmt = _format(out)
+    if fmt == "jsonl":
+        text = "".join(json.dumps(dict(r), separators=(",", ":")) + "\n" for r in rows)
+    else:
+        columns: dict[str, None] = {}
+        for r in rows:
+            columns.update(dict.fromkeys(r))
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(columns)
+        for r in rows:
+            writer.writerow([_csv_cell(r.get(c)) for c in columns])
+        text = buf.getvalue()
+    atomic_write_text(out, text)
+    return out
+
+
+def read_manifest(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Read a manifest written by :func:`write_manifest` (CSV values come back as ``str``)."""
+    src = Path(path)
+    fmt = _format(src)
+    if not src.is_file():
+        raise FileNotFoundError(f"{src}: manifest not found")
+    with open(src, encoding="utf-8", newline="") as f:
+        if fmt == "csv":
+            return [dict(r) for r in csv.DictReader(f)]
+        rows = []
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{src}:{lineno}: not a JSON object: {e}") from e
+        return rows

@@ -1,0 +1,120 @@
+"""Small result types shared by the whole toolkit.
+
+Layout conventions (see STYLE.md): inside ``avssl.data`` clips are ``(T, C, H, W)`` uint8 and
+audio is ``(channels, samples)`` float32; conversion to a model's layout happens once, later.
+Times are in seconds (``*_s``), rates in Hz.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass(frozen=True)
+class AudioStreamInfo:
+    """One audio stream of a media file, as found by :func:`avssl.data.decode.probe`."""
+
+    index: int  # stream index inside the container
+    codec: str
+    sample_rate: int
+    channels: int
+    duration_s: float  # measured from the decoded samples, not the header
+    peak_dbfs: float  # loudest sample in dB full scale (-inf for digital silence)
+    audible: bool  # peak above the audibility threshold (decode.AUDIBLE_PEAK_DBFS)
+
+
+@dataclass(frozen=True)
+class SeekPoint:
+    """A place the keyframe-aware reader may seek to: a keyframe packet and its display index.
+
+    ``ts`` is in the video stream's time base and was checked during probe: seeking there and
+    decoding gives frame ``frame_index`` as the first keyframe out of the decoder.
+    """
+
+    ts: int
+    frame_index: int
+    packet_pos: int  # byte offset of the keyframe packet (-1 when the demuxer gives none)
+    fingerprint: int  # checksum of the keyframe's subsampled luma, re-checked after each seek
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What :func:`avssl.data.decode.probe` learns about a media file.
+
+    ``num_frames`` is counted by decoding the whole video stream; ``header_num_frames`` is what
+    the container claims (0 when it claims nothing) and may differ: packed B-frame AVI files
+    carry placeholder packets, and real files' headers can be wrong.
+    """
+
+    path: str
+    size_bytes: int
+    mtime_ns: int
+    container: str  # demuxer name, e.g. "avi", "mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm"
+    codec: str  # video codec name, e.g. "mpeg4", "h264", "vp8"
+    codec_tag: str  # fourcc where the container has one ("XVID", "avc1"), else ""
+    width: int
+    height: int
+    fps: float  # average frame rate: (num_frames - 1) / (last pts - first pts) when pts are usable
+    num_frames: int
+    header_num_frames: int
+    num_packets: int  # video packets with data (placeholders such as N-VOPs included)
+    pts_s: tuple[float, ...]  # presentation time of each frame, in display order
+    pts_trusted: bool  # False when the container's pts are unusable (AVI) and pts_s = index / fps
+    keyframes: tuple[int, ...]  # display indices of keyframes (frames the decoder marks key)
+    seek_points: tuple[SeekPoint, ...]  # keyframes that were verified as seek targets
+    b_frames: bool  # decode order differs from display order
+    packed_b_frames: bool  # DivX/Xvid "packed bitstream": several VOPs in one packet
+    vfr: bool  # frame durations vary by more than 1% of the mean
+    duration_s: float
+    video_stream_index: int
+    seek_check: str  # "full": every frame after every seek point matched the sequential decode
+    audio: tuple[AudioStreamInfo, ...] = field(default_factory=tuple)
+
+    @property
+    def has_audio(self) -> bool:
+        return bool(self.audio)
+
+    @property
+    def audible(self) -> bool:
+        return any(a.audible for a in self.audio)
+
+    @property
+    def kind(self) -> str:
+        """Short description of the file's decoding kind, used to pick exact backends."""
+        parts = [self.container.split(",")[0], self.codec]
+        if self.packed_b_frames:
+            parts.append("packed-b")
+        elif self.b_frames:
+            parts.append("b-frames")
+        if self.vfr:
+            parts.append("vfr")
+        return "/".join(parts)
+
+
+@dataclass
+class Clip:
+    """Frames of one video: ``data`` uint8 ``(T, C, H, W)`` RGB, in the order asked for."""
+
+    data: torch.Tensor
+    pts_s: torch.Tensor  # float64 (T,)
+    indices: torch.Tensor  # int64 (T,), the display indices that were asked for
+    backend: str = ""  # which backend decoded it
+
+
+@dataclass
+class Audio:
+    """A window of sound: ``data`` float32 ``(channels, samples)`` at ``sample_rate`` Hz.
+
+    ``start_s`` is the time of the first sample on the media's time axis (the same axis as
+    :attr:`Clip.pts_s`).
+    """
+
+    data: torch.Tensor
+    sample_rate: int
+    start_s: float
+
+    @property
+    def duration_s(self) -> float:
+        return self.data.shape[-1] / self.sample_rate
