@@ -29,6 +29,7 @@ Audio: one mono mix everywhere, the *mean* of the channels (librosa/soundfile co
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import threading
@@ -78,6 +79,7 @@ _MPEG4_VOP = b"\x00\x00\x01\xb6"
 # --------------------------------------------------------------------------------------------
 # Backends: which are installed, and where each may be used.
 # --------------------------------------------------------------------------------------------
+@functools.cache
 def available_backends() -> tuple[str, ...]:
     """The backends whose packages import here (pyav always)."""
     found = ["pyav"]
@@ -627,9 +629,19 @@ def _resize(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(frame, (w, h), interpolation=interp)
 
 
+_LOCAL = threading.local()
+
+
 def _to_rgb(f: av.VideoFrame) -> np.ndarray:
-    # swscale's default flags: FAST_BILINEAR changes pixels on yuv444p sources.
-    return f.to_ndarray(format="rgb24")
+    """RGB24 with swscale's default flags (FAST_BILINEAR changes pixels on yuv444p sources).
+
+    One reformatter per thread: ``frame.to_ndarray(format=...)`` builds a new swscale context
+    for every frame, which costs more than the conversion itself on small frames.
+    """
+    r = getattr(_LOCAL, "reformatter", None)
+    if r is None:
+        r = _LOCAL.reformatter = av.video.reformatter.VideoReformatter()
+    return r.reformat(f, format="rgb24").to_ndarray()
 
 
 def _plan(info: VideoInfo, wanted: list[int]) -> list[tuple[SeekPoint | None, list[int]]]:
@@ -645,8 +657,8 @@ def _plan(info: VideoInfo, wanted: list[int]) -> list[tuple[SeekPoint | None, li
     for w in wanted:
         k = bisect_right(starts, w) - 1
         sp = info.seek_points[k] if k >= 0 else None
-        if pos < 0:
-            runs.append((sp, [w]))
+        if pos < 0:  # a fresh file decodes from frame 0 without a seek
+            runs.append((sp if sp is not None and sp.frame_index > 0 else None, [w]))
         elif sp is not None and sp.frame_index > pos:
             runs.append((sp, [w]))
         else:
@@ -805,14 +817,24 @@ def read_audio(
     if mono:
         x = x.mean(dim=0, keepdim=True)
     if sr_in != sample_rate:
-        import torchaudio.functional as taf
-
-        x = taf.resample(x, sr_in, sample_rate)
+        x = _resampler(sr_in, sample_rate)(x)
     j0 = n0 - k_lo * (sample_rate // g)
     out = x[:, j0 : j0 + n_out]
     if out.shape[1] < n_out:  # cannot happen with the margin, but never return a short window
         out = torch.nn.functional.pad(out, (0, n_out - out.shape[1]))
     return Audio(data=out.contiguous().float(), sample_rate=sample_rate, start_s=n0 / sample_rate)
+
+
+@functools.lru_cache(maxsize=16)
+def _resampler(orig: int, new: int) -> torch.nn.Module:
+    """torchaudio's windowed-sinc resampler; its kernel is built once per rate pair.
+
+    Output sample 0 sits on input sample 0, so a window cut on a grid common to both rates
+    comes out on the output grid exactly.
+    """
+    import torchaudio
+
+    return torchaudio.transforms.Resample(orig, new)
 
 
 def _decode_audio_span(

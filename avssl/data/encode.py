@@ -150,7 +150,10 @@ def write_video(
     tmp = _tmp_path(path)
     try:
         with av.open(
-            str(tmp), "w", format=_FORMATS[suffix], options=container_options
+            str(tmp),
+            "w",
+            format=_FORMATS[suffix],
+            options=_muxer_options(suffix, container_options),
         ) as container:
             _bitexact(container)
             writer = _Writer(container, path=path)
@@ -215,7 +218,8 @@ def write_audio(
     codec = audio_codec or _DEFAULT_AUDIO[suffix]
     tmp = _tmp_path(path)
     try:
-        with av.open(str(tmp), "w", format=_FORMATS[suffix], options=container_options) as c:
+        options = _muxer_options(suffix, container_options)
+        with av.open(str(tmp), "w", format=_FORMATS[suffix], options=options) as c:
             _bitexact(c)
             writer = _Writer(c, path=path)
             writer.add_audio(data, sample_rate, codec)
@@ -224,6 +228,17 @@ def write_audio(
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _muxer_options(suffix: str, extra: dict[str, str] | None) -> dict[str, str]:
+    opts = {}
+    if suffix == ".avi":
+        # MP3's encoder delay gives the first audio packet a negative dts; FFmpeg's default
+        # (make_non_negative) then shifts the *video* by a fraction of a frame, which the AVI
+        # muxer turns into an empty chunk (one frame more in the header than in the stream).
+        # AVI stores no timestamps anyway: chunk order is the timeline.
+        opts["avoid_negative_ts"] = "disabled"
+    return {**opts, **(extra or {})}
 
 
 def _bitexact(container: av.container.OutputContainer) -> None:
