@@ -41,7 +41,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import av
 import numpy as np
@@ -203,8 +203,8 @@ def _video_stream(c: av.container.InputContainer, path: Path) -> av.video.stream
 def _fingerprint(frame: av.VideoFrame) -> int:
     """Checksum of the frame's luma (plane 0) on a 2x2-subsampled grid, padding excluded."""
     plane = frame.planes[0]
-    rows = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
-    return zlib.crc32(np.ascontiguousarray(rows[::2, : plane.width : 2]))
+    rows = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)
+    return zlib.crc32(np.ascontiguousarray(rows[::2, : plane.width : 2]).data)
 
 
 def _ts_seconds(ts: int | None, time_base: Fraction | None) -> float | None:
@@ -261,7 +261,7 @@ def _probe_uncached(p: Path, st: os.stat_result, *, timeout_s: float, strict: bo
     with _open(p) as c:
         vs = _video_stream(c, p)
         astreams = list(c.streams.audio)
-        tb = vs.time_base
+        tb = vs.time_base or Fraction(1, 1000)
         key_packets: list[_KeyPacket] = []
         n_packets = 0
         packed = False
@@ -281,11 +281,12 @@ def _probe_uncached(p: Path, st: os.stat_result, *, timeout_s: float, strict: bo
                     if pk.is_corrupt:
                         decode_errors.append(f"truncated packet at byte {pk.pos}")
                     if pk.is_keyframe:
-                        key_packets.append(_KeyPacket(pk.pts, pk.dts, pk.pos))
+                        pos = pk.pos if pk.pos is not None else -1
+                        key_packets.append(_KeyPacket(pk.pts, pk.dts, pos))
                     if vs.codec_context.name == "mpeg4" and bytes(pk).count(_MPEG4_VOP) > 1:
                         packed = True
                 try:
-                    frames = pk.decode()
+                    frames = cast(list[av.VideoFrame], pk.decode())
                 except av.error.FFmpegError as e:
                     decode_errors.append(f"frame {len(pts)}: {e}")
                     continue
@@ -313,15 +314,15 @@ def _probe_uncached(p: Path, st: os.stat_result, *, timeout_s: float, strict: bo
             )
         num_frames = len(pts)
         header_frames = int(vs.frames or 0)
-        pts_ok = all(t is not None for t in pts) and all(
-            b > a
-            for a, b in zip(pts, pts[1:], strict=False)  # type: ignore[operator]
+        known = [t for t in pts if t is not None]
+        pts_ok = len(known) == num_frames and all(
+            b > a for a, b in zip(known, known[1:], strict=False)
         )
         rate = vs.average_rate or vs.guessed_rate or vs.base_rate
         if pts_ok and num_frames > 1:
-            span = float((pts[-1] - pts[0]) * tb)  # type: ignore[operator]
+            span = float((known[-1] - known[0]) * tb)
             fps = (num_frames - 1) / span if span > 0 else float(rate or 0)
-            pts_s = tuple(float(t * tb) for t in pts)  # type: ignore[operator]
+            pts_s = tuple(float(t * tb) for t in known)
             durations = np.diff(np.asarray(pts_s))
             # Containers store times in ticks (mkv: 1 ms), so a 30 fps file alternates 33/34 ms:
             # that is rounding, not a variable rate.
@@ -477,10 +478,10 @@ def _decode_from(
         _check_deadline(deadline, p, "read")
         if check_pos and first_packet and pk.size and sp is not None:
             first_packet = False
-            if sp.packet_pos >= 0 and pk.pos >= 0 and pk.pos != sp.packet_pos:
+            if sp.packet_pos >= 0 and (pk.pos or -1) >= 0 and pk.pos != sp.packet_pos:
                 raise _SeekMismatch(sp.frame_index)
         try:
-            frames = pk.decode()
+            frames = cast(list[av.VideoFrame], pk.decode())
         except av.error.FFmpegError as e:
             raise errors.CorruptMediaError(str(p), f"decode failed near frame {idx}: {e}") from None
         for f in frames:
@@ -511,7 +512,7 @@ class _AudioStats:
 
 def _audio_stats_add(acc: _AudioStats, pk: av.Packet, errs: list[str]) -> None:
     try:
-        frames = pk.decode()
+        frames = cast(list[av.AudioFrame], pk.decode())
     except av.error.FFmpegError:
         return  # a bad audio packet does not make the video unusable; audibility is a hint
     for f in frames:
@@ -547,7 +548,7 @@ def _audio_to_float(f: av.AudioFrame) -> np.ndarray:
     if x.dtype == np.uint8:
         return (x.astype(np.float32) - 128.0) / 128.0
     if np.issubdtype(x.dtype, np.integer):
-        return x.astype(np.float32) / float(-np.iinfo(x.dtype).min)
+        return x.astype(np.float32) / float(2 ** (8 * x.dtype.itemsize - 1))
     return x.astype(np.float32, copy=False)
 
 
@@ -853,20 +854,21 @@ def _decode_audio_span(
     end_s = 0.0
     t0 = s0 / sr
     seeked = t0 > 2.0
-    lo_s = float((a.start_time or 0) * a.time_base) if a.time_base is not None else 0.0
+    atb = a.time_base or Fraction(1, sr)
+    lo_s = float((a.start_time or 0) * atb)
     if seeked:  # long files: seek near the window; short ones are decoded from the start
-        c.seek(int((t0 - 1.0) / a.time_base), stream=a, backward=True, any_frame=False)
+        c.seek(int((t0 - 1.0) / atb), stream=a, backward=True, any_frame=False)
     running = None  # sample counter for streams without timestamps
     for pk in c.demux(a):
         _check_deadline(deadline, p, "read_audio")
         try:
-            frames = pk.decode()
+            frames = cast(list[av.AudioFrame], pk.decode())
         except av.error.FFmpegError:
             continue  # a damaged packet leaves zeros, like a gap in the stream
         for f in frames:
             x = _audio_to_float(f)
             if f.pts is not None:
-                start = round(float(f.pts * f.time_base) * sr)
+                start = round(float(f.pts * (f.time_base or atb)) * sr)
             else:
                 running = 0 if running is None else running
                 start = running
