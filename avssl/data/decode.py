@@ -32,6 +32,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import stat
 import threading
 import time
 import zlib
@@ -171,8 +172,10 @@ def _check_file(path: str | os.PathLike[str]) -> Path:
         raise errors.MediaNotFoundError(str(p), "no such file") from None
     except OSError as e:  # symlink loops, permissions on a parent folder, ...
         raise errors.NotMediaError(str(p), f"cannot stat: {e.strerror or e}") from None
-    if p.is_dir():
+    if stat.S_ISDIR(st.st_mode):
         raise errors.NotMediaError(str(p), "is a directory, not a media file")
+    if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block the demuxer forever
+        raise errors.NotMediaError(str(p), "is not a regular file (FIFO, socket or device)")
     if st.st_size == 0:
         raise errors.EmptyMediaError(str(p), "file is empty (0 bytes)")
     if not os.access(p, os.R_OK):
@@ -572,6 +575,10 @@ def read_frames(
     for this kind of file; naming a backend that is refused for it raises BackendRefusedError.
     """
     p = _check_file(path)
+    if info is not None:
+        st = p.stat()
+        if (st.st_size, st.st_mtime_ns) != (info.size_bytes, info.mtime_ns):
+            info = None  # the file changed since that probe: its index no longer applies
     if info is None:
         info = probe(p, timeout_s=timeout_s)
     idx = _as_indices(indices, p, info)
