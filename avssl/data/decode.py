@@ -183,6 +183,43 @@ def _check_file(path: str | os.PathLike[str]) -> Path:
     return p
 
 
+_ISO_BOXES = {b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"styp", b"pdin", b"uuid"}
+
+
+def _truncation(p: Path, size: int) -> str | None:
+    """The container's own size fields against the file's size (None when they agree).
+
+    Decoders stop quietly at a cut: an AVI cut mid-stream decodes its first half without an
+    error. AVI/WAV declare the RIFF size in their first bytes and MP4/MOV declare every
+    top-level box's size, so a cut is visible before decoding.
+    """
+    with open(p, "rb") as f:
+        head = f.read(12)
+        if head[:4] == b"RIFF" and head[8:12] in (b"AVI ", b"WAVE"):
+            declared = int.from_bytes(head[4:8], "little") + 8
+            if declared > 8 and declared > size + 1:  # +1: RIFF pads to even sizes
+                return f"RIFF header declares {declared} bytes but the file has {size}"
+            return None
+        if head[4:8] not in _ISO_BOXES:
+            return None
+        pos = 0
+        while pos + 8 <= size:
+            f.seek(pos)
+            box = f.read(16)
+            box_size, kind = int.from_bytes(box[:4], "big"), box[4:8]
+            if box_size == 1 and len(box) == 16:
+                box_size = int.from_bytes(box[8:16], "big")
+            elif box_size == 0:  # extends to the end of the file
+                return None
+            if box_size < 8:
+                return f"box at byte {pos} has an invalid size {box_size}"
+            if pos + box_size > size:
+                name = kind.decode("latin-1")
+                return f"box '{name}' at byte {pos} declares {box_size} bytes, file ends at {size}"
+            pos += box_size
+    return None
+
+
 def _open(path: Path) -> av.container.InputContainer:
     try:
         return av.open(str(path), mode="r", metadata_errors="ignore")
@@ -261,6 +298,9 @@ def probe(
 
 def _probe_uncached(p: Path, st: os.stat_result, *, timeout_s: float, strict: bool) -> VideoInfo:
     deadline = time.monotonic() + timeout_s
+    cut = _truncation(p, st.st_size)
+    if cut and strict:
+        raise errors.TruncatedMediaError(str(p), f"truncated: {cut}")
     with _open(p) as c:
         vs = _video_stream(c, p)
         astreams = list(c.streams.audio)
