@@ -54,7 +54,7 @@ class VideoInfo:
     container: str  # demuxer name, e.g. "avi", "mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm"
     codec: str  # video codec name, e.g. "mpeg4", "h264", "vp8"
     codec_tag: str  # fourcc where the container has one ("XVID", "avc1"), else ""
-    width: int
+    width: int  # as displayed (after rotation)
     height: int
     fps: float  # average frame rate: (num_frames - 1) / (last pts - first pts) when pts are usable
     num_frames: int
@@ -71,6 +71,8 @@ class VideoInfo:
     video_stream_index: int
     seek_check: str  # "full": every frame after every seek point matched the sequential decode
     audio: tuple[AudioStreamInfo, ...] = field(default_factory=tuple)
+    rotation: int = 0  # display rotation, degrees counter-clockwise; frames are returned turned
+    num_video_streams: int = 1  # avssl reads the first (video_stream_index)
 
     @property
     def has_audio(self) -> bool:

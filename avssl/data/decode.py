@@ -120,19 +120,25 @@ _REFUSALS: tuple[tuple[str, Any, str], ...] = (
     ),
     (
         "decord",
-        lambda i: i.packed_b_frames,
-        "decord 0.6 returns wrong frames on packed B-frame AVI (real UCF-101 files)",
+        lambda i: i.b_frames and i.codec == "mpeg4",
+        "decord 0.6 returns wrong frames on MPEG-4 Part 2 (Xvid/DivX) AVI with B-frames, packed "
+        "(real UCF-101 files) or not",
     ),
     (
-        "opencv",
-        lambda i: i.b_frames and i.codec == "mpeg4",
-        "OpenCV's frame seek (CAP_PROP_POS_FRAMES) is timestamp-based and lands on the wrong "
-        "frame in MPEG-4 Part 2 AVI with B-frames",
+        "decord",
+        lambda i: i.num_video_streams > 1,
+        "decord reads the 'best' video stream, not the first one that avssl reads",
     ),
     (
         "decord",
         lambda i: i.vfr,
         "decord assumes a constant frame rate and maps indices to the wrong frames on VFR video",
+    ),
+    (
+        "opencv",
+        lambda i: i.vfr,
+        "OpenCV's frame seek (CAP_PROP_POS_FRAMES) converts the index to a time at the average "
+        "rate and lands on the wrong frame in VFR video",
     ),
 )
 
@@ -313,6 +319,7 @@ def _probe_uncached(p: Path, st: os.stat_result, *, timeout_s: float, strict: bo
         prints: list[int] = []  # per-frame luma checksums of this sequential decode
         audio_acc = {s.index: _AudioStats() for s in astreams}
         decode_errors: list[str] = []
+        rotation = 0
         try:
             for pk in c.demux(vs, *astreams):
                 _check_deadline(deadline, p, "probe")
@@ -334,6 +341,8 @@ def _probe_uncached(p: Path, st: os.stat_result, *, timeout_s: float, strict: bo
                     decode_errors.append(f"frame {len(pts)}: {e}")
                     continue
                 for f in frames:
+                    if not pts:
+                        rotation = round(float(getattr(f, "rotation", 0) or 0) / 90) * 90 % 360
                     if f.key_frame:
                         keyframes.append(len(pts))
                     prints.append(_fingerprint(f))
@@ -358,8 +367,12 @@ def _probe_uncached(p: Path, st: os.stat_result, *, timeout_s: float, strict: bo
         num_frames = len(pts)
         header_frames = int(vs.frames or 0)
         known = [t for t in pts if t is not None]
-        pts_ok = len(known) == num_frames and all(
-            b > a for a, b in zip(known, known[1:], strict=False)
+        # AVI has no presentation times: FFmpeg hands out packet counters, which are off by
+        # the B-frame delay (plain B-frames) or out of order (packed). Time = index / fps there.
+        pts_ok = (
+            c.format.name != "avi"
+            and len(known) == num_frames
+            and all(b > a for a, b in zip(known, known[1:], strict=False))
         )
         rate = vs.average_rate or vs.guessed_rate or vs.base_rate
         if pts_ok and num_frames > 1:
@@ -389,8 +402,8 @@ def _probe_uncached(p: Path, st: os.stat_result, *, timeout_s: float, strict: bo
             container=c.format.name,
             codec=vs.codec_context.name,
             codec_tag=_fourcc(vs),
-            width=vs.codec_context.width,
-            height=vs.codec_context.height,
+            width=vs.codec_context.height if rotation in (90, 270) else vs.codec_context.width,
+            height=vs.codec_context.width if rotation in (90, 270) else vs.codec_context.height,
             fps=fps,
             num_frames=num_frames,
             header_num_frames=header_frames,
@@ -406,6 +419,8 @@ def _probe_uncached(p: Path, st: os.stat_result, *, timeout_s: float, strict: bo
             video_stream_index=vs.index,
             seek_check="full",
             audio=audio,
+            rotation=rotation,
+            num_video_streams=len(c.streams.video),
         )
 
 
@@ -680,7 +695,7 @@ def _resize(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 _LOCAL = threading.local()
 
 
-def _to_rgb(f: av.VideoFrame) -> np.ndarray:
+def _to_rgb(f: av.VideoFrame, rotation: int = 0) -> np.ndarray:
     """RGB24 with swscale's default flags (FAST_BILINEAR changes pixels on yuv444p sources).
 
     One reformatter per thread: ``frame.to_ndarray(format=...)`` builds a new swscale context
@@ -689,7 +704,12 @@ def _to_rgb(f: av.VideoFrame) -> np.ndarray:
     r = getattr(_LOCAL, "reformatter", None)
     if r is None:
         r = _LOCAL.reformatter = av.video.reformatter.VideoReformatter()
-    return r.reformat(f, format="rgb24").to_ndarray()
+    rgb = r.reformat(f, format="rgb24").to_ndarray()
+    if rotation % 360:
+        # The display matrix rotates counter-clockwise by `rotation` degrees; players (and
+        # decord, OpenCV, torchcodec) show the turned picture, so do we.
+        rgb = np.ascontiguousarray(np.rot90(rgb, k=(rotation // 90) % 4))
+    return rgb
 
 
 def _plan(info: VideoInfo, wanted: list[int]) -> list[tuple[SeekPoint | None, list[int]]]:
@@ -737,7 +757,7 @@ def _read_pyav_plan(
             nxt = next(need)
             for i, f in _decode_from(c, vs, p, sp, deadline, packed=info.packed_b_frames):
                 if i == nxt:
-                    out[i] = _to_rgb(f)
+                    out[i] = _to_rgb(f, info.rotation)
                     nxt = next(need, -1)
                     if nxt < 0:
                         break
@@ -786,7 +806,13 @@ def _read_opencv(p: Path, info: VideoInfo, wanted: list[int]) -> dict[int, np.nd
 
 def _read_torchcodec(p: Path, info: VideoInfo, wanted: list[int]) -> dict[int, np.ndarray]:
     decoder_cls = _backend_module("torchcodec", p)
-    dec = decoder_cls(str(p), seek_mode="exact", num_ffmpeg_threads=1, dimension_order="NHWC")
+    dec = decoder_cls(
+        str(p),
+        stream_index=info.video_stream_index,
+        seek_mode="exact",
+        num_ffmpeg_threads=1,
+        dimension_order="NHWC",
+    )
     batch = dec.get_frames_at(wanted).data.numpy()
     return {i: batch[j] for j, i in enumerate(wanted)}
 
@@ -807,6 +833,7 @@ def _backend_module(name: str, p: Path) -> Any:
 # --------------------------------------------------------------------------------------------
 # read_audio
 # --------------------------------------------------------------------------------------------
+_COARSE_SEEK_S = 120.0  # see _decode_audio_span
 _RESAMPLE_MARGIN_S = 0.05  # > the resampling filter's half-width at any rate >= 1 kHz
 
 
@@ -828,7 +855,9 @@ def read_audio(
     ``sample_rate``; a window read alone equals the same samples cut from a longer read.
     ``mono`` mixes channels by their mean. Parts of the window before the stream starts or after
     it ends are zeros (``out_of_range="pad"``) or raise ``AudioRangeError`` (``"error"``).
-    ``stream`` picks an audio stream by container index (default: the first).
+    ``stream`` picks an audio stream by container index (default: the first). In containers
+    whose timestamps are coarser than a sample (Matroska/WebM: 1 ms), windows starting after
+    120 s are placed to within one such tick; everywhere else placement is exact.
     """
     if sample_rate <= 0:
         raise ValueError(f"{path}: sample_rate must be positive, got {sample_rate}")
@@ -900,12 +929,17 @@ def _decode_audio_span(
     first_s: float | None = None
     end_s = 0.0
     t0 = s0 / sr
-    seeked = t0 > 2.0
     atb = a.time_base or Fraction(1, sr)
+    tick = math.ceil(sr * float(atb)) + 1  # one time-base tick, in samples
+    # Seeking costs exactness where stamps are coarser than a sample (Matroska: 1 ms), since
+    # the first frame after a seek can only be placed by its rounded stamp; decoding from the
+    # start places every frame exactly. So: seek only into long files, and with coarse stamps
+    # only past _COARSE_SEEK_S, where an error of at most one tick is accepted.
+    seeked = t0 > 2.0 and (tick <= 2 or t0 > _COARSE_SEEK_S)
     lo_s = float((a.start_time or 0) * atb)
-    if seeked:  # long files: seek near the window; short ones are decoded from the start
+    if seeked:
         c.seek(int((t0 - 1.0) / atb), stream=a, backward=True, any_frame=False)
-    running = None  # sample counter for streams without timestamps
+    running: int | None = None  # where the next frame starts if the stream has no gap
     for pk in c.demux(a):
         _check_deadline(deadline, p, "read_audio")
         try:
@@ -914,11 +948,15 @@ def _decode_audio_span(
             continue  # a damaged packet leaves zeros, like a gap in the stream
         for f in frames:
             x = _audio_to_float(f)
-            if f.pts is not None:
-                start = round(float(f.pts * (f.time_base or atb)) * sr)
+            if f.pts is None:
+                start = 0 if running is None else running
             else:
-                running = 0 if running is None else running
-                start = running
+                start = round(float(f.pts * (f.time_base or atb)) * sr)
+                # Matroska stores times in whole milliseconds: an Opus frame of 648 samples
+                # is stamped 14 ms = 672 samples. Frames follow each other back to back unless
+                # the stamp jumps by more than one tick (a real gap).
+                if running is not None and abs(start - running) <= tick:
+                    start = running
             running = start + x.shape[1]
             if first_s is None:
                 first_s = start / sr

@@ -117,11 +117,7 @@ def write_video(
         container_options: muxer options, e.g. ``{"movflags": "+faststart"}`` (moov first).
     """
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in _FORMATS:
-        raise ValueError(
-            f"{path}: unknown container suffix {suffix!r}; use one of {sorted(_FORMATS)}"
-        )
+    suffix = _suffix(path)
     encoder = _VIDEO_ENCODERS.get(codec, codec)
     if packed_b_frames:
         if encoder != "mpeg4" or suffix != ".avi":
@@ -130,8 +126,16 @@ def write_video(
             )
         if max_b_frames < 1:
             raise ValueError(f"{path}: packed_b_frames needs max_b_frames >= 1, got {max_b_frames}")
-    if pts_s is not None and suffix == ".avi":
-        raise ValueError(f"{path}: AVI cannot store variable frame rate (pts_s given)")
+    if pts_s is not None:
+        if suffix == ".avi":
+            raise ValueError(f"{path}: AVI cannot store variable frame rate (pts_s given)")
+        steps = np.diff(np.asarray(pts_s, np.float64))
+        if steps.size and steps.min() <= 0:
+            k = int(np.argmin(steps))
+            raise ValueError(
+                f"{path}: pts_s must increase strictly; pts_s[{k + 1}]={pts_s[k + 1]} "
+                f"after pts_s[{k}]={pts_s[k]}"
+            )
     if gop < 1 or max_b_frames < 0:
         raise ValueError(f"{path}: bad gop={gop} or max_b_frames={max_b_frames}")
     rate = _as_fraction(fps)
