@@ -281,6 +281,7 @@ class _Writer:
         self.audio_data: np.ndarray | None = None
         self.audio_pos = 0
         self.sample_rate = 0
+        self.reformatter = av.video.reformatter.VideoReformatter()
 
     def add_video(
         self,
@@ -374,7 +375,9 @@ class _Writer:
     def write_frame(self, rgb: np.ndarray, index: int, t_s: float) -> None:
         assert self.video is not None
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-        frame = frame.reformat(format=self.video.pix_fmt)
+        # One swscale context for the whole file: frame.reformat() builds a new one per frame,
+        # which costs more than the conversion on small frames (synth: 1.5 ms vs 0.1 ms).
+        frame = self.reformatter.reformat(frame, format=self.video.pix_fmt)
         frame.pts = round(t_s / self.time_base) if self.vfr else index
         frame.time_base = self.time_base
         self._mux_video(self.video.encode(frame))
