@@ -130,11 +130,6 @@ _REFUSALS: tuple[tuple[str, Any, str], ...] = (
         "decord reads the 'best' video stream, not the first one that avssl reads",
     ),
     (
-        "decord",
-        lambda i: i.vfr,
-        "decord assumes a constant frame rate and maps indices to the wrong frames on VFR video",
-    ),
-    (
         "opencv",
         lambda i: i.vfr,
         "OpenCV's frame seek (CAP_PROP_POS_FRAMES) converts the index to a time at the average "
