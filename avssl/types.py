@@ -97,7 +97,12 @@ class VideoInfo:
 
 @dataclass
 class Clip:
-    """Frames of one video: ``data`` uint8 ``(T, C, H, W)`` RGB, in the order asked for."""
+    """Frames of one video: ``data`` uint8 ``(T, C, H, W)`` RGB, in the order asked for.
+
+    ``data`` is in channels_last memory format (its strides are those of ``(T, H, W, C)``),
+    as decoders produce it and as convolutions on the GPU prefer it; call ``.contiguous()``
+    where a consumer needs the default strides.
+    """
 
     data: torch.Tensor
     pts_s: torch.Tensor  # float64 (T,)

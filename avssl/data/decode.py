@@ -480,7 +480,7 @@ def _reproduces(
     try:
         with _open(p) as c:
             vs = _video_stream(c, p)
-            for i, f in _decode_from(c, vs, p, sp, deadline, packed=packed, check_pos=True):
+            for i, f in _decode_from(c, vs, p, sp, deadline, prime=packed, check_pos=True):
                 if i >= end or _fingerprint(f) != prints[i]:
                     break
                 nxt = i + 1
@@ -511,7 +511,7 @@ def _decode_from(
     sp: SeekPoint | None,
     deadline: float,
     *,
-    packed: bool = False,
+    prime: bool = False,
     check_pos: bool = False,
 ) -> Iterator[tuple[int, av.VideoFrame]]:
     """Yield (display index, frame) from a seek point (or from the start of a fresh file).
@@ -523,7 +523,7 @@ def _decode_from(
     started = sp is None
     idx = 0 if sp is None else sp.frame_index
     if sp is not None:
-        if packed:
+        if prime:  # only on a fresh file: _prime reads the first packet from where it stands
             _prime(c, vs)
         c.seek(sp.ts, stream=vs, backward=True, any_frame=False)
     first_packet = True
@@ -652,7 +652,9 @@ def read_frames(
     out = np.empty((len(idx), h, w, 3), np.uint8)
     for j, i in enumerate(idx):
         out[j] = frames[i] if size is None else _resize(frames[i], size)
-    data = torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+    # (T, C, H, W) in channels_last memory: no transposing copy (which cost more than the
+    # colour conversion). .contiguous() gives the NCHW-strided layout where needed.
+    data = torch.from_numpy(out).permute(0, 3, 1, 2)
     pts = torch.tensor([info.pts_s[i] for i in idx], dtype=torch.float64)
     return Clip(data=data, pts_s=pts, indices=torch.tensor(idx, dtype=torch.int64), backend=name)
 
@@ -745,12 +747,21 @@ def _read_pyav_plan(
     p: Path, info: VideoInfo, runs: list[tuple[SeekPoint | None, list[int]]], deadline: float
 ) -> dict[int, np.ndarray]:
     out: dict[int, np.ndarray] = {}
-    with _open(p) as c:
-        vs = _video_stream(c, p)
+    h = _handle(p, info)
+    try:
         for sp, run in runs:
+            if sp is None and not h.fresh:
+                # Decoding "from the start" needs a fresh file or a seek point at frame 0.
+                sp0 = info.seek_points[0] if info.seek_points else None
+                if sp0 is not None and sp0.frame_index == 0:
+                    sp = sp0
+                else:
+                    h = _handle(p, info, reopen=True)
+            prime = info.packed_b_frames and h.fresh and sp is not None
+            h.fresh = False
             need = iter(run)
             nxt = next(need)
-            for i, f in _decode_from(c, vs, p, sp, deadline, packed=info.packed_b_frames):
+            for i, f in _decode_from(h.c, h.vs, p, sp, deadline, prime=prime):
                 if i == nxt:
                     out[i] = _to_rgb(f, info.rotation)
                     nxt = next(need, -1)
@@ -760,7 +771,54 @@ def _read_pyav_plan(
                 raise errors.CorruptMediaError(
                     str(p), f"decoding stopped before frame {nxt} (probe counted {info.num_frames})"
                 )
+    except BaseException:
+        _drop_handle(p, info)  # its state is unknown now
+        raise
     return out
+
+
+# Open files kept per thread (and per process: a forked data-loader worker starts with none).
+# Opening costs 0.3-1 ms (more for MP4 with a large index), as much as decoding a dozen small
+# frames, so random reads of the same files reuse them. Each is closed when evicted.
+_OPEN_FILES_PER_THREAD = 4
+
+
+@dataclass
+class _Handle:
+    c: av.container.InputContainer
+    vs: av.video.stream.VideoStream
+    fresh: bool = True  # nothing read since it was opened
+
+
+def _handles() -> OrderedDict[tuple[str, int, int], _Handle]:
+    if getattr(_LOCAL, "pid", None) != os.getpid():
+        _LOCAL.pid = os.getpid()
+        _LOCAL.handles = OrderedDict()
+    handles: OrderedDict[tuple[str, int, int], _Handle] = _LOCAL.handles
+    return handles
+
+
+def _handle(p: Path, info: VideoInfo, *, reopen: bool = False) -> _Handle:
+    handles = _handles()
+    key = (info.path, info.size_bytes, info.mtime_ns)
+    h = handles.get(key)
+    if h is not None and not reopen:
+        handles.move_to_end(key)
+        return h
+    if h is not None:
+        _drop_handle(p, info)
+    c = _open(p)
+    h = _Handle(c=c, vs=_video_stream(c, p))
+    handles[key] = h
+    while len(handles) > _OPEN_FILES_PER_THREAD:
+        handles.popitem(last=False)[1].c.close()
+    return h
+
+
+def _drop_handle(p: Path, info: VideoInfo) -> None:
+    h = _handles().pop((info.path, info.size_bytes, info.mtime_ns), None)
+    if h is not None:
+        h.c.close()
 
 
 # --------------------------------------------------------------------------------------------
@@ -967,6 +1025,9 @@ def _decode_audio_span(
 
 
 def clear_caches() -> None:
-    """Forget cached probe results (e.g. after files changed in place with the same mtime)."""
+    """Forget cached probe results and close this thread's open files."""
     with _PROBE_LOCK:
         _PROBE_CACHE.clear()
+    handles = _handles()
+    while handles:
+        handles.popitem()[1].c.close()
