@@ -887,6 +887,9 @@ def _backend_module(name: str, p: Path) -> Any:
 # read_audio
 # --------------------------------------------------------------------------------------------
 _COARSE_SEEK_S = 120.0  # see _decode_audio_span
+# Audio decoded before a window after a seek: AAC and Vorbis overlap-add one frame (<= 2048
+# samples), MP3's bit reservoir reaches back a few frames; 0.25 s covers them at any rate.
+_AUDIO_PREROLL_S = 0.25
 _RESAMPLE_MARGIN_S = 0.05  # > the resampling filter's half-width at any rate >= 1 kHz
 
 
@@ -988,10 +991,10 @@ def _decode_audio_span(
     # the first frame after a seek can only be placed by its rounded stamp; decoding from the
     # start places every frame exactly. So: seek only into long files, and with coarse stamps
     # only past _COARSE_SEEK_S, where an error of at most one tick is accepted.
-    seeked = t0 > 2.0 and (tick <= 2 or t0 > _COARSE_SEEK_S)
+    seeked = t0 > 2 * _AUDIO_PREROLL_S and (tick <= 2 or t0 > _COARSE_SEEK_S)
     lo_s = float((a.start_time or 0) * atb)
-    if seeked:
-        c.seek(int((t0 - 1.0) / atb), stream=a, backward=True, any_frame=False)
+    if seeked:  # decode from a little before: AAC/MP3 frames overlap their predecessors
+        c.seek(int((t0 - _AUDIO_PREROLL_S) / atb), stream=a, backward=True, any_frame=False)
     running: int | None = None  # where the next frame starts if the stream has no gap
     for pk in c.demux(a):
         _check_deadline(deadline, p, "read_audio")
