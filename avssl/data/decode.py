@@ -642,16 +642,26 @@ def read_frames(
             raise errors.BackendRefusedError(str(p), f"backend {backend!r} refused: {reason}")
         name = backend
     wanted = sorted(set(idx))
-    if not wanted:
-        frames: dict[int, np.ndarray] = {}
-    elif name == "pyav":
-        frames = _read_pyav(p, info, wanted, time.monotonic() + timeout_s)
-    else:
-        frames = _OTHER_READERS[name](p, info, wanted)
     h, w = (info.height, info.width) if size is None else size
-    out = np.empty((len(idx), h, w, 3), np.uint8)
-    for j, i in enumerate(idx):
-        out[j] = frames[i] if size is None else _resize(frames[i], size)
+    if name == "pyav" and size is None:
+        # Convert each wanted frame straight into its slot: one copy per frame. When the
+        # request is already sorted and unique (sequential clips, sorted tuples) that buffer
+        # is the result.
+        buf = np.empty((len(wanted), h, w, 3), np.uint8)
+        _read_pyav(p, info, wanted, time.monotonic() + timeout_s, buf)
+        if idx == wanted:
+            out = buf
+        else:
+            slot = {i: k for k, i in enumerate(wanted)}
+            out = buf[[slot[i] for i in idx]]
+    else:
+        if name == "pyav":
+            frames = _read_pyav(p, info, wanted, time.monotonic() + timeout_s, None)
+        else:
+            frames = _OTHER_READERS[name](p, info, wanted) if wanted else {}
+        out = np.empty((len(idx), h, w, 3), np.uint8)
+        for j, i in enumerate(idx):
+            out[j] = frames[i] if size is None else _resize(frames[i], size)
     # (T, C, H, W) in channels_last memory: no transposing copy (which cost more than the
     # colour conversion). .contiguous() gives the NCHW-strided layout where needed.
     data = torch.from_numpy(out).permute(0, 3, 1, 2)
@@ -692,21 +702,28 @@ def _resize(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 _LOCAL = threading.local()
 
 
-def _to_rgb(f: av.VideoFrame, rotation: int = 0) -> np.ndarray:
+def _to_rgb(f: av.VideoFrame, rotation: int = 0, out: np.ndarray | None = None) -> np.ndarray:
     """RGB24 with swscale's default flags (FAST_BILINEAR changes pixels on yuv444p sources).
 
     One reformatter per thread: ``frame.to_ndarray(format=...)`` builds a new swscale context
-    for every frame, which costs more than the conversion itself on small frames.
+    for every frame, which costs more than the conversion itself on small frames. The picture
+    is read straight from the converted frame's buffer into ``out`` when given.
     """
     r = getattr(_LOCAL, "reformatter", None)
     if r is None:
         r = _LOCAL.reformatter = av.video.reformatter.VideoReformatter()
-    rgb = r.reformat(f, format="rgb24").to_ndarray()
+    conv = r.reformat(f, format="rgb24")
+    plane = conv.planes[0]
+    rows = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)
+    rgb: np.ndarray = rows[: conv.height, : conv.width * 3].reshape(conv.height, conv.width, 3)
     if rotation % 360:
         # The display matrix rotates counter-clockwise by `rotation` degrees; players (and
         # decord, OpenCV, torchcodec) show the turned picture, so do we.
-        rgb = np.ascontiguousarray(np.rot90(rgb, k=(rotation // 90) % 4))
-    return rgb
+        rgb = np.rot90(rgb, k=(rotation // 90) % 4)
+    if out is None:
+        return np.array(rgb)  # a copy: the converted frame's buffer is reused by swscale
+    out[...] = rgb
+    return out
 
 
 def _plan(info: VideoInfo, wanted: list[int]) -> list[tuple[SeekPoint | None, list[int]]]:
@@ -733,18 +750,24 @@ def _plan(info: VideoInfo, wanted: list[int]) -> list[tuple[SeekPoint | None, li
 
 
 def _read_pyav(
-    p: Path, info: VideoInfo, wanted: list[int], deadline: float
+    p: Path, info: VideoInfo, wanted: list[int], deadline: float, buf: np.ndarray | None
 ) -> dict[int, np.ndarray]:
+    """Frames ``wanted`` (sorted, unique); written into ``buf[k]`` for ``wanted[k]`` if given."""
+    slots = None if buf is None else {i: buf[k] for k, i in enumerate(wanted)}
     try:
-        return _read_pyav_plan(p, info, _plan(info, wanted), deadline)
+        return _read_pyav_plan(p, info, _plan(info, wanted), deadline, slots)
     except _SeekMismatch:
         # The file changed behaviour since probe (or a decoder is not deterministic): never
         # return a guessed frame; decode from the start instead.
-        return _read_pyav_plan(p, info, [(None, wanted)], deadline)
+        return _read_pyav_plan(p, info, [(None, wanted)], deadline, slots)
 
 
 def _read_pyav_plan(
-    p: Path, info: VideoInfo, runs: list[tuple[SeekPoint | None, list[int]]], deadline: float
+    p: Path,
+    info: VideoInfo,
+    runs: list[tuple[SeekPoint | None, list[int]]],
+    deadline: float,
+    slots: dict[int, np.ndarray] | None,
 ) -> dict[int, np.ndarray]:
     out: dict[int, np.ndarray] = {}
     h = _handle(p, info)
@@ -763,7 +786,7 @@ def _read_pyav_plan(
             nxt = next(need)
             for i, f in _decode_from(h.c, h.vs, p, sp, deadline, prime=prime):
                 if i == nxt:
-                    out[i] = _to_rgb(f, info.rotation)
+                    out[i] = _to_rgb(f, info.rotation, None if slots is None else slots[i])
                     nxt = next(need, -1)
                     if nxt < 0:
                         break
