@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 from media import MediaFile
 
 from avssl import errors
-from avssl.data.decode import probe, read_audio, read_frames
+from avssl.data.decode import clear_caches, probe, read_audio, read_frames
 
 
 def assert_names(e: pytest.ExceptionInfo[BaseException], path: Path, *values: object) -> None:
@@ -247,3 +248,29 @@ def test_read_audio_bad_arguments(media: dict[str, MediaFile]) -> None:
     with pytest.raises(ValueError) as e:
         read_audio(p, 0.0, -1.0, sample_rate=16000)
     assert_names(e, p, -1.0)
+
+
+# --------------------------------------------------------------------------------------------
+# No hang
+# --------------------------------------------------------------------------------------------
+def test_decode_time_is_bounded(media: dict[str, MediaFile]) -> None:
+    """A decode that runs past its limit raises instead of hanging a data-loader worker."""
+    p = media["h264_gop30.mp4"].path
+    clear_caches()
+    with pytest.raises(errors.DecodeTimeoutError) as e:
+        probe(p, timeout_s=0.0)
+    assert_names(e, p)
+    info = probe(p)
+    with pytest.raises(errors.DecodeTimeoutError) as e:
+        read_frames(p, [info.num_frames - 1], info=info, timeout_s=0.0)
+    assert_names(e, p)
+    assert read_frames(p, [info.num_frames - 1], info=info).data.shape[0] == 1
+
+
+def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    """Opening a FIFO would block the demuxer forever: refuse it before opening."""
+    p = tmp_path / "pipe.mp4"
+    os.mkfifo(p)
+    with pytest.raises(errors.NotMediaError) as e:
+        probe(p)
+    assert_names(e, p, "regular file")
