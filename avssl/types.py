@@ -73,6 +73,9 @@ class VideoInfo:
     audio: tuple[AudioStreamInfo, ...] = field(default_factory=tuple)
     rotation: int = 0  # display rotation, degrees counter-clockwise; frames are returned turned
     num_video_streams: int = 1  # avssl reads the first (video_stream_index)
+    # Packed-B MPEG-4 only: the stream's header bytes (VOL + DivX user data), fed to a fresh
+    # decoder before a seek so that it knows the stream is packed.
+    prime_headers: bytes = b""
 
     @property
     def has_audio(self) -> bool:

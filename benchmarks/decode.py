@@ -901,7 +901,8 @@ def profile_file(path: Path, info: VideoInfo, bound: dict[str, Any], quick: bool
                 lambda: c.seek(sp.ts, stream=vs, backward=True, any_frame=False), reps, 10
             )
             if info.packed_b_frames:
-                out["prime_us"] = _median_us(lambda: decode._prime(c, vs), reps, 5)
+                headers = info.prime_headers
+                out["prime_us"] = _median_us(lambda: decode._prime(vs, headers), reps, 5)
 
     # A whole read_frames call for one keyframe (open + seek + decode 1 + RGB + assembly).
     first = info.seek_points[-1].frame_index if info.seek_points else 0

@@ -321,6 +321,7 @@ def _probe_uncached(p: Path, st: os.stat_result, *, timeout_s: float, strict: bo
         audio_acc = {s.index: _AudioStats() for s in astreams}
         decode_errors: list[str] = []
         rotation = 0
+        headers = b""
         try:
             for pk in c.demux(vs, *astreams):
                 _check_deadline(deadline, p, "probe")
@@ -334,8 +335,11 @@ def _probe_uncached(p: Path, st: os.stat_result, *, timeout_s: float, strict: bo
                     if pk.is_keyframe:
                         pos = pk.pos if pk.pos is not None else -1
                         key_packets.append(_KeyPacket(pk.pts, pk.dts, pos))
-                    if vs.codec_context.name == "mpeg4" and bytes(pk).count(_MPEG4_VOP) > 1:
-                        packed = True
+                    if vs.codec_context.name == "mpeg4":
+                        data = bytes(pk)
+                        packed = packed or data.count(_MPEG4_VOP) > 1
+                        if n_packets == 1:  # VOS/VOL headers and user data before the 1st VOP
+                            headers = data[: max(data.find(_MPEG4_VOP), 0)]
                 try:
                     frames = cast(list[av.VideoFrame], pk.decode())
                 except av.error.FFmpegError as e:
@@ -390,7 +394,8 @@ def _probe_uncached(p: Path, st: os.stat_result, *, timeout_s: float, strict: bo
             pts_s = tuple(i / fps for i in range(num_frames))
             vfr = False
         b_frames = (not pts_ok and _reorders(pts)) or _has_b_frames(vs)
-        seek_points = _verify_seek_points(p, key_packets, keyframes, prints, packed, deadline)
+        prime = headers if packed else b""
+        seek_points = _verify_seek_points(p, key_packets, keyframes, prints, prime, deadline)
         audio = tuple(
             _audio_info(s, audio_acc[s.index]) for s in astreams if audio_acc[s.index].samples > 0
         )
@@ -422,6 +427,7 @@ def _probe_uncached(p: Path, st: os.stat_result, *, timeout_s: float, strict: bo
             audio=audio,
             rotation=rotation,
             num_video_streams=len(c.streams.video),
+            prime_headers=prime,
         )
 
 
@@ -453,7 +459,7 @@ def _verify_seek_points(
     key_packets: list[_KeyPacket],
     keyframes: list[int],
     prints: list[int],
-    packed: bool,
+    prime: bytes,
     deadline: float,
 ) -> tuple[SeekPoint, ...]:
     """Seek to every keyframe packet and keep those that reproduce the sequential decode.
@@ -473,20 +479,20 @@ def _verify_seek_points(
         end = kept[-1].frame_index if kept else len(prints)
         for ts in dict.fromkeys(t for t in (kp.pts, kp.dts) if t is not None):
             sp = SeekPoint(ts=ts, frame_index=idx, packet_pos=kp.pos, fingerprint=prints[idx])
-            if _reproduces(p, sp, end, prints, packed, deadline):
+            if _reproduces(p, sp, end, prints, prime, deadline):
                 kept.append(sp)
                 break
     return tuple(reversed(kept))
 
 
 def _reproduces(
-    p: Path, sp: SeekPoint, end: int, prints: list[int], packed: bool, deadline: float
+    p: Path, sp: SeekPoint, end: int, prints: list[int], prime: bytes, deadline: float
 ) -> bool:
     nxt = sp.frame_index
     try:
         with _open(p) as c:
             vs = _video_stream(c, p)
-            for i, f in _decode_from(c, vs, p, sp, deadline, prime=packed, check_pos=True):
+            for i, f in _decode_from(c, vs, p, sp, deadline, prime=prime, check_pos=True):
                 if i >= end or _fingerprint(f) != prints[i]:
                     break
                 nxt = i + 1
@@ -495,19 +501,18 @@ def _reproduces(
     return nxt >= end
 
 
-def _prime(c: av.container.InputContainer, vs: av.video.stream.VideoStream) -> None:
-    """Decode the stream's first packet so the decoder reads in-band headers before a seek.
+def _prime(vs: av.video.stream.VideoStream, headers: bytes) -> None:
+    """Feed the stream's in-band headers to the decoder before a seek.
 
     Packed B-frame AVI says it is packed only in user data at the start of the stream; a decoder
-    that seeks straight into the middle never learns it and drops frames (measured on Xvid).
+    that seeks straight into the middle never learns it and drops frames (measured on Xvid). The
+    headers alone (no picture) teach it; FFmpeg reports "invalid data" for a packet without a
+    VOP after parsing them, which is expected here.
     """
-    for pk in c.demux(vs):
-        if pk.size:
-            try:
-                pk.decode()
-            except av.error.FFmpegError:
-                pass
-            return
+    try:
+        vs.codec_context.decode(av.Packet(headers))
+    except av.error.FFmpegError:
+        pass
 
 
 def _decode_from(
@@ -517,7 +522,7 @@ def _decode_from(
     sp: SeekPoint | None,
     deadline: float,
     *,
-    prime: bool = False,
+    prime: bytes = b"",
     check_pos: bool = False,
 ) -> Iterator[tuple[int, av.VideoFrame]]:
     """Yield (display index, frame) from a seek point (or from the start of a fresh file).
@@ -529,8 +534,8 @@ def _decode_from(
     started = sp is None
     idx = 0 if sp is None else sp.frame_index
     if sp is not None:
-        if prime:  # only on a fresh file: _prime reads the first packet from where it stands
-            _prime(c, vs)
+        if prime:
+            _prime(vs, prime)
         c.seek(sp.ts, stream=vs, backward=True, any_frame=False)
     first_packet = True
     for pk in c.demux(vs):
@@ -794,7 +799,7 @@ def _read_pyav_plan(
                     sp = sp0
                 else:
                     h = _handle(p, info, reopen=True)
-            prime = info.packed_b_frames and h.fresh and sp is not None
+            prime = info.prime_headers if h.fresh and sp is not None else b""
             h.fresh = False
             need = iter(run)
             nxt = next(need)
