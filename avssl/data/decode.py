@@ -326,7 +326,7 @@ def _probe_uncached(p: Path, st: os.stat_result, *, timeout_s: float, strict: bo
             for pk in c.demux(vs, *astreams):
                 _check_deadline(deadline, p, "probe")
                 if pk.stream.type == "audio":
-                    _audio_stats_add(audio_acc[pk.stream.index], pk, decode_errors)
+                    _audio_stats_add(audio_acc[pk.stream.index], pk)
                     continue
                 if pk.size:
                     n_packets += 1
@@ -574,7 +574,7 @@ class _AudioStats:
     first_s: float | None = None
 
 
-def _audio_stats_add(acc: _AudioStats, pk: av.Packet, errs: list[str]) -> None:
+def _audio_stats_add(acc: _AudioStats, pk: av.Packet) -> None:
     try:
         frames = cast(list[av.AudioFrame], pk.decode())
     except av.error.FFmpegError:
