@@ -69,7 +69,6 @@ class VideoInfo:
     vfr: bool  # frame durations vary by more than 1% of the mean
     duration_s: float
     video_stream_index: int
-    seek_check: str  # "full": every frame after every seek point matched the sequential decode
     audio: tuple[AudioStreamInfo, ...] = field(default_factory=tuple)
     rotation: int = 0  # display rotation, degrees counter-clockwise; frames are returned turned
     num_video_streams: int = 1  # avssl reads the first (video_stream_index)

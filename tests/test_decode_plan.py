@@ -19,7 +19,7 @@ def _info(num_frames: int, keyframes: list[int]) -> VideoInfo:
         width=4, height=4, fps=25.0, num_frames=num_frames, header_num_frames=num_frames,
         num_packets=num_frames, pts_s=tuple(i / 25 for i in range(num_frames)), pts_trusted=True,
         keyframes=tuple(keyframes), seek_points=sps, b_frames=False, packed_b_frames=False,
-        vfr=False, duration_s=num_frames / 25, video_stream_index=0, seek_check="full",
+        vfr=False, duration_s=num_frames / 25, video_stream_index=0,
     )  # fmt: skip
 
 

@@ -270,7 +270,7 @@ class _KeyPacket:
     pos: int
 
 
-_PROBE_CACHE: OrderedDict[tuple[str, int, int], VideoInfo] = OrderedDict()
+_PROBE_CACHE: OrderedDict[tuple[str, int, int, bool], VideoInfo] = OrderedDict()
 _PROBE_CACHE_SIZE = 4096
 _PROBE_LOCK = threading.Lock()
 
@@ -290,7 +290,7 @@ def probe(
     """
     p = _check_file(path)
     st = p.stat()
-    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns, strict)
     with _PROBE_LOCK:
         if key in _PROBE_CACHE:
             _PROBE_CACHE.move_to_end(key)
@@ -423,7 +423,6 @@ def _probe_uncached(p: Path, st: os.stat_result, *, timeout_s: float, strict: bo
             vfr=vfr,
             duration_s=duration,
             video_stream_index=vs.index,
-            seek_check="full",
             audio=audio,
             rotation=rotation,
             num_video_streams=len(c.streams.video),
