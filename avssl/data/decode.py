@@ -931,7 +931,9 @@ _COARSE_SEEK_S = 120.0  # see _decode_audio_span
 # Audio decoded before a window after a seek: AAC and Vorbis overlap-add one frame (<= 2048
 # samples), MP3's bit reservoir reaches back a few frames; 0.25 s covers them at any rate.
 _AUDIO_PREROLL_S = 0.25
-_RESAMPLE_MARGIN_S = 0.05  # > the resampling filter's half-width at any rate >= 1 kHz
+# resample_poly's filter reaches 10 * max(up, down) / up input samples each side (28 for
+# 44.1 -> 16 kHz); 0.05 s is far more than that at any rate >= 1 kHz.
+_RESAMPLE_MARGIN_S = 0.05
 
 
 def read_audio(
