@@ -7,7 +7,8 @@ Times are in seconds (``*_s``), rates in Hz.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 
@@ -75,6 +76,23 @@ class VideoInfo:
     # Packed-B MPEG-4 only: the stream's header bytes (VOL + DivX user data), fed to a fresh
     # decoder before a seek so that it knows the stream is packed.
     prime_headers: bytes = b""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``prime_headers`` as hex) for manifests; see :meth:`from_dict`."""
+        d = asdict(self)
+        d["prime_headers"] = self.prime_headers.hex()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> VideoInfo:
+        """Rebuild a probe result saved by :meth:`to_dict` (e.g. from ``probe.jsonl``)."""
+        d = dict(d)
+        d["pts_s"] = tuple(d["pts_s"])
+        d["keyframes"] = tuple(d["keyframes"])
+        d["seek_points"] = tuple(SeekPoint(**s) for s in d["seek_points"])
+        d["audio"] = tuple(AudioStreamInfo(**a) for a in d.get("audio", ()))
+        d["prime_headers"] = bytes.fromhex(d.get("prime_headers", ""))
+        return cls(**d)
 
     @property
     def has_audio(self) -> bool:
