@@ -10,6 +10,11 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from data_prep.scan import Scan
+    from data_prep.videos import MineConfig
 
 __all__ = ["main", "build_parser"]
 
@@ -139,8 +144,330 @@ def _run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/N such as 0/4, got {text!r}") from None
+    if n < 1 or not 0 <= i < n:
+        raise argparse.ArgumentTypeError(f"shard I/N needs 0 <= I < N, got {text!r}")
+    return i, n
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
+    return value
+
+
+def _add_video_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by 'ucf101' and 'folder': output, workers, mining, transcode, shards."""
+    from data_prep.videos import DEFAULT_FLOOR, MineConfig
+
+    d = MineConfig()
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="OUT",
+        help="output directory for the manifests (created; re-running with the same "
+        "OUT resumes and reuses every finished video)",
+    )
+    p.add_argument(
+        "--workers",
+        type=_positive,
+        default=None,
+        metavar="W",
+        help="worker processes (default: one per CPU core, at most 8); each decodes "
+        "one video at a time on one thread",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=d.seed,
+        help=f"sampling seed (default {d.seed}); a video's samples depend only on "
+        "the seed and its path, not on workers or shards",
+    )
+    g = p.add_argument_group("motion and mining")
+    g.add_argument(
+        "--motion",
+        choices=("flow", "diff"),
+        default=d.motion,
+        help="per-frame motion measure: coarse Farneback optical flow (default, as "
+        "Shuffle & Learn) or frame difference (about 3x faster, fooled more by "
+        "lighting changes)",
+    )
+    g.add_argument(
+        "--motion-width",
+        type=_positive,
+        default=d.motion_width,
+        metavar="PX",
+        help=f"width of the grey frames motion is measured on (default "
+        f"{d.motion_width}); larger is slower and barely changes the windows",
+    )
+    g.add_argument(
+        "--quantile",
+        type=_fraction,
+        default=d.quantile,
+        help=f"a high-motion window lies above this quantile of the video's own "
+        f"smoothed motion (default {d.quantile})",
+    )
+    g.add_argument(
+        "--floor",
+        type=float,
+        default=None,
+        help=f"... and above this absolute motion (default {DEFAULT_FLOOR}), so a "
+        "still video yields no samples",
+    )
+    g.add_argument(
+        "--tuples-per-video",
+        type=int,
+        default=d.tuples_per_video,
+        metavar="N",
+        help=f"Shuffle & Learn tuples per video (default {d.tuples_per_video}: the "
+        "paper's ~900k from UCF-101 split 1)",
+    )
+    g.add_argument(
+        "--positive-ratio",
+        type=_fraction,
+        default=d.positive_ratio,
+        help=f"share of ordered tuples (default {d.positive_ratio}: best in the paper)",
+    )
+    g.add_argument(
+        "--tau-max",
+        type=_positive,
+        default=d.tau_max,
+        metavar="F",
+        help=f"max frames between the first and last frame of a positive (default {d.tau_max})",
+    )
+    g.add_argument(
+        "--tau-min",
+        type=_positive,
+        default=d.tau_min,
+        metavar="F",
+        help=f"min frames between a negative's out-of-order frame and its neighbour "
+        f"(default {d.tau_min})",
+    )
+    g.add_argument(
+        "--questions-per-video",
+        type=int,
+        default=d.questions_per_video,
+        metavar="N",
+        help=f"Odd-One-Out questions per video (default "
+        f"{d.questions_per_video}; {d.o3n_subsequences} subsequences of "
+        f"{d.o3n_length} frames)",
+    )
+    g.add_argument(
+        "--clips-per-video",
+        type=int,
+        default=d.clips_per_video,
+        metavar="N",
+        help=f"arrow-of-time clips per video (default {d.clips_per_video}; "
+        f"{d.arrow_length} frames, half reversed)",
+    )
+    p.add_argument(
+        "--transcode",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also write a training cache in DIR: each video as constant-rate H.264 "
+        "with a keyframe every 8 frames (short side <= 256) plus its audio as mono "
+        "wav; same frame indices, far cheaper random reads (BENCHMARKS.md)",
+    )
+    p.add_argument(
+        "--shard",
+        type=_shard,
+        default=None,
+        metavar="I/N",
+        help="process only shard I of N (0-based), e.g. one per machine; then "
+        "'avssl-prep merge OUT SHARD_DIRS...' writes the manifests",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="per-video decode time limit in seconds (default 600); a video that "
+        "exceeds it is quarantined",
+    )
+
+
+def _mine_config(args: argparse.Namespace) -> MineConfig:
+    from data_prep.videos import MineConfig
+
+    return MineConfig(
+        seed=args.seed,
+        motion=args.motion,
+        motion_width=args.motion_width,
+        quantile=args.quantile,
+        floor=args.floor,
+        tuples_per_video=args.tuples_per_video,
+        positive_ratio=args.positive_ratio,
+        tau_max=args.tau_max,
+        tau_min=args.tau_min,
+        questions_per_video=args.questions_per_video,
+        clips_per_video=args.clips_per_video,
+    )
+
+
+def _run_videos(args: argparse.Namespace, scan: Scan) -> int:
+    from data_prep.videos import prep_videos
+
+    cfg = _mine_config(args)
+    if scan.dataset == "ucf101":
+        print(
+            f"{len(scan.entries)} listed clips found under {scan.root}; "
+            f"{len(scan.missing)} listed but missing (missing.csv), "
+            f"{len(scan.unlisted)} on disk but unlisted (unlisted.csv)",
+            file=sys.stderr,
+        )
+    result = prep_videos(
+        scan,
+        args.out,
+        config=cfg,
+        workers=args.workers,
+        transcode_dir=args.transcode,
+        shard=args.shard,
+        timeout_s=args.timeout,
+    )
+    if args.shard is not None:
+        i, n = args.shard
+        print(
+            f"shard {i}/{n}: {sum(result.counts.get(k, 0) for k in ('processed', 'reused'))} "
+            f"videos done in {result.seconds:.1f} s; when all {n} shards are done run "
+            f"'avssl-prep merge {args.out} SHARD_DIRS...'"
+        )
+    else:
+        print(result.summary())
+    return 0
+
+
+def _add_ucf101(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "ucf101",
+        help="UCF-101 as downloaded -> video manifests and temporal-order pretext samples",
+        description=(
+            "Read UCF-101 in its published layout (ROOT/<Class>/v_<Class>_gXX_cYY.avi) with the "
+            "official ucfTrainTestlist, probe every listed clip (exact frame counts, audio), "
+            "quarantine bad files with a reason (OUT/quarantine.csv) and mine Shuffle & "
+            "Learn tuples, Odd-One-Out questions and arrow-of-time clips from each clip's "
+            "high-motion windows. Pretext samples of split k come only from split k's training "
+            "videos. Writes OUT/videos.jsonl, OUT/probe.jsonl, OUT/splitK/{train,test,"
+            "shuffle_learn,odd_one_out,arrow_of_time}.jsonl and OUT/prep.json "
+            "(docs/manifests.md). Resumes when re-run. About 20 minutes for all 13,320 clips "
+            "on 16 cores (BENCHMARKS.md)."
+        ),
+    )
+    p.add_argument(
+        "root",
+        type=Path,
+        metavar="ROOT",
+        help="the UCF-101 folder (holding the 101 class folders), or its parent",
+    )
+    p.add_argument(
+        "--splits",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="the official ucfTrainTestlist folder (classInd.txt, trainlist0N.txt, testlist0N.txt)",
+    )
+    p.add_argument(
+        "--split",
+        choices=("1", "2", "3", "all"),
+        default="1",
+        help="which split's pretext manifests to write (default 1, as the papers "
+        "report); every listed clip is probed whatever the choice",
+    )
+    _add_video_options(p)
+    p.set_defaults(func=_run_ucf101)
+
+
+def _run_ucf101(args: argparse.Namespace) -> int:
+    from data_prep.scan import scan_ucf101
+
+    try:
+        scan = scan_ucf101(args.root, args.splits, args.split)
+    except (OSError, ValueError) as e:
+        print(f"avssl-prep ucf101: {e}", file=sys.stderr)
+        return 2
+    return _run_videos(args, scan)
+
+
+def _add_folder(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "folder",
+        help="any folder of videos -> video manifest and temporal-order pretext samples",
+        description=(
+            "Probe every video under ROOT (recursively; the class of a video is its first "
+            "sub-folder, if any), quarantine bad files with a reason (OUT/quarantine.csv) and "
+            "mine Shuffle & Learn tuples, Odd-One-Out questions and arrow-of-time clips from "
+            "high-motion windows. Writes OUT/videos.jsonl, OUT/probe.jsonl, "
+            "OUT/{shuffle_learn,odd_one_out,arrow_of_time}.jsonl and OUT/prep.json "
+            "(docs/manifests.md). Resumes when re-run."
+        ),
+    )
+    p.add_argument("root", type=Path, metavar="ROOT", help="a folder of videos")
+    _add_video_options(p)
+    p.set_defaults(func=_run_folder)
+
+
+def _run_folder(args: argparse.Namespace) -> int:
+    from data_prep.scan import scan_folder
+
+    try:
+        scan = scan_folder(args.root)
+    except OSError as e:
+        print(f"avssl-prep folder: {e}", file=sys.stderr)
+        return 2
+    if not scan.entries:
+        print(f"avssl-prep folder: no video files under {args.root}", file=sys.stderr)
+        return 2
+    return _run_videos(args, scan)
+
+
+def _add_merge(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "merge",
+        help="combine the shards of a sharded ucf101/folder run into one set of manifests",
+        description=(
+            "After 'avssl-prep ucf101|folder ... --shard I/N' has run for every I (on one "
+            "machine or many), write the manifests into OUT from the shards' records. Shard "
+            "directories may be OUT itself (a shared file system) or copies; the result is "
+            "identical to an unsharded run."
+        ),
+    )
+    p.add_argument("out", type=Path, metavar="OUT", help="where the merged manifests go")
+    p.add_argument(
+        "shards",
+        type=Path,
+        nargs="*",
+        metavar="SHARD_DIR",
+        help="the shards' --out directories (default: OUT only)",
+    )
+    p.set_defaults(func=_run_merge)
+
+
+def _run_merge(args: argparse.Namespace) -> int:
+    from data_prep.videos import merge_shards
+
+    try:
+        result = merge_shards(args.out, list(args.shards) or [args.out])
+    except (OSError, ValueError) as e:
+        print(f"avssl-prep merge: {e}", file=sys.stderr)
+        return 2
+    print(result.summary())
+    return 0
+
+
 #: One entry per subcommand, in the order `--help` lists them.
-SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_synth, _add_report)
+SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    _add_synth,
+    _add_ucf101,
+    _add_folder,
+    _add_merge,
+    _add_report,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

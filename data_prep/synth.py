@@ -57,11 +57,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import multiprocessing
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +69,7 @@ import cv2
 import numpy as np
 
 from avssl.data.manifest import atomic_write_text, read_manifest, write_manifest
+from data_prep.parallel import Progress, default_workers, imap_jobs
 
 __all__ = [
     "CLASSES",
@@ -646,16 +646,6 @@ def _card(cfg: SynthConfig, seed: int, num_clips: int, rows: list[dict[str, Any]
     }
 
 
-def _progress(done: int, total: int, t0: float, stream: Any) -> None:
-    elapsed = time.monotonic() - t0
-    rate = done / elapsed if elapsed > 0 else 0.0
-    eta = (total - done) / rate if rate > 0 else float("nan")
-    tty = stream.isatty()
-    end = "\n" if done == total or not tty else ""
-    print(f"{chr(13) if tty else ''}synth: {done}/{total} clips built, {rate:.1f} clips/s, "
-          f"ETA {eta:.0f} s ", end=end, file=stream, flush=True)  # fmt: skip
-
-
 def build_synth(
     root: str | os.PathLike[str] | None = None,
     *,
@@ -679,41 +669,18 @@ def build_synth(
         raise ValueError(f"seed must be >= 0, got {seed}")
     out = Path(root) if root is not None else default_root()
     out.mkdir(parents=True, exist_ok=True)
-    workers = max(1, min(workers or os.cpu_count() or 1, 8))
+    workers = default_workers(workers)
     t0 = time.monotonic()
     todo = [i for i in range(num_clips) if not _is_done(out, cfg, seed, i)]
-    stream = sys.stderr
-    if progress and todo:
+    bar = Progress("synth", len(todo), "clips built") if progress and todo else None
+    if bar is not None:
         print(f"synth: building {len(todo)} of {num_clips} clips in {out} with {workers} "
-              f"worker(s)", file=stream)  # fmt: skip
-    jobs = [(out, cfg, seed, i) for i in todo]
-    done = 0
-    results: Iterator[int]
-    if workers == 1 or len(todo) <= 1:
-        results = iter(map(_build_clip, jobs))
-        pool = None
-    else:
-        # spawn, not fork: callers (trainers) may hold torch/CUDA threads that a fork would copy
-        # mid-lock; the workers only need numpy, cv2 and PyAV (~0.5 s to start).
-        pool = multiprocessing.get_context("spawn").Pool(min(workers, len(todo)))
-        results = pool.imap_unordered(_build_clip, jobs)
-    try:
-        last = 0.0
-        for index in results:
-            done += 1
-            if on_clip is not None:
-                on_clip(index)
-            now = time.monotonic()
-            # a terminal gets a live line; a log file gets a line per 10% (or per 30 s)
-            every = 0.5 if stream.isatty() else 30.0
-            step = done * 10 // len(todo) != (done - 1) * 10 // len(todo)
-            if progress and (now - last > every or done == len(todo) or (step and every > 1)):
-                _progress(done, len(todo), t0, stream)
-                last = now
-    finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
+              f"worker(s)", file=bar.stream)  # fmt: skip
+    for index in imap_jobs(_build_clip, [(out, cfg, seed, i) for i in todo], workers):
+        if on_clip is not None:
+            on_clip(index)
+        if bar is not None:
+            bar.step()
     splits = _splits(num_clips, seed)
     rows = [_row(cfg, seed, i, splits[i]) for i in range(num_clips)]
     write_manifest(out / "labels.csv", rows)

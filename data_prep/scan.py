@@ -1,0 +1,137 @@
+"""Finding the videos of a dataset: UCF-101 in its published layout, or any folder of videos.
+
+A scan only looks at names (no decoding): it returns one :class:`Entry` per video to process,
+with its class, group and split membership, plus what it noticed (listed clips that are missing,
+files that no list names). Probing and mining happen in :mod:`data_prep.videos`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from data_prep.ucf101_lists import parse_clip_path, read_splits
+
+__all__ = ["VIDEO_SUFFIXES", "Entry", "Scan", "scan_folder", "scan_ucf101"]
+
+#: File suffixes taken as videos by ``avssl-prep folder`` (case-insensitive).
+VIDEO_SUFFIXES = (
+    ".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp",
+    ".ogv", ".ts", ".mts",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One video to process. ``splits`` maps a split name ("1", "2", "3" for UCF-101, "all"
+    for a folder) to the video's role in it ("train" or "test")."""
+
+    relpath: str  # POSIX path relative to the dataset root
+    class_name: str  # "" when the video has no class (a file directly in a folder's root)
+    class_id: int  # 0-based; -1 without a class
+    group: int  # UCF-101 group (clips of one group come from one long video); -1 elsewhere
+    splits: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Scan:
+    dataset: str  # "ucf101" or "folder"
+    root: str  # absolute
+    classes: list[str]
+    entries: list[Entry]  # sorted by relpath
+    split_names: list[str]  # the splits whose pretext manifests are written
+    missing: list[str] = field(default_factory=list)  # listed, not on disk
+    unlisted: list[str] = field(default_factory=list)  # on disk, in no list (not processed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Scan:
+        d = dict(d)
+        d["entries"] = [Entry(**e) for e in d["entries"]]
+        return cls(**d)
+
+
+def _ucf_root(root: Path) -> Path:
+    """``root`` itself, or its ``UCF-101`` sub-folder when a user points at the folder above."""
+    return root / "UCF-101" if (root / "UCF-101").is_dir() else root
+
+
+def scan_ucf101(root: str | Path, splits_dir: str | Path, split: str = "1") -> Scan:
+    """Entries for every clip that the official lists name and that exists under ``root``.
+
+    ``split`` is "1", "2", "3" or "all": which splits get pretext manifests. Every listed clip is
+    processed whatever ``split`` says (the video manifest records its role in all three splits),
+    so a later run with another ``split`` reuses the work.
+    """
+    r = Path(root)
+    if not r.is_dir():
+        raise FileNotFoundError(f"{r}: UCF-101 root is not a directory")
+    r = _ucf_root(r).resolve()
+    classes, splits = read_splits(splits_dir)
+    wanted = [str(k) for k in sorted(splits)] if split == "all" else [split]
+    for s in wanted:
+        if s not in {str(k) for k in splits}:
+            raise ValueError(f"{splits_dir}: split {s} has no train/test lists")
+    roles: dict[str, dict[str, str]] = {}
+    info: dict[str, tuple[str, int, int]] = {}
+    for k, sets in splits.items():
+        for role, clips in sets.items():
+            for c in clips:
+                roles.setdefault(c.relpath, {})[str(k)] = role
+                info[c.relpath] = (c.class_name, c.label, c.group)
+    # Compare case-insensitively: the lists and the folders disagree in case in places
+    # (HandstandPushups/v_HandStandPushups_*), and some file systems fold case.
+    on_disk = {p.relative_to(r).as_posix(): p for p in r.glob("*/*") if p.is_file()}
+    by_lower = {k.lower(): k for k in on_disk}
+    entries: list[Entry] = []
+    missing: list[str] = []
+    found: set[str] = set()
+    for rel in sorted(roles):
+        disk = by_lower.get(rel.lower())
+        if disk is None:
+            missing.append(rel)
+            continue
+        found.add(disk)
+        cls, label, group = info[rel]
+        entries.append(Entry(disk, cls, label, group, dict(sorted(roles[rel].items()))))
+    unlisted = []
+    for rel in sorted(on_disk):
+        if rel in found or on_disk[rel].name.startswith("."):
+            continue
+        try:
+            parse_clip_path(rel)
+        except ValueError:
+            if Path(rel).suffix.lower() not in VIDEO_SUFFIXES:
+                continue  # a stray text file is not worth a report line
+        unlisted.append(rel)
+    return Scan("ucf101", str(r), classes, entries, wanted, missing, unlisted)
+
+
+def scan_folder(root: str | Path) -> Scan:
+    """Every video file under ``root`` (recursively; hidden files and folders skipped).
+
+    The class of a video is the first-level sub-folder it is in (``root/<class>/.../x.mp4``);
+    files directly in ``root`` have none. There is no official split: every video is "train"
+    of the split "all".
+    """
+    r = Path(root)
+    if not r.is_dir():
+        raise FileNotFoundError(f"{r}: not a directory")
+    r = r.resolve()
+    rels = sorted(
+        p.relative_to(r).as_posix()
+        for p in r.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in VIDEO_SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(r).parts)
+    )
+    classes = sorted({rel.split("/")[0] for rel in rels if "/" in rel})
+    index = {c: i for i, c in enumerate(classes)}
+    entries = []
+    for rel in rels:
+        cls = rel.split("/")[0] if "/" in rel else ""
+        entries.append(Entry(rel, cls, index.get(cls, -1), -1, {"all": "train"}))
+    return Scan("folder", str(r), classes, entries, ["all"])
