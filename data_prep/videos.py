@@ -145,7 +145,7 @@ def _cache_present(job: _Job, rec: dict[str, Any]) -> bool:
     return bool(cache) and (Path(job.transcode_dir) / cache).is_file()
 
 
-def _samples(motion: Motion, cfg: MineConfig, relpath: str) -> dict[str, Any]:
+def mine_samples(motion: Motion, cfg: MineConfig, relpath: str) -> dict[str, Any]:
     """Windows and the three tasks' samples for one video: deterministic in (seed, relpath)."""
     windows = samplers.high_motion_windows(
         motion.energy,
@@ -244,7 +244,7 @@ def _process(job: _Job) -> tuple[str, str]:
             for k in ("cache_video", "cache_audio"):
                 if video.get(k):
                     video[k] = Path(video[k]).relative_to(tdir).as_posix()
-        samples = _samples(motion, cfg, e.relpath)
+        samples = mine_samples(motion, cfg, e.relpath)
         video["high_motion_frames"] = sum(b - a for a, b in samples["windows"])
         rec.update(status="ok", video=video, info=info.to_dict(), **samples)
     except errors.MediaError as err:

@@ -135,7 +135,7 @@ def save_motion(path: str | os.PathLike[str], motion: Motion, *, key: str = "") 
     """Write ``motion`` to an ``.npz`` atomically; ``key`` (e.g. the file fingerprint) is stored
     so that :func:`load_motion` can refuse a cache computed for another file or setting."""
     with atomic_output(path) as tmp, open(tmp, "wb") as f:
-        np.savez(
+        np.savez_compressed(
             f,
             energy=motion.energy,
             thumbs=motion.thumbs,
