@@ -311,11 +311,12 @@ class PrepResult:
                 f"  split {name:5s} {s['train_videos']} train / {s['test_videos']} test videos; "
                 f"{counts}; manifests in {s['dir']}"
             )
-        per_class = c.get("per_class", {})
-        if per_class:
-            items = sorted(per_class.items(), key=lambda kv: kv[1]["videos"])
-            few = ", ".join(f"{k} {d['videos']}v/{d['shuffle_learn']}t" for k, d in items[:3])
-            lines.append(f"  per class   {len(per_class)} classes (fewest: {few}); prep.json")
+        for name, s in list(c.get("splits", {}).items())[:1]:
+            items = sorted(s["per_class"].items(), key=lambda kv: kv[1]["shuffle_learn"])
+            few = ", ".join(f"{k} {d['train_videos']} videos/{d['shuffle_learn']} tuples"
+                            for k, d in items[:3])  # fmt: skip
+            lines.append(f"  per class   split {name}: {len(items)} classes with training videos; "
+                         f"fewest tuples: {few} (all counts in prep.json)")  # fmt: skip
         return "\n".join(lines)
 
 
@@ -353,12 +354,16 @@ def assemble(out: Path, scan: Scan, config: MineConfig, extra: dict[str, Any]) -
         write_manifest(out / "missing.csv", [{"path": p} for p in scan.missing])
         write_manifest(out / "unlisted.csv", [{"path": p} for p in scan.unlisted])
     splits: dict[str, Any] = {}
-    per_class: dict[str, Counter[str]] = {}
     for split in scan.split_names:
         d = out / _split_dir(scan, split)
         train = [r for r in ok if r["video"]["splits"].get(split) == "train"]
         test = [r for r in ok if r["video"]["splits"].get(split) == "test"]
         counts = {}
+        per_class: dict[str, Counter[str]] = {}
+        for r in train:
+            per_class.setdefault(r["video"]["class_name"] or "(none)", Counter())[
+                "train_videos"
+            ] += 1
         for task in TASKS:
             rows: list[dict[str, Any]] = []
             for r in train:  # pretext samples of split k: its training videos only
@@ -367,9 +372,7 @@ def assemble(out: Path, scan: Scan, config: MineConfig, extra: dict[str, Any]) -
                 if "cache_video" in r["video"]:
                     base["cache_video"] = r["video"]["cache_video"]
                 rows.extend({**base, **s} for s in r[task])
-                if split == scan.split_names[0]:
-                    cls = r["video"]["class_name"] or "(none)"
-                    per_class.setdefault(cls, Counter())[task] += len(r[task])
+                per_class[r["video"]["class_name"] or "(none)"][task] += len(r[task])
             write_manifest(d / f"{task}.jsonl", rows)
             counts[task] = len(rows)
         if scan.dataset == "ucf101":
@@ -380,10 +383,12 @@ def assemble(out: Path, scan: Scan, config: MineConfig, extra: dict[str, Any]) -
             "train_videos": len(train),
             "test_videos": len(test),
             "samples": counts,
+            "per_class": {
+                k: {"train_videos": v["train_videos"], **{t: v[t] for t in TASKS}}
+                for k, v in sorted(per_class.items())
+            },
         }
-    for r in ok:
-        cls = r["video"]["class_name"] or "(none)"
-        per_class.setdefault(cls, Counter())["videos"] += 1
+    videos_per_class = Counter(r["video"]["class_name"] or "(none)" for r in ok)
     card = {
         "format": "avssl-prep",
         "version": FORMAT_VERSION,
@@ -401,10 +406,7 @@ def assemble(out: Path, scan: Scan, config: MineConfig, extra: dict[str, Any]) -
         },
         "quarantine_reasons": dict(Counter(r["reason"] for r in bad)),
         "splits": splits,
-        "per_class": {
-            k: {"videos": v["videos"], **{t: v[t] for t in TASKS}}
-            for k, v in sorted(per_class.items())
-        },
+        "videos_per_class": dict(sorted(videos_per_class.items())),
     }
     atomic_write_text(out / "scan.json", json.dumps(scan.to_dict(), indent=1) + "\n")
     atomic_write_text(out / "prep.json", json.dumps(card, indent=1) + "\n")
@@ -441,14 +443,22 @@ def prep_videos(
     o.mkdir(parents=True, exist_ok=True)
     tdir = str(Path(transcode_dir).resolve()) if transcode_dir is not None else None
     entries = select_shard(scan.entries, shard)
-    jobs = [_Job(scan.root, str(o), e, cfg, tdir, timeout_s) for e in entries]
-    n_workers = default_workers(workers)
     t0 = time.monotonic()
     counts: Counter[str] = Counter()
+    jobs = []
+    for e in entries:  # finished videos are skipped here: a finished run starts no workers
+        job = _Job(scan.root, str(o), e, cfg, tdir, timeout_s)
+        rec = o / "records" / record_name(e.relpath)
+        if _is_current(rec, Path(scan.root) / e.relpath, job):
+            counts["reused"] += 1
+        else:
+            jobs.append(job)
+    n_workers = default_workers(workers)
     bar = Progress(f"prep {scan.dataset}", len(jobs), "videos") if progress and jobs else None
     if bar is not None:
-        print(f"prep {scan.dataset}: {len(jobs)} videos from {scan.root} with {n_workers} "
-              f"worker(s) -> {o}", file=bar.stream)  # fmt: skip
+        done = counts["reused"]
+        print(f"prep {scan.dataset}: {len(jobs)} videos to process ({done} already done) "
+              f"from {scan.root} with {n_workers} worker(s) -> {o}", file=bar.stream)  # fmt: skip
     for _, status in imap_jobs(_process, jobs, n_workers):
         if status == "reused":
             counts["reused"] += 1
