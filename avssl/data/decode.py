@@ -62,6 +62,7 @@ __all__ = [
     "clear_caches",
     "iter_frames",
     "probe",
+    "probe_audio",
     "read_audio",
     "read_frames",
 ]
@@ -618,6 +619,41 @@ def _audio_to_float(f: av.AudioFrame) -> np.ndarray:
     if np.issubdtype(x.dtype, np.integer):
         return x.astype(np.float32) / float(2 ** (8 * x.dtype.itemsize - 1))
     return x.astype(np.float32, copy=False)
+
+
+def probe_audio(
+    path: str | os.PathLike[str],
+    *,
+    stream: int | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> AudioStreamInfo:
+    """Describe an audio stream (of an audio file such as a wav, or of a video) by decoding it.
+
+    Duration comes from the decoded samples, not the header; ``audible`` from the peak level.
+    ``stream`` picks a stream by container index (default: the first audio stream). Raises
+    NoAudioStreamError when there is none, CorruptMediaError when no sample decodes.
+    """
+    p = _check_file(path)
+    cut = _truncation(p, p.stat().st_size)
+    if cut:
+        raise errors.TruncatedMediaError(str(p), f"truncated: {cut}")
+    deadline = time.monotonic() + timeout_s
+    with _open(p) as c:
+        astreams = [s for s in c.streams.audio if stream is None or s.index == stream]
+        if not astreams:
+            what = "no audio stream" if stream is None else f"no audio stream with index {stream}"
+            raise errors.NoAudioStreamError(str(p), what)
+        a = astreams[0]
+        acc = _AudioStats()
+        try:
+            for pk in c.demux(a):
+                _check_deadline(deadline, p, "audio probe")
+                _audio_stats_add(acc, pk)
+        except av.error.FFmpegError as e:
+            raise errors.CorruptMediaError(str(p), f"audio demux failed: {e}") from None
+        if acc.samples == 0:
+            raise errors.CorruptMediaError(str(p), "no audio sample could be decoded")
+        return _audio_info(a, acc)
 
 
 # --------------------------------------------------------------------------------------------
