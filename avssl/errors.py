@@ -45,6 +45,19 @@ class NoAudioStreamError(MediaError):
     reason = "no-audio-stream"
 
 
+class SilentAudioError(MediaError):
+    """The audio stream decodes but is digitally silent (peak below the audibility level)."""
+
+    reason = "silent-audio"
+
+
+class NoUsableWindowError(MediaError):
+    """No (frame, audio window) pair fits: the file is shorter than its listed segment, or the
+    segment is shorter than one window."""
+
+    reason = "no-usable-window"
+
+
 class FrameIndexError(MediaError, IndexError):
     reason = "frame-index"
 

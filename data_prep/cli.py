@@ -331,7 +331,7 @@ def _run_videos(args: argparse.Namespace, scan: Scan) -> int:
         args.out,
         config=cfg,
         workers=args.workers,
-        transcode_dir=args.transcode,
+        cache_dir=args.transcode,
         shard=args.shard,
         timeout_s=args.timeout,
     )

@@ -32,6 +32,7 @@ class Entry:
     class_id: int  # 0-based; -1 without a class
     group: int  # UCF-101 group (clips of one group come from one long video); -1 elsewhere
     splits: dict[str, str] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)  # dataset-specific, copied into the row
 
 
 @dataclass
@@ -43,6 +44,7 @@ class Scan:
     split_names: list[str]  # the splits whose pretext manifests are written
     missing: list[str] = field(default_factory=list)  # listed, not on disk
     unlisted: list[str] = field(default_factory=list)  # on disk, in no list (not processed)
+    class_names: dict[str, str] = field(default_factory=dict)  # id -> display name (AudioSet)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

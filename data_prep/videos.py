@@ -37,6 +37,7 @@ from avssl import errors
 from avssl.data import samplers
 from avssl.data.manifest import atomic_write_text, write_manifest
 from avssl.data.motion import Motion, load_motion, motion_energy, save_motion
+from data_prep.av_prep import PAIR_TASKS, PairConfig, mine_pairs, pair_rows
 from data_prep.parallel import Progress, default_workers, imap_jobs
 from data_prep.scan import Entry, Scan
 
@@ -114,13 +115,13 @@ class _Job:
     root: str
     out: str
     entry: Entry
-    config: MineConfig
-    transcode_dir: str | None
+    config: MineConfig | PairConfig  # temporal-order mining, or audio-visual pairs
+    cache_dir: str | None  # MineConfig: the --transcode cache; PairConfig: the --cache
     timeout_s: float
 
 
 def _settings_key(job: _Job) -> str:
-    return _hash(json.dumps([job.config.key(), job.transcode_dir], sort_keys=True))
+    return _hash(json.dumps([job.config.key(), job.cache_dir], sort_keys=True))
 
 
 def _is_current(rec_path: Path, src: Path, job: _Job) -> bool:
@@ -139,10 +140,13 @@ def _is_current(rec_path: Path, src: Path, job: _Job) -> bool:
 
 
 def _cache_present(job: _Job, rec: dict[str, Any]) -> bool:
-    if job.transcode_dir is None:
+    if job.cache_dir is None:
         return True
-    cache = rec["video"].get("cache_video")
-    return bool(cache) and (Path(job.transcode_dir) / cache).is_file()
+    if "pairs" in rec:
+        files = [rec["pairs"].get("cache_frames"), rec["pairs"].get("cache_audio")]
+    else:
+        files = [rec["video"].get("cache_video")]
+    return all(f and (Path(job.cache_dir) / f).is_file() for f in files)
 
 
 def mine_samples(motion: Motion, cfg: MineConfig, relpath: str) -> dict[str, Any]:
@@ -222,6 +226,13 @@ def _process(job: _Job) -> tuple[str, str]:
         rec["fingerprint"] = file_fingerprint(src)
         info = probe(src, timeout_s=job.timeout_s)
         cfg = job.config
+        if isinstance(cfg, PairConfig):
+            cache = Path(job.cache_dir) if job.cache_dir is not None else None
+            pairs = mine_pairs(src, e, info, cfg, cache)
+            video = _video_row(e, info, rec["fingerprint"])
+            rec.update(status="ok", video=video, info=info.to_dict(), pairs=pairs)
+            atomic_write_text(rec_path, json.dumps(rec, separators=(",", ":")) + "\n")
+            return e.relpath, "ok"
         mkey = f"{rec['fingerprint']}-{cfg.motion}-{cfg.motion_width}"
         mpath = Path(job.out) / "motion" / f"{mkey}.npz"
         motion = load_motion(mpath, key=mkey)
@@ -231,12 +242,14 @@ def _process(job: _Job) -> tuple[str, str]:
                 timeout_s=job.timeout_s,
             )  # fmt: skip
             save_motion(mpath, motion, key=mkey)
-        video = _video_row(e, info, rec["fingerprint"], motion, cfg)
-        if job.transcode_dir is not None:
+        video = _video_row(e, info, rec["fingerprint"])
+        video["motion"] = cfg.motion
+        video["motion_mean"] = round(float(motion.energy.mean()), 7) if len(motion.energy) else 0.0
+        if job.cache_dir is not None:
             from data_prep.transcode import transcode_video
 
             stem = Path(e.relpath).with_suffix("")
-            tdir = Path(job.transcode_dir)
+            tdir = Path(job.cache_dir)
             video.update(
                 transcode_video(src, tdir / f"{stem}.mp4", info=info,
                                 dst_audio=tdir / f"{stem}.wav" if info.audio else None)
@@ -256,9 +269,7 @@ def _process(job: _Job) -> tuple[str, str]:
     return e.relpath, rec["status"]
 
 
-def _video_row(
-    e: Entry, info: Any, fingerprint: str, motion: Motion, cfg: MineConfig
-) -> dict[str, Any]:
+def _video_row(e: Entry, info: Any, fingerprint: str) -> dict[str, Any]:
     return {
         "v": FORMAT_VERSION,
         "video": e.relpath,
@@ -280,8 +291,7 @@ def _video_row(
         "seek_points": len(info.seek_points),
         "has_audio": info.has_audio,
         "audible": info.audible,
-        "motion": cfg.motion,
-        "motion_mean": round(float(motion.energy.mean()), 7) if len(motion.energy) else 0.0,
+        **e.meta,
     }
 
 
@@ -306,17 +316,17 @@ class PrepResult:
             f"processed, {self.counts.get('reused', 0)} reused in {self.seconds:.1f} s"
         )
         for name, s in c.get("splits", {}).items():
-            counts = ", ".join(f"{t} {s['samples'][t]}" for t in TASKS)
-            lines.append(
-                f"  split {name:5s} {s['train_videos']} train / {s['test_videos']} test videos; "
-                f"{counts}; manifests in {s['dir']}"
-            )
+            counts = ", ".join(f"{t} {n}" for t, n in s["samples"].items())
+            videos = "; ".join(f"{s[k]} {k[:-7]} videos" for k in ("train_videos", "test_videos")
+                               if k in s)  # fmt: skip
+            lines.append(f"  split {name:5s} {videos}; {counts}; manifests in {s['dir']}")
         for name, s in list(c.get("splits", {}).items())[:1]:
-            items = sorted(s["per_class"].items(), key=lambda kv: kv[1]["shuffle_learn"])
-            few = ", ".join(f"{k} {d['train_videos']} videos/{d['shuffle_learn']} tuples"
-                            for k, d in items[:3])  # fmt: skip
-            lines.append(f"  per class   split {name}: {len(items)} classes with training videos; "
-                         f"fewest tuples: {few} (all counts in prep.json)")  # fmt: skip
+            key = "shuffle_learn" if c.get("config_type") == "MineConfig" else "positives"
+            items = sorted(s["per_class"].items(), key=lambda kv: kv[1][key])
+            if items:
+                few = ", ".join(f"{k} {d[key]}" for k, d in items[:3])
+                lines.append(f"  per class   {name}: {len(items)} classes; fewest {key}: {few} "
+                             "(all counts in prep.json)")  # fmt: skip
         return "\n".join(lines)
 
 
@@ -324,7 +334,9 @@ def _split_dir(scan: Scan, split: str) -> str:
     return "." if scan.dataset == "folder" else f"split{split}"
 
 
-def assemble(out: Path, scan: Scan, config: MineConfig, extra: dict[str, Any]) -> dict[str, Any]:
+def assemble(
+    out: Path, scan: Scan, config: MineConfig | PairConfig, extra: dict[str, Any]
+) -> dict[str, Any]:
     """Write every manifest of ``out`` from the records of ``scan``'s videos; return the card.
 
     Raises FileNotFoundError listing videos without a record (e.g. a shard not merged yet).
@@ -350,9 +362,41 @@ def assemble(out: Path, scan: Scan, config: MineConfig, extra: dict[str, Any]) -
         out / "quarantine.csv",
         [{"path": r["relpath"], "reason": r["reason"], "message": r["message"]} for r in bad],
     )
-    if scan.dataset == "ucf101":
+    if scan.dataset in ("ucf101", "audioset"):
         write_manifest(out / "missing.csv", [{"path": p} for p in scan.missing])
         write_manifest(out / "unlisted.csv", [{"path": p} for p in scan.unlisted])
+    if isinstance(config, PairConfig):
+        splits = _write_pairs(out, scan, ok, config)
+    else:
+        splits = _write_temporal(out, scan, ok)
+    videos_per_class = Counter(r["video"]["class_name"] or "(none)" for r in ok)
+    card = {
+        "format": "avssl-prep",
+        "version": FORMAT_VERSION,
+        "dataset": scan.dataset,
+        "root": scan.root,
+        "classes": scan.classes,
+        "config": asdict(config),
+        **extra,
+        "videos": {
+            "listed": len(scan.entries) + len(scan.missing),
+            "ok": len(ok),
+            "quarantined": len(bad),
+            "missing": len(scan.missing),
+            "unlisted": len(scan.unlisted),
+        },
+        "quarantine_reasons": dict(Counter(r["reason"] for r in bad)),
+        "splits": splits,
+        "videos_per_class": dict(sorted(videos_per_class.items())),
+    }
+    atomic_write_text(out / "scan.json", json.dumps(scan.to_dict(), indent=1) + "\n")
+    atomic_write_text(out / "prep.json", json.dumps(card, indent=1) + "\n")
+    return card
+
+
+def _write_temporal(out: Path, scan: Scan, ok: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per split: the temporal-order pretext manifests (from its training videos only) and, for
+    UCF-101, its train/test video lists."""
     splits: dict[str, Any] = {}
     for split in scan.split_names:
         d = out / _split_dir(scan, split)
@@ -388,29 +432,29 @@ def assemble(out: Path, scan: Scan, config: MineConfig, extra: dict[str, Any]) -
                 for k, v in sorted(per_class.items())
             },
         }
-    videos_per_class = Counter(r["video"]["class_name"] or "(none)" for r in ok)
-    card = {
-        "format": "avssl-prep",
-        "version": FORMAT_VERSION,
-        "dataset": scan.dataset,
-        "root": scan.root,
-        "classes": scan.classes,
-        "config": asdict(config),
-        **extra,
-        "videos": {
-            "listed": len(scan.entries) + len(scan.missing),
-            "ok": len(ok),
-            "quarantined": len(bad),
-            "missing": len(scan.missing),
-            "unlisted": len(scan.unlisted),
-        },
-        "quarantine_reasons": dict(Counter(r["reason"] for r in bad)),
-        "splits": splits,
-        "videos_per_class": dict(sorted(videos_per_class.items())),
-    }
-    atomic_write_text(out / "scan.json", json.dumps(scan.to_dict(), indent=1) + "\n")
-    atomic_write_text(out / "prep.json", json.dumps(card, indent=1) + "\n")
-    return card
+    return splits
+
+
+def _write_pairs(
+    out: Path, scan: Scan, ok: list[dict[str, Any]], cfg: PairConfig
+) -> dict[str, Any]:
+    """Per role (train, test): the video list and the avc / sync pair manifests; negatives of
+    a role come from videos of the same role only."""
+    splits: dict[str, Any] = {}
+    for role in ("train", "test"):
+        recs = [r for r in ok if role in r["video"]["splits"].values()]
+        rows, per_label = pair_rows(recs, cfg, FORMAT_VERSION)
+        write_manifest(out / f"{role}.jsonl", [r["video"] for r in recs])
+        for task in PAIR_TASKS:
+            write_manifest(out / f"{task}_{role}.jsonl", rows[task])
+        names = scan.class_names
+        splits[role] = {
+            "dir": ".",
+            "train_videos" if role == "train" else "test_videos": len(recs),
+            "samples": {f"{t}_{role}": len(rows[t]) for t in PAIR_TASKS},
+            "per_class": {names.get(k, k): {"positives": n} for k, n in sorted(per_label.items())},
+        }
+    return splits
 
 
 def select_shard(entries: list[Entry], shard: tuple[int, int] | None) -> list[Entry]:
@@ -425,9 +469,9 @@ def prep_videos(
     scan: Scan,
     out: str | os.PathLike[str],
     *,
-    config: MineConfig | None = None,
+    config: MineConfig | PairConfig | None = None,
     workers: int | None = None,
-    transcode_dir: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
     shard: tuple[int, int] | None = None,
     timeout_s: float = 600.0,
     progress: bool = True,
@@ -441,7 +485,7 @@ def prep_videos(
     cfg = config or MineConfig()
     o = Path(out).resolve()
     o.mkdir(parents=True, exist_ok=True)
-    tdir = str(Path(transcode_dir).resolve()) if transcode_dir is not None else None
+    tdir = str(Path(cache_dir).resolve()) if cache_dir is not None else None
     entries = select_shard(scan.entries, shard)
     t0 = time.monotonic()
     counts: Counter[str] = Counter()
@@ -467,7 +511,7 @@ def prep_videos(
             counts[status] += 1  # "ok" or "quarantined"
         if bar is not None:
             bar.step(note=f", {counts['quarantined']} quarantined" if counts["quarantined"] else "")
-    extra = {"transcode_dir": tdir}
+    extra = {"cache_dir": tdir, "config_type": type(cfg).__name__}
     seconds = time.monotonic() - t0
     if shard is not None:
         note = {"shard": list(shard), "scan": scan.to_dict(), "config": asdict(cfg), **extra}
@@ -520,6 +564,8 @@ def merge_shards(out: str | os.PathLike[str], shard_dirs: list[Path]) -> PrepRes
             if src.resolve() != dst.resolve():
                 atomic_write_text(dst, src.read_text())
             counts["merged"] += 1
-    cfg = MineConfig(**ref["config"])
-    card = assemble(o, scan, cfg, {"transcode_dir": ref["transcode_dir"], "merged_shards": n})
+    config_type = {"MineConfig": MineConfig, "PairConfig": PairConfig}[ref["config_type"]]
+    cfg = config_type(**ref["config"])
+    extra = {"cache_dir": ref["cache_dir"], "config_type": ref["config_type"], "merged_shards": n}
+    card = assemble(o, scan, cfg, extra)
     return PrepResult(o, dict(counts), time.monotonic() - t0, card)

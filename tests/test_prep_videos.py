@@ -272,7 +272,7 @@ def test_transcode_cache_in_manifest(ucf_tree: Path, tmp_path: Path) -> None:
     root = tmp_path / "v"
     shutil.copytree(ucf_tree / "Archery", root / "Archery")
     out, cache = tmp_path / "out", tmp_path / "cache"
-    prep_videos(scan_folder(root), out, config=FAST, workers=1, transcode_dir=cache,
+    prep_videos(scan_folder(root), out, config=FAST, workers=1, cache_dir=cache,
                 progress=False)  # fmt: skip
     rows = read_manifest(out / "videos.jsonl")
     for r in rows:
@@ -282,7 +282,7 @@ def test_transcode_cache_in_manifest(ucf_tree: Path, tmp_path: Path) -> None:
     assert tuples and all("cache_video" in t for t in tuples)
     before = (out / "shuffle_learn.jsonl").read_bytes()
     shutil.rmtree(cache)  # a lost cache is rebuilt on the next run
-    r2 = prep_videos(scan_folder(root), out, config=FAST, workers=1, transcode_dir=cache,
+    r2 = prep_videos(scan_folder(root), out, config=FAST, workers=1, cache_dir=cache,
                      progress=False)  # fmt: skip
     assert r2.counts.get("processed") == len(rows)
     assert (out / "shuffle_learn.jsonl").read_bytes() == before

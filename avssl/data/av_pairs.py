@@ -1,0 +1,133 @@
+"""Aligned (frame, audio window) pairs for audio-visual correspondence and synchronisation.
+
+Pure functions (no I/O, explicit ``rng``), used by ``avssl-prep audioset`` and testable alone.
+
+L3-Net / AVE-Net (Arandjelović & Zisserman 2017, 2018) learn from a video frame and the 1 s of
+sound around it: positives take the audio centred on the frame, correspondence negatives take
+audio from another video. Their **shortcut rule** (../shared/METHODS.md): positive audio windows
+start on the video's frame grid (multiples of 1/fps), so negative windows must start on the same
+grid -- otherwise the network learns to tell grid-aligned cuts from the others (AVC accuracy
+rose from 81.9% to 87.6% while the features got worse). Here *every* window start, positive or
+negative, is ``origin + m / fps`` of the frame's video, with ``origin`` the audio source's first
+frame time and ``m`` an integer:
+
+- a positive for frame ``i`` starts at ``pts_s[i - h]`` with ``h = round(window_s * fps / 2)``,
+  so the window is centred on the frame to within half a frame period;
+- a correspondence negative reads another video's audio at ``origin_B + m / fps_A``;
+- a synchronisation negative (Owens & Efros 2018; Korbar et al. 2018) reads the same video's
+  audio shifted by a whole number of frames, ``|shift|`` within ``[min_offset_s, max_offset_s]``.
+
+Random misalignment at training time (L3 jitters up to 1 s) is a dataset option, not baked in.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "AudioSpan",
+    "centred_start",
+    "grid_starts",
+    "on_grid",
+    "sample_frames",
+    "sync_shift",
+]
+
+
+@dataclass(frozen=True)
+class AudioSpan:
+    """Where audio windows of one video may be cut, on its time axis (seconds).
+
+    ``lo_s``/``hi_s``: the usable stretch (the AudioSet segment intersected with the decoded
+    audio); a window ``[start, start + window_s)`` must lie inside it. ``origin_s``: the time of
+    the video's first frame, the zero of its frame grid."""
+
+    origin_s: float
+    lo_s: float
+    hi_s: float
+
+    def fits(self, start_s: float, window_s: float, eps: float = 1e-6) -> bool:
+        return start_s >= self.lo_s - eps and start_s + window_s <= self.hi_s + eps
+
+
+def on_grid(start_s: float, origin_s: float, fps: float, tol: float = 1e-6) -> bool:
+    """Whether ``start_s`` is ``origin_s + m / fps`` for an integer ``m``."""
+    m = (start_s - origin_s) * fps
+    return abs(m - round(m)) < tol * max(1.0, fps)
+
+
+def centred_start(pts_s: np.ndarray, frame: int, fps: float, window_s: float) -> float | None:
+    """Start of the window centred on ``frame``: the time of frame ``frame - h``,
+    ``h = round(window_s * fps / 2)``; None when that frame does not exist."""
+    h = int(round(window_s * fps / 2))
+    k = frame - h
+    return float(pts_s[k]) if 0 <= k < len(pts_s) else None
+
+
+def sample_frames(
+    pts_s: np.ndarray,
+    fps: float,
+    span: AudioSpan,
+    window_s: float,
+    rate_hz: float,
+    rng: np.random.Generator,
+) -> list[int]:
+    """Frames at about ``rate_hz`` per second whose centred window fits ``span``.
+
+    The usable stretch is cut into slots of ``1 / rate_hz`` s; from each slot one eligible frame
+    is drawn uniformly (frames are always on the video's own grid: they are frame indices).
+    Sorted, distinct, deterministic for the generator's state.
+    """
+    if rate_hz <= 0 or window_s <= 0:
+        raise ValueError(f"rate_hz and window_s must be > 0, got {rate_hz}, {window_s}")
+    eligible = []
+    for i in range(len(pts_s)):
+        s = centred_start(pts_s, i, fps, window_s)
+        if s is not None and span.fits(s, window_s):
+            eligible.append(i)
+    if not eligible:
+        return []
+    times = np.asarray(pts_s)[eligible]
+    t0 = float(times[0])
+    slots = np.floor((times - t0) * rate_hz + 1e-9).astype(np.int64)
+    out = []
+    for slot in np.unique(slots):
+        members = np.flatnonzero(slots == slot)
+        out.append(eligible[int(members[int(rng.integers(len(members)))])])
+    return out
+
+
+def grid_starts(span: AudioSpan, fps: float, window_s: float) -> tuple[int, int] | None:
+    """The range ``[m_lo, m_hi]`` of integers m for which ``span.origin_s + m / fps`` is a
+    window start that fits ``span``; None when no window fits."""
+    m_lo = math.ceil((span.lo_s - span.origin_s) * fps - 1e-6)
+    m_hi = math.floor((span.hi_s - window_s - span.origin_s) * fps + 1e-6)
+    return (m_lo, m_hi) if m_hi >= m_lo else None
+
+
+def sync_shift(
+    start_s: float,
+    span: AudioSpan,
+    fps: float,
+    window_s: float,
+    min_offset_s: float,
+    max_offset_s: float,
+    rng: np.random.Generator,
+) -> int | None:
+    """A shift in whole frames for a synchronisation negative of the window at ``start_s``:
+    ``min_offset_s <= |shift| / fps <= max_offset_s``, either sign, the shifted window inside
+    ``span``; uniform over the shifts that fit. None when none fits."""
+    if not 0 < min_offset_s <= max_offset_s:
+        raise ValueError(
+            f"need 0 < min_offset_s <= max_offset_s, got {min_offset_s} and {max_offset_s}"
+        )
+    k_min = math.ceil(min_offset_s * fps - 1e-6)
+    k_max = math.floor(max_offset_s * fps + 1e-6)
+    shifts = [s * k for k in range(k_min, k_max + 1) for s in (-1, 1)]
+    ok = [k for k in shifts if span.fits(start_s + k / fps, window_s)]
+    if not ok:
+        return None
+    return int(ok[int(rng.integers(len(ok)))])
