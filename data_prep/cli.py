@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from data_prep.av_prep import PairConfig
     from data_prep.scan import Scan
     from data_prep.videos import MineConfig
 
@@ -161,11 +162,8 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _add_video_options(p: argparse.ArgumentParser) -> None:
-    """Options shared by 'ucf101' and 'folder': output, workers, mining, transcode, shards."""
-    from data_prep.videos import DEFAULT_FLOOR, MineConfig
-
-    d = MineConfig()
+def _add_common_options(p: argparse.ArgumentParser) -> None:
+    """Options of every video prep (ucf101, folder, audioset): output, workers, seed, shards."""
     p.add_argument(
         "--out",
         type=Path,
@@ -185,10 +183,34 @@ def _add_video_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--seed",
         type=int,
-        default=d.seed,
-        help=f"sampling seed (default {d.seed}); a video's samples depend only on "
-        "the seed and its path, not on workers or shards",
+        default=0,
+        help="sampling seed (default 0); a video's samples depend only on the seed, its path "
+        "and the set of usable videos, not on workers or shards",
     )
+    p.add_argument(
+        "--shard",
+        type=_shard,
+        default=None,
+        metavar="I/N",
+        help="process only shard I of N (0-based), e.g. one per machine; then "
+        "'avssl-prep merge OUT SHARD_DIRS...' writes the manifests",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="per-video decode time limit in seconds (default 600); a video that "
+        "exceeds it is quarantined",
+    )
+
+
+def _add_video_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by 'ucf101' and 'folder': the common ones, mining, transcode."""
+    from data_prep.videos import DEFAULT_FLOOR, MineConfig
+
+    d = MineConfig()
+    _add_common_options(p)
     g = p.add_argument_group("motion and mining")
     g.add_argument(
         "--motion",
@@ -279,22 +301,6 @@ def _add_video_options(p: argparse.ArgumentParser) -> None:
         "with a keyframe every 8 frames (short side <= 256) plus its audio as mono "
         "wav; same frame indices, far cheaper random reads (BENCHMARKS.md)",
     )
-    p.add_argument(
-        "--shard",
-        type=_shard,
-        default=None,
-        metavar="I/N",
-        help="process only shard I of N (0-based), e.g. one per machine; then "
-        "'avssl-prep merge OUT SHARD_DIRS...' writes the manifests",
-    )
-    p.add_argument(
-        "--timeout",
-        type=float,
-        default=600.0,
-        metavar="S",
-        help="per-video decode time limit in seconds (default 600); a video that "
-        "exceeds it is quarantined",
-    )
 
 
 def _mine_config(args: argparse.Namespace) -> MineConfig:
@@ -315,15 +321,22 @@ def _mine_config(args: argparse.Namespace) -> MineConfig:
     )
 
 
-def _run_videos(args: argparse.Namespace, scan: Scan) -> int:
+def _run_videos(
+    args: argparse.Namespace,
+    scan: Scan,
+    cfg: MineConfig | PairConfig | None = None,
+    cache_dir: Path | None = None,
+) -> int:
     from data_prep.videos import prep_videos
 
-    cfg = _mine_config(args)
-    if scan.dataset == "ucf101":
+    if cfg is None:
+        cfg, cache_dir = _mine_config(args), args.transcode
+    if scan.dataset in ("ucf101", "audioset"):
+        what = "clips" if scan.dataset == "ucf101" else "segments"
         print(
-            f"{len(scan.entries)} listed clips found under {scan.root}; "
+            f"{len(scan.entries)} listed {what} found under {scan.root}; "
             f"{len(scan.missing)} listed but missing (missing.csv), "
-            f"{len(scan.unlisted)} on disk but unlisted (unlisted.csv)",
+            f"{len(scan.unlisted)} files on disk but in no list (unlisted.csv)",
             file=sys.stderr,
         )
     result = prep_videos(
@@ -331,7 +344,7 @@ def _run_videos(args: argparse.Namespace, scan: Scan) -> int:
         args.out,
         config=cfg,
         workers=args.workers,
-        cache_dir=args.transcode,
+        cache_dir=cache_dir,
         shard=args.shard,
         timeout_s=args.timeout,
     )
@@ -430,6 +443,191 @@ def _run_folder(args: argparse.Namespace) -> int:
     return _run_videos(args, scan)
 
 
+def _offsets(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(x) for x in text.split(":"))
+    except ValueError:
+        msg = f"expected MIN:MAX seconds such as 0.5:2, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if not 0 < lo <= hi:
+        raise argparse.ArgumentTypeError(f"need 0 < MIN <= MAX, got {text!r}")
+    return lo, hi
+
+
+def _add_audioset(sub: argparse._SubParsersAction) -> None:
+    from data_prep.av_prep import PairConfig
+
+    d = PairConfig()
+    p = sub.add_parser(
+        "audioset",
+        help="AudioSet downloads -> aligned (frame, audio) pairs for AVE-Net / L3 / sync",
+        description=(
+            "Read AudioSet segment lists (CSV... : the official files with their three '#' "
+            "header lines, or with a plain header), find each segment's file under --videos "
+            "by its name ({YTID}_{start}.mp4, {YTID}_{start}_{end}.mp4, Y{YTID}.wav-style, "
+            "{YTID}.mp4 whole videos, in sub-folders; or --pattern), report how many are "
+            "available (a share of AudioSet is always missing), probe every file and "
+            "quarantine those without video, without audio or with silent audio "
+            "(OUT/quarantine.csv). Samples frames on each video's frame grid and writes "
+            "OUT/avc_{train,test}.jsonl (positive: the 1 s centred on the frame; negative: "
+            "another video's sound cut on the same frame grid, 50:50) and "
+            "OUT/sync_{train,test}.jsonl (negative: the same video's sound shifted by whole "
+            "frames); eval lists give the test role. Format: docs/manifests.md."
+        ),
+    )
+    p.add_argument(
+        "csvs",
+        type=Path,
+        nargs="+",
+        metavar="CSV",
+        help="segment lists, e.g. balanced_train_segments.csv eval_segments.csv",
+    )
+    p.add_argument(
+        "--videos",
+        type=Path,
+        required=True,
+        metavar="ROOT",
+        help="folder holding the downloaded clips (searched recursively)",
+    )
+    p.add_argument(
+        "--classes",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="keep segments with these classes, by display name or MID, with "
+        "their ontology sub-trees: 'Musical instrument' gives the instrument "
+        "subset of L3 / AVE-Net (80 classes)",
+    )
+    p.add_argument(
+        "--labels",
+        type=Path,
+        default=None,
+        metavar="CSV",
+        help="class_labels_indices.csv (default: beside the first CSV)",
+    )
+    p.add_argument(
+        "--ontology",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="ontology.json (default: beside the first CSV)",
+    )
+    p.add_argument(
+        "--pattern",
+        default=None,
+        help="file name template relative to ROOT without suffix, e.g. "
+        "'{ytid}_{start}' or 'clips/{ytid}/{start_ms}' (fields: ytid, start, "
+        "start_ms, end, end_ms, any); default: the common patterns",
+    )
+    p.add_argument(
+        "--whole-videos",
+        action="store_true",
+        help="files named {YTID}.ext are whole YouTube videos (the segment lies at "
+        "its listed start); by default such files are taken as cut segments",
+    )
+    _add_common_options(p)
+    g = p.add_argument_group("pairs")
+    g.add_argument(
+        "--window",
+        type=float,
+        default=d.window_s,
+        metavar="S",
+        help=f"audio window in seconds (default {d.window_s:g}, as L3 / AVE-Net)",
+    )
+    g.add_argument(
+        "--frames-per-second",
+        type=float,
+        default=d.frames_per_s,
+        metavar="R",
+        help=f"frames sampled per second of usable sound (default "
+        f"{d.frames_per_s:g}: 10 per AudioSet clip); each gives one positive, one "
+        "correspondence negative and one sync negative",
+    )
+    g.add_argument(
+        "--sync-offset",
+        type=_offsets,
+        default=(d.min_sync_offset_s, d.max_sync_offset_s),
+        metavar="MIN:MAX",
+        help=f"shift of sync negatives in seconds, either sign (default "
+        f"{d.min_sync_offset_s:g}:{d.max_sync_offset_s:g})",
+    )
+    g.add_argument(
+        "--keep-silent",
+        action="store_true",
+        help="keep videos whose audio is digitally silent (quarantined by default)",
+    )
+    g.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also write a training cache in DIR: the sampled frames (JPEG, short "
+        "side --cache-size) and each clip's sound as 16-bit mono at "
+        "--cache-sample-rate, so a pair costs one small image and one slice "
+        "(~50x faster than decoding the videos; BENCHMARKS.md)",
+    )
+    g.add_argument(
+        "--cache-size",
+        type=_positive,
+        default=d.cache_short_side,
+        metavar="PX",
+        help=f"short side of cached frames (default {d.cache_short_side})",
+    )
+    g.add_argument(
+        "--cache-sample-rate",
+        type=_positive,
+        default=d.cache_sample_rate,
+        metavar="HZ",
+        help=f"sample rate of cached audio (default {d.cache_sample_rate}, as L3 / AVE-Net)",
+    )
+    g.add_argument(
+        "--cache-format",
+        choices=("jpeg", "raw"),
+        default=d.cache_format,
+        help="cached frames as JPEG (default, ~20x smaller) or raw uint8 arrays (exact, no decode)",
+    )
+    p.set_defaults(func=_run_audioset)
+
+
+def _run_audioset(args: argparse.Namespace) -> int:
+    from data_prep.av_prep import PairConfig
+    from data_prep.scan import scan_audioset
+
+    try:
+        scan = scan_audioset(
+            args.csvs,
+            args.videos,
+            classes=args.classes,
+            labels_csv=args.labels,
+            ontology_json=args.ontology,
+            pattern=args.pattern,
+            cut=False if args.whole_videos else None,
+        )
+    except (OSError, ValueError) as e:
+        print(f"avssl-prep audioset: {e}", file=sys.stderr)
+        return 2
+    if not scan.entries:
+        print(
+            f"avssl-prep audioset: none of the {len(scan.missing)} listed segments has a "
+            f"file under {args.videos}",
+            file=sys.stderr,
+        )
+        return 2
+    cfg = PairConfig(
+        seed=args.seed,
+        window_s=args.window,
+        frames_per_s=args.frames_per_second,
+        min_sync_offset_s=args.sync_offset[0],
+        max_sync_offset_s=args.sync_offset[1],
+        require_audible=not args.keep_silent,
+        cache=args.cache is not None,
+        cache_short_side=args.cache_size,
+        cache_sample_rate=args.cache_sample_rate,
+        cache_format=args.cache_format,
+    )
+    return _run_videos(args, scan, cfg, args.cache)
+
+
 def _add_merge(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "merge",
@@ -469,6 +667,7 @@ SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_synth,
     _add_ucf101,
     _add_folder,
+    _add_audioset,
     _add_merge,
     _add_report,
 )

@@ -137,3 +137,92 @@ def scan_folder(root: str | Path) -> Scan:
         cls = rel.split("/")[0] if "/" in rel else ""
         entries.append(Entry(rel, cls, index.get(cls, -1), -1, {"all": "train"}))
     return Scan("folder", str(r), classes, entries, ["all"])
+
+
+def scan_audioset(
+    csvs: list[str | Path],
+    videos_root: str | Path,
+    *,
+    classes: list[str] | None = None,
+    labels_csv: str | Path | None = None,
+    ontology_json: str | Path | None = None,
+    pattern: str | None = None,
+    cut: bool | None = None,
+) -> Scan:
+    """Entries for the AudioSet segments of ``csvs`` found under ``videos_root``.
+
+    A segment's role is "test" when its list is an eval list, else "train". ``classes`` (display
+    names or MIDs, expanded down the ontology: "Musical instrument" gives the instrument subset of
+    L3 / AVE-Net) keeps the segments with at least one of those labels, and a row's ``labels``
+    are then the selected ones (``all_labels`` keeps the rest). ``labels_csv`` and
+    ``ontology_json`` default to ``class_labels_indices.csv`` and ``ontology.json`` beside the
+    first list. Files are matched by name (:func:`data_prep.audioset_meta.match_files`);
+    ``missing`` lists the segments without a file, ``unlisted`` the media files matching no
+    segment or several.
+    """
+    from data_prep.audioset_meta import (
+        expand_classes,
+        match_files,
+        read_class_labels,
+        read_ontology,
+        read_segments,
+        split_of_csv,
+    )
+
+    if not csvs:
+        raise ValueError("give at least one AudioSet segments CSV")
+    root = Path(videos_root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: videos folder is not a directory")
+    first = Path(csvs[0])
+    labels_path = Path(labels_csv) if labels_csv else first.parent / "class_labels_indices.csv"
+    names: dict[str, str] = {}
+    if labels_path.is_file():
+        label_list = read_class_labels(labels_path)
+        names = {c.mid: c.name for c in label_list}
+    elif classes:
+        raise FileNotFoundError(f"{labels_path}: class_labels_indices.csv needed for --classes")
+    selected: set[str] | None = None
+    if classes:
+        onto_path = Path(ontology_json) if ontology_json else first.parent / "ontology.json"
+        if not onto_path.is_file():
+            raise FileNotFoundError(f"{onto_path}: ontology.json needed to expand --classes")
+        selected = set(expand_classes(classes, read_ontology(onto_path), label_list))
+    segments: list[Any] = []
+    role: dict[tuple[str, float], str] = {}
+    for c in csvs:
+        r = split_of_csv(c)
+        for s in read_segments(c):
+            if s.key in role:
+                if role[s.key] != r:
+                    raise ValueError(
+                        f"{c}: segment {s.ytid} {s.start_s} is in a train and a test list"
+                    )
+                continue
+            if selected is not None and not selected & set(s.labels):
+                continue
+            role[s.key] = r
+            segments.append(s)
+    result = match_files(root, segments, pattern=pattern, cut=cut)
+    by_key = {s.key: s for s in segments}
+    entries: dict[str, Entry] = {}
+    extra: list[str] = []
+    for key, fm in sorted(result.found.items(), key=lambda kv: (kv[1].relpath, kv[0])):
+        s = by_key[key]
+        if fm.relpath in entries:  # a whole video holding several listed segments: first one
+            extra.append(f"{fm.relpath} (also segment {s.ytid} {s.start_s:g} s)")
+            continue
+        labels = [m for m in s.labels if selected is None or m in selected]
+        entries[fm.relpath] = Entry(
+            fm.relpath, names.get(labels[0], labels[0]) if labels else "", -1, -1,
+            {"audioset": role[key]},
+            {"ytid": s.ytid, "segment_start_s": s.start_s, "segment_end_s": s.end_s,
+             "cut": fm.cut, "labels": labels, "all_labels": list(s.labels)},
+        )  # fmt: skip
+    missing = [f"{s.ytid}_{s.start_s:g}" for s in result.missing]
+    unlisted = sorted(result.unmatched + [p for a in result.ambiguous for p in a.relpaths] + extra)
+    used = sorted({m for e in entries.values() for m in e.meta["labels"]})
+    return Scan(
+        "audioset", str(root.resolve()), used, [entries[k] for k in sorted(entries)],
+        ["audioset"], missing, unlisted, {m: names.get(m, m) for m in used},
+    )  # fmt: skip
