@@ -628,12 +628,166 @@ def _run_audioset(args: argparse.Namespace) -> int:
     return _run_videos(args, scan, cfg, args.cache)
 
 
+def _add_esc50(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "esc50",
+        help="ESC-50 as downloaded -> clip manifest with the official 5 folds",
+        description=(
+            "Read ESC-50 in its published layout (ESC-50-master/audio/*.wav and "
+            "ESC-50-master/meta/esc50.csv), validate the csv (folds 1-5, targets 0-49 with one "
+            "category each, unique file names; errors name file:line), probe every listed wav "
+            "that is on disk (decoded duration, rate, channels, audibility) and quarantine bad "
+            "files with a reason. Folds are kept exactly as the csv gives them: evaluate with "
+            "5-fold cross-validation, never a re-split. Writes OUT/clips.jsonl, "
+            "OUT/quarantine.csv, OUT/missing.csv (listed, not on disk), OUT/unlisted.csv (on "
+            "disk, not listed) and OUT/prep.json (docs/manifests.md); re-running gives "
+            "identical files. Probing takes about 5 ms per 5 s clip on one core."
+        ),
+    )
+    p.add_argument(
+        "root",
+        type=Path,
+        metavar="ROOT",
+        help="the ESC-50-master folder (holding audio/ and meta/), or the folder that holds it",
+    )
+    _add_audio_common(p)
+    p.set_defaults(func=_run_esc50)
+
+
+def _add_audio_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="OUT",
+        help="output directory for the manifests (created; files in it are replaced)",
+    )
+    p.add_argument(
+        "--workers",
+        type=_positive,
+        default=None,
+        metavar="W",
+        help="probing processes (default: one per CPU core, at most 8, and at most one per "
+        "500 files: each worker takes a few seconds to start)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="per-file decode time limit in seconds (default 120); a file that exceeds it is "
+        "quarantined",
+    )
+
+
+def _run_esc50(args: argparse.Namespace) -> int:
+    from data_prep.audio_sets import prep_esc50
+
+    try:
+        result = prep_esc50(args.root, args.out, workers=args.workers, timeout_s=args.timeout)
+    except (OSError, ValueError) as e:
+        print(f"avssl-prep esc50: {e}", file=sys.stderr)
+        return 2
+    print(result.summary())
+    return 0
+
+
+def _add_audio_folder(sub: argparse._SubParsersAction) -> None:
+    from data_prep.audio_sets import AUDIO_SUFFIXES
+
+    p = sub.add_parser(
+        "audio-folder",
+        help="any labelled folder of audio files -> clip manifest (labels and folds from paths)",
+        description=(
+            "Match every audio file under ROOT against --pattern, a template over its path "
+            "relative to ROOT (without the audio suffix unless the pattern ends with one): "
+            "{name} matches characters other than / and _, {name:seg} anything but /, "
+            "{name:path} anything; other text is literal; fields named _... are not kept. "
+            "Examples: FSDD '{label}_{speaker}_{take}', one folder per class "
+            "'{label:seg}/{_:seg}'. Files that do not match are listed in OUT/unmatched.csv. "
+            "Class ids number the labels in natural order ('2' before '10'). Probes every "
+            "matched file, quarantines bad ones, writes OUT/clips.jsonl (every pattern field "
+            "kept as a column), OUT/quarantine.csv, OUT/unmatched.csv and OUT/prep.json "
+            "(docs/manifests.md); re-running gives identical files. The ESC-50 protocol "
+            "(linear SVM over the folds) runs on the result."
+        ),
+    )
+    p.add_argument("root", type=Path, metavar="ROOT", help="the folder of audio files")
+    p.add_argument(
+        "--pattern",
+        required=True,
+        metavar="TEMPLATE",
+        help="path template with named fields, e.g. '{label}_{speaker}_{take}' (quote it)",
+    )
+    p.add_argument(
+        "--label-field",
+        default="label",
+        metavar="NAME",
+        help="the pattern field that holds the class label (default: label)",
+    )
+    p.add_argument(
+        "--fold-field",
+        default=None,
+        metavar="NAME",
+        help="the pattern field that decides the fold: one fold per distinct value (e.g. "
+        "speaker: leave-one-speaker-out), or with --num-folds K the sorted values cut into K "
+        "contiguous groups (e.g. take with K=5: takes 0-9 in fold 1, ...)",
+    )
+    p.add_argument(
+        "--num-folds",
+        type=_positive,
+        default=None,
+        metavar="K",
+        help="number of folds; without --fold-field each file's fold comes from a hash of its "
+        "path (stable, but files from one recording may land in different folds). Without "
+        "either option every clip is in fold 1",
+    )
+    p.add_argument(
+        "--suffixes",
+        default=",".join(AUDIO_SUFFIXES),
+        metavar="LIST",
+        help="comma-separated audio file suffixes to consider, case-insensitive (default "
+        f"{','.join(AUDIO_SUFFIXES)}); hidden files and folders are always skipped",
+    )
+    p.add_argument(
+        "--name",
+        default="audio-folder",
+        metavar="NAME",
+        help="the dataset's name in prep.json and the summary (default audio-folder)",
+    )
+    _add_audio_common(p)
+    p.set_defaults(func=_run_audio_folder)
+
+
+def _run_audio_folder(args: argparse.Namespace) -> int:
+    from data_prep.audio_sets import prep_audio_folder
+
+    try:
+        result = prep_audio_folder(
+            args.root,
+            args.out,
+            pattern=args.pattern,
+            label_field=args.label_field,
+            fold_field=args.fold_field,
+            num_folds=args.num_folds,
+            suffixes=[s for s in args.suffixes.split(",") if s.strip()],
+            dataset=args.name,
+            workers=args.workers,
+            timeout_s=args.timeout,
+        )
+    except (OSError, ValueError) as e:
+        print(f"avssl-prep audio-folder: {e}", file=sys.stderr)
+        return 2
+    print(result.summary())
+    return 0
+
+
 def _add_merge(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "merge",
-        help="combine the shards of a sharded ucf101/folder run into one set of manifests",
+        help="combine the shards of a sharded ucf101/folder/audioset run into one set of manifests",
         description=(
-            "After 'avssl-prep ucf101|folder ... --shard I/N' has run for every I (on one "
+            "After 'avssl-prep ucf101|folder|audioset ... --shard I/N' has run for every I (on one "
             "machine or many), write the manifests into OUT from the shards' records. Shard "
             "directories may be OUT itself (a shared file system) or copies; the result is "
             "identical to an unsharded run."
@@ -668,6 +822,8 @@ SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_ucf101,
     _add_folder,
     _add_audioset,
+    _add_esc50,
+    _add_audio_folder,
     _add_merge,
     _add_report,
 )
