@@ -187,3 +187,63 @@ def test_pair_rules_property(fps: float, n: int, origin: float, lo: float, lengt
             assert span.fits(origin + mm / fps, window)
         assert not span.fits(origin + (m[0] - 1) / fps, window)
         assert not span.fits(origin + (m[1] + 1) / fps, window)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    videos=st.lists(
+        st.tuples(
+            st.sampled_from([12.5, 24.0, 25.0, 29.97, 30.0]),  # fps
+            st.floats(0.0, 1.5),  # origin (first frame time)
+            st.floats(1.2, 10.0),  # usable length
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+    seed=st.integers(0, 1000),
+)
+def test_grid_rule_holds_for_every_row_property(videos: list, seed: int) -> None:
+    """Across videos of different rates and origins, every window (positive, other, sync)
+    starts on the frame's video's grid, counted from the sound video's first frame."""
+    from data_prep.av_prep import mine_pairs, pair_rows
+    from data_prep.scan import Entry
+
+    cfg = PairConfig(seed=seed)
+    records = []
+    for k, (fps, origin, length) in enumerate(videos):
+        n = int((origin + length + 1) * fps)
+        info = _fake_info(fps, origin, n, origin + length)
+        rel = f"v{k}.mp4"
+        pairs = mine_pairs(Path(rel), Entry(rel, "", -1, -1), info, cfg, None)
+        records.append({"relpath": rel, "video": {"labels": []}, "pairs": pairs})
+    rows, _ = pair_rows(records, cfg, 1)
+    again, _ = pair_rows(records, cfg, 1)
+    assert rows == again  # deterministic
+    fps_of = {f"v{k}.mp4": v[0] for k, v in enumerate(videos)}
+    origin_of = {f"v{k}.mp4": v[1] for k, v in enumerate(videos)}
+    for task in ("avc", "sync"):
+        pos = [r for r in rows[task] if r["target"] == 1]
+        neg = [r for r in rows[task] if r["target"] == 0]
+        assert len(pos) == sum(len(r["pairs"]["frames"]) for r in records)
+        if task == "avc":
+            assert len(neg) == (len(pos) if len(videos) > 1 else 0)
+        for r in rows[task]:
+            fps, origin = fps_of[r["video"]], origin_of[r["audio_video"]]
+            assert av_pairs.on_grid(r["audio_start_s"], origin, fps, tol=1e-5), r
+            o_fps, o_origin, o_len = videos[int(r["audio_video"][1:-4])]
+            assert r["audio_start_s"] >= -1e-6
+            assert r["audio_start_s"] + 1.0 <= o_origin + o_len + 1e-6
+
+
+def _fake_info(fps: float, origin: float, n: int, audio_end: float):  # noqa: ANN202
+    from avssl.types import AudioStreamInfo, VideoInfo
+
+    pts = tuple(origin + i / fps for i in range(n))
+    audio = AudioStreamInfo(1, "aac", 48000, 1, audio_end, -6.0, True)
+    return VideoInfo(
+        path="x", size_bytes=1, mtime_ns=0, container="mov", codec="h264", codec_tag="avc1",
+        width=64, height=48, fps=fps, num_frames=n, header_num_frames=n, num_packets=n,
+        pts_s=pts, pts_trusted=True, keyframes=(0,), seek_points=(), b_frames=False,
+        packed_b_frames=False, vfr=False, duration_s=pts[-1] + 1 / fps, video_stream_index=0,
+        audio=(audio,),
+    )  # fmt: skip
