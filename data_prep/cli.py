@@ -85,6 +85,14 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
         help="after building, probe every file and time random frame reads (default on; about "
         "15 s for 320 clips); the same as 'avssl-prep report DIR'.",
     )
+    p.add_argument(
+        "--temporal",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also mine the temporal-order manifests that 'avssl-train shuffle_learn | "
+        "odd_one_out | arrow_of_time' read by default, into DIR/temporal (default on; the "
+        "same as 'avssl-prep folder DIR/videos --out DIR/temporal'; about 20 s)",
+    )
     p.set_defaults(func=_run_synth)
 
 
@@ -95,6 +103,14 @@ def _run_synth(args: argparse.Namespace) -> int:
         args.out, num_clips=args.num_clips, seed=args.seed, workers=args.workers, progress=True
     )
     print(result.summary())
+    if args.temporal:
+        from data_prep.scan import scan_folder
+        from data_prep.videos import prep_videos
+
+        mined = prep_videos(scan_folder(result.root / "videos"), result.root / "temporal",
+                            workers=args.workers, progress=True)  # fmt: skip
+        print()
+        print(mined.summary())
     if args.report:
         from data_prep.report import decode_report
 

@@ -46,7 +46,7 @@ __all__ = ["FORMAT_VERSION", "MineConfig", "PrepResult", "assemble", "prep_video
 #: Version of the manifest rows (the ``"v"`` field of every row); see docs/manifests.md.
 FORMAT_VERSION = 1
 #: Bump when a change alters what a record holds for the same input and settings.
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: Shuffle & Learn keeps its class through rejected draws
 TASKS = ("shuffle_learn", "odd_one_out", "arrow_of_time")
 
 # Below these energies a window is "still" whatever the video's own statistics say (measured on

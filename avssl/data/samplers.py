@@ -305,14 +305,21 @@ def shuffle_learn_tuples(
     out: list[ShuffleTuple] = []
     seen: set[tuple[int, int, int]] = set()
     failures, budget = 0, count * max_tries
+    positive: bool | None = None
+    streak = 0  # consecutive rejected draws of the current class
     while len(out) < count and failures < budget:
+        # The class is drawn once per output tuple and kept through rejected draws: positives
+        # (b, c, d) are close in time and fail the near-duplicate test more often than
+        # negatives, so re-drawing it with each try would bias the set towards negatives
+        # (measured: 12% positives instead of 25% on the built-in set).
+        if positive is None or streak >= max_tries:  # a class with no room left is re-drawn
+            positive, streak = bool(rng.random() < positive_ratio), 0
         (s, e), b_lo, hi_d, b_cum = usable[_weighted_index(rng, win_cum)]
         b = b_lo + _weighted_index(rng, b_cum)
         d = int(rng.integers(b + 2, min(b + tau_max, hi_d) + 1))
         c = int(rng.integers(b + 1, d))
         a = int(rng.integers(s, b - tau_min + 1))
         f = int(rng.integers(d + tau_min, e))
-        positive = bool(rng.random() < positive_ratio)
         first = bool(rng.random() < 0.5)
         if positive:
             kind, frames = ("pos_fwd", (b, c, d)) if first else ("pos_rev", (d, c, b))
@@ -326,9 +333,11 @@ def shuffle_learn_tuples(
             or _mad(thumbs, y, z) < dup_threshold
         ):
             failures += 1
+            streak += 1
             continue
         seen.add(frames)
         out.append(ShuffleTuple(frames, int(positive), kind, (a, b, c, d, f), (s, e)))
+        positive = None
     return out
 
 

@@ -1,0 +1,60 @@
+"""Arrow of time (Pickup et al. 2014; Wei et al. 2018): is this clip playing forward or backward?
+
+The manifest (arrow_of_time.jsonl) gives the frames in the order shown (descending when reversed)
+and the target (1 = forward). With a 2-D backbone every frame is encoded by the same network and
+the per-frame features are concatenated in time order before a small classifier (late fusion, as
+Wei et al.'s frame-feature baseline); with a video backbone (r3d_18, r2plus1d_18) the clip goes
+through it whole.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from avssl.data.dataset import FrameReader
+from avssl.tasks.common import FrameEncoder, Task, classification
+
+
+def make_example(row: dict[str, Any], read: FrameReader, rng: np.random.Generator) -> dict:
+    return {
+        "frames": read(row["video"], row["frames"]),  # (L, 3, H, W) uint8, in shown order
+        "target": torch.tensor(int(row["target"])),
+    }
+
+
+class ArrowOfTime(nn.Module):
+    def __init__(self, backbone: str, *, length: int = 8, **kwargs: Any) -> None:
+        super().__init__()
+        self.class_weight: torch.Tensor | None = None  # set by the trainer (balanced loss)
+        from avssl.models.backbones import BACKBONES, build_backbone
+
+        self.video = BACKBONES[backbone].video
+        if self.video:
+            self.net = build_backbone(backbone, **kwargs)
+            self.head: nn.Module = nn.Linear(BACKBONES[backbone].feature_dim, 2)
+        else:
+            self.encoder = FrameEncoder(backbone, **kwargs)
+            d = self.encoder.dim
+            self.head = nn.Sequential(nn.Linear(length * d, 256), nn.ReLU(), nn.Linear(256, 2))
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        frames = batch["frames"]  # (B, T, C, H, W)
+        if self.video:
+            feats = self.net(frames.transpose(1, 2))  # (B, C, T, H, W)
+        else:
+            feats = self.encoder(frames).flatten(1)
+        return classification(self.head(feats), batch["target"], self.class_weight)
+
+
+TASK = Task(
+    name="arrow_of_time",
+    manifest="arrow_of_time.jsonl",
+    description="Arrow of time: forward vs reversed clip classification",
+    make_example=make_example,
+    build_model=ArrowOfTime,
+    num_classes=lambda row: 2,
+)

@@ -1,0 +1,51 @@
+"""What every pretext task shares: the :class:`Task` record and the frame encoder."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from avssl.data.dataset import FrameReader
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    manifest: str  # the prep manifest it reads, e.g. "shuffle_learn.jsonl"
+    description: str
+    make_example: Callable[[dict[str, Any], FrameReader, np.random.Generator], dict[str, Any]]
+    build_model: Callable[..., nn.Module]  # (backbone: str, **task options) -> model
+    num_classes: Callable[[dict[str, Any]], int]  # from one manifest row
+
+
+class FrameEncoder(nn.Module):
+    """A 2-D backbone applied to every frame: ``(B, T, C, H, W) -> (B, T, D)`` (shared weights:
+    the siamese towers of Shuffle & Learn and O3N are one network run on each input)."""
+
+    def __init__(self, backbone: str, **kwargs: Any) -> None:
+        super().__init__()
+        from avssl.models.backbones import BACKBONES, build_backbone
+
+        spec = BACKBONES[backbone]
+        if spec.video:
+            raise ValueError(f"backbone {backbone!r} takes clips; this task encodes frames")
+        self.net = build_backbone(backbone, **kwargs)
+        self.dim = int(getattr(self.net, "feature_dim", spec.feature_dim))
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        b, t = frames.shape[:2]
+        feats: torch.Tensor = self.net(frames.flatten(0, 1))
+        return feats.view(b, t, -1)
+
+
+def classification(
+    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+) -> tuple[torch.Tensor, dict]:
+    """Cross-entropy (class-``weight``ed when given) and the logs every task returns."""
+    loss = nn.functional.cross_entropy(logits.float(), target, weight=weight)
+    return loss, {"logits": logits.detach()}

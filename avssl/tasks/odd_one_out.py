@@ -1,0 +1,85 @@
+"""Odd-One-Out networks (Fernando, Bilen, Gavves & Gould, CVPR 2017): which subsequence is odd?
+
+A question (odd_one_out.jsonl) holds N subsequences of L frames; all are in temporal order but one,
+whose frames are shuffled. Each subsequence is encoded by one shared network and the N encodings
+are fused by **sum of differences**, sum over i < j of (f_j - f_i) = sum_k (2k - N + 1) f_k, a
+position-weighted sum, then a linear N-way classifier (the paper's SoD fusion).
+
+Subsequence encoding: ``"dynamic_image"`` (the paper's choice): the L frames are collapsed into one
+image by approximate rank pooling (Bilen et al. 2016), weights alpha_t = 2t - L - 1 on the
+frames, so one 2-D pass per subsequence; ``"frames"``: every frame encoded and the L features
+concatenated in the order shown (L times the compute).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from avssl.data.dataset import FrameReader
+from avssl.tasks.common import FrameEncoder, Task, classification
+
+
+def make_example(row: dict[str, Any], read: FrameReader, rng: np.random.Generator) -> dict:
+    subs = row["subsequences"]
+    frames = read(row["video"], [i for s in subs for i in s])  # (N*L, 3, H, W), shown order
+    return {
+        "frames": frames,
+        "target": torch.tensor(int(row["target"])),
+        "num_subsequences": torch.tensor(len(subs)),
+    }
+
+
+def dynamic_images(frames: torch.Tensor, n: int) -> torch.Tensor:
+    """``(B, N*L, C, H, W)`` -> ``(B, N, C, H, W)``: approximate rank pooling of each subsequence,
+    sum_t (2t - L - 1) x_t, scaled to unit-ish range (the sum of |alpha| is L^2/2)."""
+    b, nl = frames.shape[:2]
+    length = nl // n
+    x = frames.view(b, n, length, *frames.shape[2:])
+    t = torch.arange(1, length + 1, device=frames.device, dtype=frames.dtype)
+    alpha = (2 * t - length - 1) / (length * length / 2)
+    return (x * alpha.view(1, 1, length, 1, 1, 1)).sum(2)
+
+
+class OddOneOut(nn.Module):
+    def __init__(
+        self,
+        backbone: str,
+        *,
+        num_subsequences: int = 6,
+        length: int = 6,
+        encoding: Literal["dynamic_image", "frames"] = "dynamic_image",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__()
+        self.class_weight: torch.Tensor | None = None  # set by the trainer (balanced loss)
+        self.n, self.length, self.encoding = num_subsequences, length, encoding
+        self.encoder = FrameEncoder(backbone, **kwargs)
+        d = self.encoder.dim * (1 if encoding == "dynamic_image" else length)
+        k = torch.arange(num_subsequences, dtype=torch.float32)
+        self.register_buffer("sod", 2 * k - num_subsequences + 1, persistent=False)
+        self.head = nn.Linear(d, num_subsequences)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        frames = batch["frames"]  # (B, N*L, C, H, W)
+        b = frames.shape[0]
+        if self.encoding == "dynamic_image":
+            feats = self.encoder(dynamic_images(frames, self.n))  # (B, N, D)
+        else:
+            feats = self.encoder(frames).view(b, self.n, -1)  # (B, N, L*D)
+        sod: torch.Tensor = self.sod  # type: ignore[assignment]
+        fused = (feats * sod.view(1, -1, 1)).sum(1)  # sum of differences
+        return classification(self.head(fused), batch["target"], self.class_weight)
+
+
+TASK = Task(
+    name="odd_one_out",
+    manifest="odd_one_out.jsonl",
+    description="Odd-One-Out networks: find the shuffled subsequence among N",
+    make_example=make_example,
+    build_model=OddOneOut,
+    num_classes=lambda row: len(row["subsequences"]),
+)

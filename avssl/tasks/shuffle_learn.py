@@ -1,0 +1,56 @@
+"""Shuffle & Learn (Misra, Zitnick & Hebert, ECCV 2016): is this frame tuple in temporal order?
+
+The manifest (``avssl-prep ucf101|folder``: shuffle_learn.jsonl) gives three frames in the order
+shown and the target (1 = ordered: (b,c,d) or (d,c,b); 0 = (b,a,d) or (b,e,d)). The network is
+the paper's triplet siamese: one backbone (shared weights, fc7 in CaffeNet) per frame, the three
+feature vectors concatenated, then a linear binary classifier (fc8).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from avssl.data.dataset import FrameReader
+from avssl.tasks.common import FrameEncoder, Task, classification
+
+
+def make_example(row: dict[str, Any], read: FrameReader, rng: np.random.Generator) -> dict:
+    return {
+        "frames": read(row["video"], row["frames"]),  # (3, 3, H, W) uint8
+        "target": torch.tensor(int(row["target"])),
+    }
+
+
+class ShuffleLearn(nn.Module):
+    """``head_hidden = 0``: the paper's linear fc8 on the concatenated features; > 0: one hidden
+    ReLU layer first (the CPU demo's small towers cannot make "c lies between b and d" linear on
+    their own)."""
+
+    def __init__(self, backbone: str, *, head_hidden: int = 0, **kwargs: Any) -> None:
+        super().__init__()
+        self.class_weight: torch.Tensor | None = None  # set by the trainer (balanced loss)
+        self.encoder = FrameEncoder(backbone, **kwargs)
+        d = 3 * self.encoder.dim
+        self.head: nn.Module = (
+            nn.Sequential(nn.Linear(d, head_hidden), nn.ReLU(), nn.Linear(head_hidden, 2))
+            if head_hidden
+            else nn.Linear(d, 2)
+        )
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        feats = self.encoder(batch["frames"])  # (B, 3, D)
+        return classification(self.head(feats.flatten(1)), batch["target"], self.class_weight)
+
+
+TASK = Task(
+    name="shuffle_learn",
+    manifest="shuffle_learn.jsonl",
+    description="Shuffle & Learn: binary temporal-order verification of frame triplets",
+    make_example=make_example,
+    build_model=ShuffleLearn,
+    num_classes=lambda row: 2,
+)

@@ -1,0 +1,504 @@
+"""The training core every pretext task shares: ``build`` + ``train_one_epoch`` + checkpoints.
+
+Shape after DINO/MAE (STYLE.md): a config dataclass with every default, a plain
+:func:`train_one_epoch` that fits on one screen, a model that owns its loss, learning rates as a
+pure function of the step. Data order, augmentation and every random draw derive from
+``(seed, epoch, step)``, never from the number of workers or processes, so a run resumed from a
+checkpoint continues exactly as it would have (``--resume``; tested on CPU).
+
+Distributed: ``torchrun --nproc_per_node=N -m avssl.cli train TASK ...`` -- one process per GPU
+(NCCL) or per CPU slot (gloo); each rank reads its own slice of the epoch's permutation, gradients
+are averaged by DDP, metrics are summed over ranks, rank 0 alone writes logs and checkpoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from avssl import dist
+from avssl.data.dataset import FrameReader, ManifestDataset, load_probe_infos, split_by_video
+from avssl.data.manifest import read_manifest
+from avssl.data.transforms import AugmentConfig, augment
+from avssl.tasks import TASKS
+
+__all__ = ["DataConfig", "OptimConfig", "RunConfig", "TrainConfig", "main_train", "train"]
+
+
+@dataclass
+class DataConfig:
+    manifest: str | None = None  # a prep manifest; None: the built-in set ($AVSSL_DATA/synth)
+    root: str | None = None  # video root; None: prep.json's root beside the manifest
+    val_fraction: float = 0.2  # whole videos held out for the pretext accuracy
+    frame_size: int = 64  # frames are decoded at this short side (square crop from it)
+    cache_mb: int = 2048  # per-process cache of decoded videos (0: read_frames every time)
+    num_workers: int = 0  # data-loader processes
+    shuffle_labels: bool = False  # leak check: targets permuted across rows
+    max_rows: int | None = None  # use at most this many training rows (debug, smoke tests)
+    max_val_rows: int | None = None  # evaluate on at most this many held-out rows (spread)
+
+
+@dataclass
+class OptimConfig:
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 64
+    epochs: int = 10
+    steps_per_epoch: int | None = None  # None: one pass over the training rows
+    schedule: Literal["step", "cosine", "constant"] = "step"
+    step_at: float = 0.8  # "step": lr x0.1 at this fraction of training (S&L: 80k of 100k)
+    warmup_steps: int = 0
+
+
+@dataclass
+class RunConfig:
+    out: str | None = None  # run directory; None: runs/<task>
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when available
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    channels_last: bool = False
+    compile: bool = False
+    log_every: int = 20
+    ckpt_every_steps: int = 0  # also checkpoint every N steps (0: end of each epoch only)
+    max_minutes: float | None = None  # stop (with a checkpoint) after this wall time
+    tensorboard: bool = True
+
+
+@dataclass
+class TaskOptions:
+    odd_encoding: Literal["dynamic_image", "frames"] = "dynamic_image"
+    # weight the loss by inverse class frequency of the training rows (Shuffle & Learn's 25%
+    # positives otherwise pull a small model towards "negative"); off = the papers' plain loss
+    balanced_loss: bool = False
+    head_hidden: int = 0  # shuffle_learn: hidden units before fc8 (0 = the paper's linear fc8)
+
+
+@dataclass
+class ModelConfig:
+    """Backbone options (passed to ``avssl.models.build_backbone``); 0 / empty: its default."""
+
+    width: float = 0.0  # caffenet: channel multiplier
+    channels: list[int] = field(default_factory=list)  # convnet_tiny: block channels
+    spatial: int = 0  # convnet_tiny: keep an s x s map in the feature
+
+    def kwargs(self, backbone: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.width:
+            out["width"] = self.width
+        if self.channels:
+            out["channels"] = tuple(self.channels)
+        if self.spatial:
+            out["spatial"] = self.spatial
+        return out
+
+
+@dataclass
+class TrainConfig:
+    task: str = "shuffle_learn"
+    seed: int = 0
+    backbone: str = "convnet_tiny"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    aug: AugmentConfig = field(default_factory=lambda: AugmentConfig(size=56))
+    run: RunConfig = field(default_factory=RunConfig)
+    options: TaskOptions = field(default_factory=TaskOptions)
+
+
+def default_manifest(task: str) -> Path:
+    """The built-in set's manifest (written by ``avssl-prep synth``)."""
+    return Path(os.environ.get("AVSSL_DATA", "avssl-data")) / "synth" / "temporal" / f"{task}.jsonl"
+
+
+def lr_at(step: int, total: int, cfg: OptimConfig) -> float:
+    """The learning rate at ``step`` of ``total`` (a pure function: resumes exactly)."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "step":
+        return cfg.lr * (0.1 if step >= cfg.step_at * total else 1.0)
+    if cfg.schedule == "cosine":
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
+    return cfg.lr
+
+
+# ---------------------------------------------------------------------------------- building
+def _rows(cfg: TrainConfig) -> tuple[list[dict], list[dict], Path, dict]:
+    manifest = Path(cfg.data.manifest) if cfg.data.manifest else default_manifest(cfg.task)
+    if not manifest.is_file():
+        hint = (
+            ("run 'avssl-prep synth' first (it builds the built-in set and its temporal manifests)")
+            if not cfg.data.manifest
+            else "check data.manifest"
+        )
+        raise FileNotFoundError(f"{manifest}: manifest not found; {hint}")
+    card_path = manifest.parent / "prep.json"
+    if not card_path.is_file():
+        card_path = manifest.parent.parent / "prep.json"  # ucf101: OUT/splitK/<task>.jsonl
+    card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+    root = Path(cfg.data.root or card.get("root") or manifest.parent)
+    rows = read_manifest(manifest)
+    if not rows:
+        raise ValueError(f"{manifest}: no rows")
+    train_rows, val_rows = split_by_video(rows, cfg.data.val_fraction, cfg.seed)
+    if cfg.data.max_rows:
+        train_rows = train_rows[: cfg.data.max_rows]
+    if cfg.data.max_val_rows and len(val_rows) > cfg.data.max_val_rows:
+        keep = np.linspace(0, len(val_rows) - 1, cfg.data.max_val_rows).round().astype(int)
+        val_rows = [val_rows[i] for i in keep]
+    return train_rows, val_rows, root, {"manifest": str(manifest), "card": card_path}
+
+
+def build(cfg: TrainConfig, env: dist.DistEnv) -> dict[str, Any]:
+    if cfg.task not in TASKS:
+        raise ValueError(f"unknown task {cfg.task!r}; available: {sorted(TASKS)}")
+    task = TASKS[cfg.task]
+    train_rows, val_rows, root, where = _rows(cfg)
+    infos = load_probe_infos(Path(where["card"]).parent / "probe.jsonl")
+    size = (cfg.data.frame_size, cfg.data.frame_size)
+    reader = FrameReader(root, size, infos=infos, cache_mb=cfg.data.cache_mb)
+    row0 = train_rows[0]
+    kwargs: dict[str, Any] = {}
+    if cfg.task == "odd_one_out":
+        kwargs = {
+            "num_subsequences": len(row0["subsequences"]),
+            "length": len(row0["subsequences"][0]),
+            "encoding": cfg.options.odd_encoding,
+        }
+    elif cfg.task == "arrow_of_time":
+        kwargs = {"length": len(row0["frames"])}
+    elif cfg.task == "shuffle_learn":
+        kwargs = {"head_hidden": cfg.options.head_hidden}
+    torch.manual_seed(cfg.seed)
+    model = task.build_model(cfg.backbone, **kwargs, **cfg.model.kwargs(cfg.backbone))
+    if cfg.options.balanced_loss:
+        counts = np.bincount(
+            [int(r["target"]) for r in train_rows], minlength=task.num_classes(row0)
+        ).astype(np.float64)
+        w = counts.sum() / np.maximum(counts, 1) / len(counts)
+        model.class_weight = torch.tensor(w, dtype=torch.float32)
+    model = model.to(env.device)
+    if model.class_weight is not None:
+        model.class_weight = model.class_weight.to(env.device)
+    if cfg.run.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if cfg.optim.optimizer == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(
+            model.parameters(),
+            lr=cfg.optim.lr,
+            momentum=cfg.optim.momentum,
+            weight_decay=cfg.optim.weight_decay,
+        )
+    else:
+        opt = torch.optim.AdamW(
+            model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay
+        )
+    ds = ManifestDataset(
+        train_rows, task.make_example, reader, seed=cfg.seed, shuffle_labels=cfg.data.shuffle_labels
+    )
+    val = ManifestDataset(val_rows, task.make_example, reader, seed=cfg.seed + 1)
+    steps = cfg.optim.steps_per_epoch or max(1, len(ds) // (cfg.optim.batch_size * env.world_size))
+    return {
+        "task": task,
+        "model": model,
+        "opt": opt,
+        "train": ds,
+        "val": val,
+        "steps_per_epoch": steps,
+        "where": where,
+    }
+
+
+def _loader(ds: ManifestDataset, indices: list[int], cfg: TrainConfig) -> Any:
+    return torch.utils.data.DataLoader(
+        torch.utils.data.Subset(ds, indices),
+        batch_size=cfg.optim.batch_size,
+        shuffle=False,
+        num_workers=cfg.data.num_workers,
+        drop_last=False,
+        persistent_workers=False,
+        multiprocessing_context="spawn" if cfg.data.num_workers else None,
+    )
+
+
+def epoch_indices(
+    n: int, epoch: int, seed: int, env: dist.DistEnv, steps: int, bs: int
+) -> list[int]:
+    """This rank's sample indices for ``epoch``: a permutation seeded by (seed, epoch), cycled to
+    ``steps`` full batches per rank, rank r taking every world-size-th batch slice."""
+    perm = np.random.default_rng([seed, epoch, 17]).permutation(n)
+    need = steps * bs * env.world_size
+    reps = int(math.ceil(need / max(n, 1)))
+    full = np.concatenate([np.roll(perm, k * 7) for k in range(reps)])[:need]
+    per = full.reshape(steps, env.world_size, bs)[:, env.rank, :]
+    return per.reshape(-1).tolist()
+
+
+# ------------------------------------------------------------------------------ one epoch
+def train_one_epoch(
+    state: dict[str, Any],
+    cfg: TrainConfig,
+    env: dist.DistEnv,
+    epoch: int,
+    start_step: int,
+    log: Any,
+    stop: Any,
+) -> int:
+    """Train from ``start_step`` to the end of ``epoch``; returns the global step reached."""
+    model, opt, ds = state["model"], state["opt"], state["train"]
+    steps, bs = state["steps_per_epoch"], cfg.optim.batch_size
+    total = steps * cfg.optim.epochs
+    ds.set_epoch(epoch)
+    idx = epoch_indices(len(ds), epoch, cfg.seed, env, steps, bs)[start_step * bs :]
+    model.train()
+    step = epoch * steps + start_step
+    for batch in _loader(ds, idx, cfg):
+        g = torch.Generator().manual_seed(hash((cfg.seed, epoch, step, env.rank)) % 2**62)
+        frames = augment(
+            batch["frames"].to(env.device, non_blocking=True), cfg.aug, train=True, generator=g
+        )
+        target = batch["target"].to(env.device)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, total, cfg.optim)
+        with _autocast(cfg, env):
+            loss, logs = model({"frames": frames, "target": target})
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss {loss.item()} at step {step}; stopping")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        acc = (logs["logits"].argmax(1) == target).float().mean()
+        log.step(
+            step,
+            total,
+            {"loss": loss.item(), "acc": acc.item(), "lr": opt.param_groups[0]["lr"]},
+            len(target) * env.world_size,
+        )
+        step += 1
+        if stop(step, epoch):
+            break
+    return step
+
+
+def _autocast(cfg: TrainConfig, env: dist.DistEnv) -> Any:
+    if env.device.type == "cuda" and cfg.run.amp:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def evaluate(state: dict[str, Any], cfg: TrainConfig, env: dist.DistEnv) -> dict[str, float]:
+    """Held-out pretext accuracy and balanced accuracy (mean per-class recall), over all ranks."""
+    model, val = state["model"], state["val"]
+    if len(val) == 0:
+        return {}
+    model.eval()
+    k = state["num_classes"]
+    counts = torch.zeros(2, k, dtype=torch.float64, device=env.device)  # [correct, total] per class
+    loss_sum = torch.zeros(2, dtype=torch.float64, device=env.device)
+    idx = list(range(env.rank, len(val), env.world_size))
+    for batch in _loader(val, idx, cfg):
+        frames = augment(batch["frames"].to(env.device), cfg.aug, train=False)
+        target = batch["target"].to(env.device)
+        with _autocast(cfg, env):
+            loss, logs = model({"frames": frames, "target": target})
+        pred = logs["logits"].argmax(1)
+        counts[0].index_add_(0, target, (pred == target).double())
+        counts[1].index_add_(0, target, torch.ones_like(target, dtype=torch.float64))
+        loss_sum += torch.tensor([loss.item() * len(target), len(target)], device=env.device)
+    dist.all_reduce_sum(counts)
+    dist.all_reduce_sum(loss_sum)
+    seen = counts[1] > 0
+    return {
+        "val_loss": float(loss_sum[0] / loss_sum[1]),
+        "val_acc": float(counts[0].sum() / counts[1].sum()),
+        "val_balanced_acc": float((counts[0][seen] / counts[1][seen]).mean()),
+        "val_samples": int(counts[1].sum()),
+    }
+
+
+# ---------------------------------------------------------------------------- checkpoints
+def save_checkpoint(
+    path: Path, state: dict[str, Any], cfg: TrainConfig, epoch: int, step_in_epoch: int
+) -> None:
+    """Tensors and primitives only (loads with ``weights_only=True``), written atomically."""
+    from avssl.data.manifest import atomic_output
+
+    model = state["model"]
+    raw = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    ckpt = {
+        "model": raw.state_dict(),
+        "optimizer": state["opt"].state_dict(),
+        "epoch": epoch,
+        "step_in_epoch": step_in_epoch,
+        "config": json.dumps(_cfg_dict(cfg)),
+        "backbone": cfg.backbone,
+        "backbone_kwargs": json.dumps(cfg.model.kwargs(cfg.backbone)),
+        "task": cfg.task,
+    }
+    with atomic_output(path) as tmp:
+        torch.save(ckpt, tmp)
+
+
+def _cfg_dict(cfg: TrainConfig) -> dict[str, Any]:
+    return asdict(cfg)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+class Logger:
+    """Progress line, metrics.jsonl and TensorBoard; silent on ranks other than 0."""
+
+    def __init__(
+        self, run_dir: Path, cfg: TrainConfig, env: dist.DistEnv, resume_step: int
+    ) -> None:
+        self.env, self.cfg = env, cfg
+        self.path = run_dir / "metrics.jsonl"
+        self.t0, self.seen, self.tb = time.monotonic(), 0, None
+        if not env.is_main:
+            return
+        if self.path.exists():  # keep the lines up to the checkpoint: a resumed log is whole
+            keep = [
+                ln
+                for ln in self.path.read_text().splitlines()
+                if json.loads(ln).get("step", -1) < resume_step
+            ]
+            self.path.write_text("".join(k + "\n" for k in keep))
+        if cfg.run.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=resume_step)
+            except ImportError:
+                self.tb = None
+
+    def write(self, rec: dict[str, Any]) -> None:
+        if not self.env.is_main:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        if self.tb is not None:
+            for k, v in rec.items():
+                if isinstance(v, float) and k != "step":
+                    self.tb.add_scalar(k, v, rec["step"])
+
+    def step(self, step: int, total: int, vals: dict[str, float], n: int) -> None:
+        self.seen += n
+        if step % self.cfg.run.log_every and step != total - 1:
+            return
+        self.write({"step": step, **{k: round(v, 6) for k, v in vals.items()}})
+        if self.env.is_main:
+            el = time.monotonic() - self.t0
+            rate = self.seen / el if el > 0 else 0.0
+            eta = (total - step - 1) * (el / max(self.seen, 1)) * self.cfg.optim.batch_size
+            tty = sys.stderr.isatty()
+            print(
+                f"{chr(13) if tty else ''}step {step + 1}/{total} loss {vals['loss']:.4f} "
+                f"acc {vals['acc']:.3f} {rate:.0f} samples/s ETA {eta:.0f} s ",
+                end="" if tty else "\n",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+def train(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
+    """Run (or resume) a training run; returns the last evaluation metrics."""
+    env = dist.init_distributed(cfg.run.device)
+    run_dir = Path(cfg.run.out or f"runs/{cfg.task}")
+    ckpt_path = run_dir / "checkpoint.pt"
+    state = build(cfg, env)
+    state["num_classes"] = state["task"].num_classes(state["train"].rows[0])
+    start_epoch, start_step = 0, 0
+    if resume and ckpt_path.is_file():
+        ck = load_checkpoint(ckpt_path)
+        state["model"].load_state_dict(ck["model"])
+        state["opt"].load_state_dict(ck["opt"] if "opt" in ck else ck["optimizer"])
+        start_epoch, start_step = int(ck["epoch"]), int(ck["step_in_epoch"])
+    if env.is_main:
+        from avssl.config import dump_config
+
+        run_dir.mkdir(parents=True, exist_ok=True)
+        dump_config(cfg, run_dir / "config.yaml")
+    if env.distributed:
+        state["model"] = nn.parallel.DistributedDataParallel(
+            state["model"], device_ids=[env.device.index] if env.device.type == "cuda" else None
+        )
+    if cfg.run.compile:
+        state["model"] = torch.compile(state["model"])
+    steps = state["steps_per_epoch"]
+    log = Logger(run_dir, cfg, env, start_epoch * steps + start_step)
+    t0 = time.monotonic()
+    term = {"flag": False}
+    old = signal.signal(signal.SIGTERM, lambda *_: term.update(flag=True))
+
+    def stop(step: int, epoch: int) -> bool:
+        in_epoch = step - epoch * steps
+        over = cfg.run.max_minutes is not None and time.monotonic() - t0 > 60 * cfg.run.max_minutes
+        if (
+            term["flag"]
+            or over
+            or (
+                cfg.run.ckpt_every_steps
+                and in_epoch % cfg.run.ckpt_every_steps == 0
+                and in_epoch < steps
+            )
+        ):
+            if env.is_main:
+                save_checkpoint(ckpt_path, state, cfg, epoch, in_epoch)
+        return term["flag"] or over
+
+    metrics: dict[str, Any] = {}
+    try:
+        for epoch in range(start_epoch, cfg.optim.epochs):
+            step = train_one_epoch(state, cfg, env, epoch, start_step, log, stop)
+            start_step = 0
+            if step < (epoch + 1) * steps:  # stopped early (SIGTERM or time limit)
+                metrics = {"stopped_at_step": step}
+                if not term["flag"]:  # the time limit: evaluate what there is
+                    metrics = {"step": step - 1, "epoch": epoch, **evaluate(state, cfg, env)}
+                    log.write(metrics)
+                break
+            metrics = {"step": step - 1, "epoch": epoch, **evaluate(state, cfg, env)}
+            log.write(metrics)
+            if env.is_main:
+                save_checkpoint(ckpt_path, state, cfg, epoch + 1, 0)
+                print(
+                    f"\nepoch {epoch + 1}/{cfg.optim.epochs}: "
+                    + ", ".join(
+                        f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                        for k, v in metrics.items()
+                    ),
+                    file=sys.stderr,
+                )
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        dist.cleanup()
+    return metrics
+
+
+def main_train(
+    task: str, config_path: str | None, overrides: list[str], out: str | None, resume: bool
+) -> int:
+    from avssl.config import load_config
+
+    cfg = load_config(TrainConfig, config_path, [f"task={task}", *overrides])
+    if out is not None:
+        cfg.run.out = out
+    metrics = train(cfg, resume=resume)
+    if dist.is_main():
+        print(json.dumps(metrics))
+    return 0
