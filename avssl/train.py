@@ -79,11 +79,13 @@ class RunConfig:
 
 @dataclass
 class TaskOptions:
-    odd_encoding: Literal["dynamic_image", "frames"] = "dynamic_image"
+    odd_encoding: Literal["dynamic_image", "differences", "frames"] = "dynamic_image"
     # weight the loss by inverse class frequency of the training rows (Shuffle & Learn's 25%
     # positives otherwise pull a small model towards "negative"); off = the papers' plain loss
     balanced_loss: bool = False
-    head_hidden: int = 0  # shuffle_learn: hidden units before fc8 (0 = the paper's linear fc8)
+    head_hidden: int = (
+        0  # shuffle_learn, odd_one_out: hidden units before the classifier (0 = linear)
+    )
 
 
 @dataclass
@@ -176,6 +178,7 @@ def build(cfg: TrainConfig, env: dist.DistEnv) -> dict[str, Any]:
             "num_subsequences": len(row0["subsequences"]),
             "length": len(row0["subsequences"][0]),
             "encoding": cfg.options.odd_encoding,
+            "head_hidden": cfg.options.head_hidden,
         }
     elif cfg.task == "arrow_of_time":
         kwargs = {"length": len(row0["frames"])}

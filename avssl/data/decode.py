@@ -621,6 +621,17 @@ def _audio_to_float(f: av.AudioFrame) -> np.ndarray:
     return x.astype(np.float32, copy=False)
 
 
+def _audio_stream(
+    c: av.container.InputContainer, p: Path, stream: int | None
+) -> av.audio.stream.AudioStream:
+    """The first audio stream, or the one with container index ``stream``."""
+    astreams = [s for s in c.streams.audio if stream is None or s.index == stream]
+    if not astreams:
+        what = "no audio stream" if stream is None else f"no audio stream with index {stream}"
+        raise errors.NoAudioStreamError(str(p), what)
+    return astreams[0]
+
+
 def probe_audio(
     path: str | os.PathLike[str],
     *,
@@ -639,11 +650,7 @@ def probe_audio(
         raise errors.TruncatedMediaError(str(p), f"truncated: {cut}")
     deadline = time.monotonic() + timeout_s
     with _open(p) as c:
-        astreams = [s for s in c.streams.audio if stream is None or s.index == stream]
-        if not astreams:
-            what = "no audio stream" if stream is None else f"no audio stream with index {stream}"
-            raise errors.NoAudioStreamError(str(p), what)
-        a = astreams[0]
+        a = _audio_stream(c, p, stream)
         acc = _AudioStats()
         try:
             for pk in c.demux(a):
@@ -1071,11 +1078,7 @@ def read_audio(
     n_out = round(duration_s * sample_rate)
     deadline = time.monotonic() + timeout_s
     with _open(p) as c:
-        astreams = [s for s in c.streams.audio if stream is None or s.index == stream]
-        if not astreams:
-            what = "no audio stream" if stream is None else f"no audio stream with index {stream}"
-            raise errors.NoAudioStreamError(str(p), what)
-        a = astreams[0]
+        a = _audio_stream(c, p, stream)
         sr_in = int(a.codec_context.sample_rate)
         g = math.gcd(sr_in, sample_rate)
         # Cut on a grid common to both rates, so that output sample j of the resampler sits at

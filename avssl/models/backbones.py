@@ -186,7 +186,7 @@ class ConvNetTiny(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, in_channels, H, W)`` -> ``(B, channels[-1])``."""
+        """``(B, in_channels, H, W)`` -> ``(B, feature_dim)``, ``channels[-1] * spatial**2``."""
         return torch.flatten(self.pool(self.features(x)), 1)
 
 
@@ -286,8 +286,9 @@ def build_backbone(name: str, **kwargs: Any) -> nn.Module:
     """Build backbone ``name`` from random init; ``forward(x)`` gives ``(B, feature_dim)``.
 
     ``kwargs`` go to the builder: ``width``, ``fc_dim``, ``in_channels`` for the CaffeNets;
-    ``channels``, ``in_channels`` for ``convnet_tiny``; torchvision constructor options for the
-    others. The result's ``feature_dim`` attribute (:func:`feature_dim_of`) is the feature size.
+    ``channels``, ``in_channels``, ``spatial`` for ``convnet_tiny``; torchvision constructor
+    options for the others. The result's ``feature_dim`` attribute (:func:`feature_dim_of`) is
+    the feature size.
 
     Raises:
         ValueError: for an unknown name (the message lists the known ones).

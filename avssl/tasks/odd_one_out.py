@@ -5,10 +5,12 @@ whose frames are shuffled. Each subsequence is encoded by one shared network and
 are fused by **sum of differences**, sum over i < j of (f_j - f_i) = sum_k (2k - N + 1) f_k, a
 position-weighted sum, then a linear N-way classifier (the paper's SoD fusion).
 
-Subsequence encoding: ``"dynamic_image"`` (the paper's choice): the L frames are collapsed into one
-image by approximate rank pooling (Bilen et al. 2016), weights alpha_t = 2t - L - 1 on the
-frames, so one 2-D pass per subsequence; ``"frames"``: every frame encoded and the L features
-concatenated in the order shown (L times the compute).
+Subsequence encoding (the paper compares several inputs): ``"dynamic_image"``: the L frames are
+collapsed into one image by approximate rank pooling (Bilen et al. 2016), weights
+alpha_t = 2t - L - 1 on the frames, so one 2-D pass per subsequence; ``"differences"``: the stack
+of the L - 1 consecutive frame differences as one 3(L-1)-channel image (O3N's "stack of
+differences": a jump back and forth in a shuffled subsequence shows directly); ``"frames"``:
+every frame encoded and the L features concatenated in the order shown (L times the compute).
 """
 
 from __future__ import annotations
@@ -51,23 +53,38 @@ class OddOneOut(nn.Module):
         *,
         num_subsequences: int = 6,
         length: int = 6,
-        encoding: Literal["dynamic_image", "frames"] = "dynamic_image",
+        encoding: Literal["dynamic_image", "differences", "frames"] = "dynamic_image",
+        head_hidden: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__()
         self.class_weight: torch.Tensor | None = None  # set by the trainer (balanced loss)
         self.n, self.length, self.encoding = num_subsequences, length, encoding
+        if encoding == "differences":
+            kwargs = {**kwargs, "in_channels": 3 * (length - 1)}
         self.encoder = FrameEncoder(backbone, **kwargs)
-        d = self.encoder.dim * (1 if encoding == "dynamic_image" else length)
+        d = self.encoder.dim * (length if encoding == "frames" else 1)
         k = torch.arange(num_subsequences, dtype=torch.float32)
         self.register_buffer("sod", 2 * k - num_subsequences + 1, persistent=False)
-        self.head = nn.Linear(d, num_subsequences)
+        # head_hidden = 0: the paper's linear classifier on the fused vector; > 0: one hidden
+        # ReLU layer first (for small encoders whose features are not yet linearly "odd")
+        self.head: nn.Module = (
+            nn.Sequential(
+                nn.Linear(d, head_hidden), nn.ReLU(), nn.Linear(head_hidden, num_subsequences)
+            )
+            if head_hidden
+            else nn.Linear(d, num_subsequences)
+        )
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         frames = batch["frames"]  # (B, N*L, C, H, W)
         b = frames.shape[0]
         if self.encoding == "dynamic_image":
             feats = self.encoder(dynamic_images(frames, self.n))  # (B, N, D)
+        elif self.encoding == "differences":
+            x = frames.view(b, self.n, self.length, *frames.shape[2:])
+            diffs = (x[:, :, 1:] - x[:, :, :-1]).flatten(2, 3)  # (B, N, 3(L-1), H, W)
+            feats = self.encoder(diffs)
         else:
             feats = self.encoder(frames).view(b, self.n, -1)  # (B, N, L*D)
         sod: torch.Tensor = self.sod  # type: ignore[assignment]
