@@ -75,6 +75,9 @@ class RunConfig:
     ckpt_every_steps: int = 0  # also checkpoint every N steps (0: end of each epoch only)
     max_minutes: float | None = None  # stop (with a checkpoint) after this wall time
     tensorboard: bool = True
+    # Crash drill: SIGKILL this process right after the checkpoint of this global step (tests
+    # and drills of --resume; a real crash gives no such timing guarantee)
+    crash_at_step: int | None = None
 
 
 @dataclass
@@ -462,6 +465,8 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
         ):
             if env.is_main:
                 save_checkpoint(ckpt_path, state, cfg, epoch, in_epoch)
+        if cfg.run.crash_at_step is not None and step == cfg.run.crash_at_step:
+            os.kill(os.getpid(), signal.SIGKILL)
         return term["flag"] or over
 
     metrics: dict[str, Any] = {}

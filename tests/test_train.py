@@ -93,22 +93,12 @@ def test_resume_after_kill_equals_uninterrupted(manifests: Path, tmp_path: Path)
     ref, cut = tmp_path / "ref", tmp_path / "cut"
     p = _run_cli(_args(manifests, "arrow_of_time", ref, *common))
     assert p.wait(timeout=300) == 0, p.stdout.read().decode() if p.stdout else ""
-    p = _run_cli(_args(manifests, "arrow_of_time", cut, *common), start_new_session=True)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:  # kill once a mid-epoch checkpoint of epoch 1 exists
-        ck = cut / "checkpoint.pt"
-        if ck.is_file():
-            try:
-                c = torch.load(ck, map_location="cpu", weights_only=True)
-            except Exception:  # noqa: BLE001 - being replaced right now
-                continue
-            if c["epoch"] == 1 and c["step_in_epoch"] >= 2:
-                break
-        time.sleep(0.05)
-    os.killpg(p.pid, signal.SIGKILL)
-    p.wait()
+    # the drill: the process SIGKILLs itself right after the checkpoint of global step 10
+    # (epoch 1, step 4 of 6), so the cut lands mid-epoch whatever the machine's speed
+    p = _run_cli(_args(manifests, "arrow_of_time", cut, *common, "--set", "run.crash_at_step=10"))
+    assert p.wait(timeout=300) == -signal.SIGKILL
     c = torch.load(cut / "checkpoint.pt", map_location="cpu", weights_only=True)
-    assert c["epoch"] == 1 and 2 <= c["step_in_epoch"] < 6, "not killed mid-epoch"
+    assert (c["epoch"], c["step_in_epoch"]) == (1, 4), "not killed mid-epoch"
     p = _run_cli(_args(manifests, "arrow_of_time", cut, *common, "--resume"))
     assert p.wait(timeout=300) == 0, p.stdout.read().decode() if p.stdout else ""
     assert _metrics(cut) == _metrics(ref)
