@@ -103,8 +103,9 @@ def sample_frames(
 def grid_starts(span: AudioSpan, fps: float, window_s: float) -> tuple[int, int] | None:
     """The range ``[m_lo, m_hi]`` of integers m for which ``span.origin_s + m / fps`` is a
     window start that fits ``span``; None when no window fits."""
-    m_lo = math.ceil((span.lo_s - span.origin_s) * fps - 1e-6)
-    m_hi = math.floor((span.hi_s - window_s - span.origin_s) * fps + 1e-6)
+    eps = 1e-6  # seconds, the tolerance of AudioSpan.fits: the range is exactly what fits
+    m_lo = math.ceil((span.lo_s - eps - span.origin_s) * fps)
+    m_hi = math.floor((span.hi_s + eps - window_s - span.origin_s) * fps)
     return (m_lo, m_hi) if m_hi >= m_lo else None
 
 
