@@ -20,7 +20,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -340,6 +340,7 @@ def save_checkpoint(
     path: Path, state: dict[str, Any], cfg: TrainConfig, epoch: int, step_in_epoch: int
 ) -> None:
     """Tensors and primitives only (loads with ``weights_only=True``), written atomically."""
+    from avssl.config import config_to_dict
     from avssl.data.manifest import atomic_output
 
     model = state["model"]
@@ -349,17 +350,13 @@ def save_checkpoint(
         "optimizer": state["opt"].state_dict(),
         "epoch": epoch,
         "step_in_epoch": step_in_epoch,
-        "config": json.dumps(_cfg_dict(cfg)),
+        "config": json.dumps(config_to_dict(cfg)),
         "backbone": cfg.backbone,
         "backbone_kwargs": json.dumps(cfg.model.kwargs(cfg.backbone)),
         "task": cfg.task,
     }
     with atomic_output(path) as tmp:
         torch.save(ckpt, tmp)
-
-
-def _cfg_dict(cfg: TrainConfig) -> dict[str, Any]:
-    return asdict(cfg)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -432,7 +429,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
     if resume and ckpt_path.is_file():
         ck = load_checkpoint(ckpt_path)
         state["model"].load_state_dict(ck["model"])
-        state["opt"].load_state_dict(ck["opt"] if "opt" in ck else ck["optimizer"])
+        state["opt"].load_state_dict(ck["optimizer"])
         start_epoch, start_step = int(ck["epoch"]), int(ck["step_in_epoch"])
     if env.is_main:
         from avssl.config import dump_config

@@ -207,14 +207,14 @@ def mine_samples(motion: Motion, cfg: MineConfig, relpath: str) -> dict[str, Any
 
 
 def _process(job: _Job) -> tuple[str, str]:
-    """Probe, mine (and transcode) one video; commit its record. Returns (relpath, status)."""
+    """Probe, mine (and transcode) one video; commit its record. Returns (relpath, status).
+
+    Called only for videos whose record is not current (prep_videos checks before dispatch)."""
     from avssl.data.decode import probe
 
     e = job.entry
     src = Path(job.root) / e.relpath
     rec_path = Path(job.out) / "records" / record_name(e.relpath)
-    if _is_current(rec_path, src, job):
-        return e.relpath, "reused"
     st = src.stat()
     rec: dict[str, Any] = {
         "relpath": e.relpath,
@@ -504,11 +504,8 @@ def prep_videos(
         print(f"prep {scan.dataset}: {len(jobs)} videos to process ({done} already done) "
               f"from {scan.root} with {n_workers} worker(s) -> {o}", file=bar.stream)  # fmt: skip
     for _, status in imap_jobs(_process, jobs, n_workers):
-        if status == "reused":
-            counts["reused"] += 1
-        else:
-            counts["processed"] += 1
-            counts[status] += 1  # "ok" or "quarantined"
+        counts["processed"] += 1
+        counts[status] += 1  # "ok" or "quarantined"
         if bar is not None:
             bar.step(note=f", {counts['quarantined']} quarantined" if counts["quarantined"] else "")
     extra = {"cache_dir": tdir, "config_type": type(cfg).__name__}

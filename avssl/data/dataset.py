@@ -61,6 +61,8 @@ class FrameReader:
         self._used = 0
 
     def _info(self, rel: str) -> VideoInfo | None:
+        """The prep's probe, unless the file changed since (iter_frames does not check; read_frames
+        does, so the per-sample path passes ``infos`` straight through)."""
         info = self.infos.get(rel)
         if info is not None:
             st = (self.root / rel).stat()
@@ -95,7 +97,7 @@ class FrameReader:
         if self.cache_bytes > 0:
             return torch.from_numpy(self._whole(rel)[list(indices)])
         clip = decode.read_frames(
-            self.root / rel, list(indices), size=self.size, info=self._info(rel)
+            self.root / rel, list(indices), size=self.size, info=self.infos.get(rel)
         )
         return clip.data.contiguous()
 
