@@ -42,10 +42,16 @@ class DataConfig:
     manifest: str | None = None  # a prep manifest; None: the built-in set ($AVSSL_DATA/synth)
     root: str | None = None  # video root; None: prep.json's root beside the manifest
     val_fraction: float = 0.2  # whole videos held out for the pretext accuracy
+    # k-fold by video instead (k >= 2): hold out fold val_fold; k runs hold out every video once
+    val_folds: int = 0
+    val_fold: int = 0
     frame_size: int = 64  # frames are decoded at this short side (square crop from it)
     cache_mb: int = 2048  # per-process cache of decoded videos (0: read_frames every time)
     num_workers: int = 0  # data-loader processes
     shuffle_labels: bool = False  # leak check: targets permuted across rows
+    # probability of showing a training row played backwards, for the tasks whose label survives
+    # it (shuffle_learn, odd_one_out): twice the distinct inputs, no "which way" shortcut
+    time_reverse: float = 0.0
     max_rows: int | None = None  # use at most this many training rows (debug, smoke tests)
     max_val_rows: int | None = None  # evaluate on at most this many held-out rows (spread)
 
@@ -83,12 +89,20 @@ class RunConfig:
 @dataclass
 class TaskOptions:
     odd_encoding: Literal["dynamic_image", "differences", "frames"] = "dynamic_image"
+    # shuffle_learn: "concat" = the paper's concatenated features; "compare" = the two frame-to-
+    # frame steps and their product (same sign = the middle frame lies between the others)
+    tuple_fusion: Literal["concat", "compare"] = "concat"
+    # odd_one_out: "sod" = the paper's sum-of-differences fusion then an N-way classifier;
+    # "score" = one oddness score per subsequence from its features minus the question's mean
+    odd_fusion: Literal["sod", "score"] = "sod"
+    # arrow_of_time with a 2-D backbone: per-frame features fused late, or the stack of differences
+    arrow_encoding: Literal["frames", "differences"] = "frames"
     # weight the loss by inverse class frequency of the training rows (Shuffle & Learn's 25%
     # positives otherwise pull a small model towards "negative"); off = the papers' plain loss
     balanced_loss: bool = False
-    head_hidden: int = (
-        0  # shuffle_learn, odd_one_out: hidden units before the classifier (0 = linear)
-    )
+    # hidden units before the classifier: 0 = linear, -1 = the task's default (linear for
+    # shuffle_learn and odd_one_out as the papers, 256 for arrow_of_time's late fusion)
+    head_hidden: int = -1
 
 
 @dataclass
@@ -128,6 +142,9 @@ def default_manifest(task: str) -> Path:
     return Path(os.environ.get("AVSSL_DATA", "avssl-data")) / "synth" / "temporal" / f"{task}.jsonl"
 
 
+TIMING_KEYS = ("samples_per_s", "data_wait")  # metrics.jsonl fields that vary run to run
+
+
 def lr_at(step: int, total: int, cfg: OptimConfig) -> float:
     """The learning rate at ``step`` of ``total`` (a pure function: resumes exactly)."""
     if cfg.warmup_steps and step < cfg.warmup_steps:
@@ -157,7 +174,9 @@ def _rows(cfg: TrainConfig) -> tuple[list[dict], list[dict], Path, dict]:
     rows = read_manifest(manifest)
     if not rows:
         raise ValueError(f"{manifest}: no rows")
-    train_rows, val_rows = split_by_video(rows, cfg.data.val_fraction, cfg.seed)
+    train_rows, val_rows = split_by_video(
+        rows, cfg.data.val_fraction, cfg.seed, folds=cfg.data.val_folds, fold=cfg.data.val_fold
+    )
     if cfg.data.max_rows:
         train_rows = train_rows[: cfg.data.max_rows]
     if cfg.data.max_val_rows and len(val_rows) > cfg.data.max_val_rows:
@@ -170,23 +189,26 @@ def build(cfg: TrainConfig, env: dist.DistEnv) -> dict[str, Any]:
     if cfg.task not in TASKS:
         raise ValueError(f"unknown task {cfg.task!r}; available: {sorted(TASKS)}")
     task = TASKS[cfg.task]
+    if cfg.data.time_reverse and task.reverse_row is None:
+        raise ValueError(f"data.time_reverse: {cfg.task} changes its label when played backwards")
     train_rows, val_rows, root, where = _rows(cfg)
     infos = load_probe_infos(Path(where["card"]).parent / "probe.jsonl")
     size = (cfg.data.frame_size, cfg.data.frame_size)
     reader = FrameReader(root, size, infos=infos, cache_mb=cfg.data.cache_mb)
     row0 = train_rows[0]
     kwargs: dict[str, Any] = {}
+    if cfg.options.head_hidden >= 0:
+        kwargs["head_hidden"] = cfg.options.head_hidden
     if cfg.task == "odd_one_out":
-        kwargs = {
-            "num_subsequences": len(row0["subsequences"]),
-            "length": len(row0["subsequences"][0]),
-            "encoding": cfg.options.odd_encoding,
-            "head_hidden": cfg.options.head_hidden,
-        }
-    elif cfg.task == "arrow_of_time":
-        kwargs = {"length": len(row0["frames"])}
+        kwargs["num_subsequences"] = len(row0["subsequences"])
+        kwargs["length"] = len(row0["subsequences"][0])
+        kwargs["encoding"] = cfg.options.odd_encoding
+        kwargs["fusion"] = cfg.options.odd_fusion
     elif cfg.task == "shuffle_learn":
-        kwargs = {"head_hidden": cfg.options.head_hidden}
+        kwargs["fusion"] = cfg.options.tuple_fusion
+    elif cfg.task == "arrow_of_time":
+        kwargs["length"] = len(row0["frames"])
+        kwargs["encoding"] = cfg.options.arrow_encoding
     torch.manual_seed(cfg.seed)
     model = task.build_model(cfg.backbone, **kwargs, **cfg.model.kwargs(cfg.backbone))
     if cfg.options.balanced_loss:
@@ -212,7 +234,13 @@ def build(cfg: TrainConfig, env: dist.DistEnv) -> dict[str, Any]:
             model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay
         )
     ds = ManifestDataset(
-        train_rows, task.make_example, reader, seed=cfg.seed, shuffle_labels=cfg.data.shuffle_labels
+        train_rows,
+        task.make_example,
+        reader,
+        seed=cfg.seed,
+        shuffle_labels=cfg.data.shuffle_labels,
+        reverse_row=task.reverse_row,
+        time_reverse=cfg.data.time_reverse,
     )
     val = ManifestDataset(val_rows, task.make_example, reader, seed=cfg.seed + 1)
     steps = cfg.optim.steps_per_epoch or max(1, len(ds) // (cfg.optim.batch_size * env.world_size))
@@ -222,21 +250,35 @@ def build(cfg: TrainConfig, env: dist.DistEnv) -> dict[str, Any]:
         "opt": opt,
         "train": ds,
         "val": val,
+        "train_loader": EpochLoader(ds, cfg),
+        "val_loader": EpochLoader(val, cfg),
         "steps_per_epoch": steps,
         "where": where,
     }
 
 
-def _loader(ds: ManifestDataset, indices: list[int], cfg: TrainConfig) -> Any:
-    return torch.utils.data.DataLoader(
-        torch.utils.data.Subset(ds, indices),
-        batch_size=cfg.optim.batch_size,
-        shuffle=False,
-        num_workers=cfg.data.num_workers,
-        drop_last=False,
-        persistent_workers=False,
-        multiprocessing_context="spawn" if cfg.data.num_workers else None,
-    )
+class EpochLoader:
+    """One ``DataLoader`` for the whole run: its workers (``data.num_workers``) start once and
+    keep their decoded-video caches from epoch to epoch. ``batches(epoch, indices)`` iterates
+    the batches of those dataset rows; the keys ``(epoch, index)`` travel to the workers, so the
+    random stream of every sample is fixed by (seed, epoch, index) whatever the worker count."""
+
+    def __init__(self, ds: ManifestDataset, cfg: TrainConfig) -> None:
+        self.keys: list[tuple[int, int]] = []
+        workers = cfg.data.num_workers
+        self.loader = torch.utils.data.DataLoader(
+            ds,
+            batch_size=cfg.optim.batch_size,
+            sampler=self.keys,  # read afresh by every iter(): the current epoch's keys
+            num_workers=workers,
+            drop_last=False,
+            persistent_workers=workers > 0,
+            multiprocessing_context="spawn" if workers else None,
+        )
+
+    def batches(self, epoch: int, indices: list[int]) -> Any:
+        self.keys[:] = [(epoch, i) for i in indices]
+        return iter(self.loader)
 
 
 def epoch_indices(
@@ -266,11 +308,16 @@ def train_one_epoch(
     model, opt, ds = state["model"], state["opt"], state["train"]
     steps, bs = state["steps_per_epoch"], cfg.optim.batch_size
     total = steps * cfg.optim.epochs
-    ds.set_epoch(epoch)
     idx = epoch_indices(len(ds), epoch, cfg.seed, env, steps, bs)[start_step * bs :]
     model.train()
     step = epoch * steps + start_step
-    for batch in _loader(ds, idx, cfg):
+    batches = state["train_loader"].batches(epoch, idx)
+    while True:
+        t_ask = time.perf_counter()
+        batch = next(batches, None)
+        waited = time.perf_counter() - t_ask  # blocked on the loader: the input pipeline's share
+        if batch is None:
+            break
         g = torch.Generator().manual_seed(hash((cfg.seed, epoch, step, env.rank)) % 2**62)
         frames = augment(
             batch["frames"].to(env.device, non_blocking=True), cfg.aug, train=True, generator=g
@@ -291,6 +338,7 @@ def train_one_epoch(
             total,
             {"loss": loss.item(), "acc": acc.item(), "lr": opt.param_groups[0]["lr"]},
             len(target) * env.world_size,
+            waited,
         )
         step += 1
         if stop(step, epoch):
@@ -315,7 +363,7 @@ def evaluate(state: dict[str, Any], cfg: TrainConfig, env: dist.DistEnv) -> dict
     counts = torch.zeros(2, k, dtype=torch.float64, device=env.device)  # [correct, total] per class
     loss_sum = torch.zeros(2, dtype=torch.float64, device=env.device)
     idx = list(range(env.rank, len(val), env.world_size))
-    for batch in _loader(val, idx, cfg):
+    for batch in state["val_loader"].batches(0, idx):
         frames = augment(batch["frames"].to(env.device), cfg.aug, train=False)
         target = batch["target"].to(env.device)
         with _autocast(cfg, env):
@@ -372,6 +420,8 @@ class Logger:
         self.env, self.cfg = env, cfg
         self.path = run_dir / "metrics.jsonl"
         self.t0, self.seen, self.tb = time.monotonic(), 0, None
+        # throughput and data wait over the current log interval (timing fields of the records)
+        self.t_mark, self.seen_mark, self.wait = self.t0, 0, 0.0
         if not env.is_main:
             return
         if self.path.exists():  # keep the lines up to the checkpoint: a resumed log is whole
@@ -399,19 +449,29 @@ class Logger:
                 if isinstance(v, float) and k != "step":
                     self.tb.add_scalar(k, v, rec["step"])
 
-    def step(self, step: int, total: int, vals: dict[str, float], n: int) -> None:
+    def step(self, step: int, total: int, vals: dict[str, float], n: int, waited: float) -> None:
+        """Record one step: ``n`` samples over all ranks, ``waited`` s blocked on the loader."""
         self.seen += n
+        self.wait += waited
         if step % self.cfg.run.log_every and step != total - 1:
             return
-        self.write({"step": step, **{k: round(v, 6) for k, v in vals.items()}})
+        now = time.monotonic()
+        span = max(now - self.t_mark, 1e-9)
+        timing = {  # TIMING_KEYS: not reproducible, left out when runs are compared
+            "samples_per_s": round((self.seen - self.seen_mark) / span, 2),
+            "data_wait": round(min(self.wait / span, 1.0), 4),
+        }
+        self.t_mark, self.seen_mark, self.wait = now, self.seen, 0.0
+        self.write({"step": step, **{k: round(v, 6) for k, v in vals.items()}, **timing})
         if self.env.is_main:
-            el = time.monotonic() - self.t0
+            el = now - self.t0
             rate = self.seen / el if el > 0 else 0.0
             eta = (total - step - 1) * (el / max(self.seen, 1)) * self.cfg.optim.batch_size
             tty = sys.stderr.isatty()
             print(
                 f"{chr(13) if tty else ''}step {step + 1}/{total} loss {vals['loss']:.4f} "
-                f"acc {vals['acc']:.3f} {rate:.0f} samples/s ETA {eta:.0f} s ",
+                f"acc {vals['acc']:.3f} {rate:.0f} samples/s "
+                f"data wait {100 * timing['data_wait']:.0f}% ETA {eta:.0f} s ",
                 end="" if tty else "\n",
                 file=sys.stderr,
                 flush=True,

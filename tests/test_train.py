@@ -18,6 +18,7 @@ from avssl import cli
 from avssl.data.dataset import split_by_video
 from avssl.data.manifest import read_manifest
 from avssl.models.backbones import build_backbone
+from avssl.train import TIMING_KEYS
 from data_prep import synth
 from data_prep.scan import scan_folder
 from data_prep.videos import MineConfig, prep_videos
@@ -47,7 +48,9 @@ def _args(manifests: Path, task: str, run: Path, *extra: str) -> list[str]:
 
 
 def _metrics(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    """The records without their timing fields (throughput differs from run to run)."""
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows]
 
 
 @pytest.mark.parametrize("task", ["shuffle_learn", "odd_one_out", "arrow_of_time"])
@@ -62,12 +65,83 @@ def test_every_task_trains_and_exports(manifests: Path, tmp_path: Path, task: st
     assert [r["epoch"] for r in evals] == [0, 1]
     assert all(0.0 <= r["val_balanced_acc"] <= 1.0 and r["val_samples"] > 0 for r in evals)
     assert len([r for r in rows if "loss" in r]) == 6
+    raw = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    timed = [r for r in raw if "loss" in r]
+    assert all(r["samples_per_s"] > 0 and 0.0 <= r["data_wait"] <= 1.0 for r in timed)
     assert (run / "config.yaml").read_text().startswith("task: " + task)
     ck = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
     assert ck["epoch"] == 2 and ck["step_in_epoch"] == 0 and ck["task"] == task
     assert cli.export_main([str(run)]) == 0
     net = build_backbone("convnet_tiny", channels=(8, 16), spatial=2)
     net.load_state_dict(torch.load(run / "backbone.pt", weights_only=True))
+
+
+@pytest.mark.parametrize(
+    ("task", "extra"),
+    [
+        ("arrow_of_time", ["--set", "options.arrow_encoding=differences"]),
+        ("odd_one_out", ["--set", "options.odd_encoding=differences"]),
+        ("shuffle_learn", ["--set", "data.time_reverse=0.5", "--set", "options.head_hidden=16"]),
+    ],
+)
+def test_task_options_train(manifests: Path, tmp_path: Path, task: str, extra: list[str]) -> None:
+    run = tmp_path / task
+    argv = _args(manifests, task, run, "--set", "optim.epochs=1", "--set",
+                 "optim.steps_per_epoch=2", *extra)  # fmt: skip
+    assert cli.train_main(argv) == 0
+    assert [r["epoch"] for r in _metrics(run) if "val_acc" in r] == [0]
+
+
+def test_metrics_do_not_depend_on_worker_count(manifests: Path, tmp_path: Path) -> None:
+    """Samples are drawn from (seed, epoch, index): 2 loader processes (kept across epochs)
+    give the same run as loading in the main process."""
+    common = ["--set", "optim.epochs=2", "--set", "optim.steps_per_epoch=3",
+              "--set", "data.time_reverse=0.5"]  # fmt: skip
+    runs = []
+    for workers in (0, 2):
+        run = tmp_path / f"w{workers}"
+        argv = _args(manifests, "shuffle_learn", run, *common, "--set",
+                     f"data.num_workers={workers}")  # fmt: skip
+        assert cli.train_main(argv) == 0
+        runs.append(_metrics(run))
+    assert runs[0] == runs[1] and len(runs[0]) == 8
+
+
+def test_time_reverse_keeps_targets(manifests: Path) -> None:
+    from avssl.data.dataset import FrameReader, ManifestDataset
+    from avssl.tasks import TASKS
+
+    class Ids(FrameReader):  # frames carry their own index, so the order shown is visible
+        def __call__(self, rel: str, indices: list[int]) -> torch.Tensor:  # type: ignore[override]
+            return torch.tensor(indices, dtype=torch.uint8).view(-1, 1, 1, 1)
+
+    for name in ("shuffle_learn", "odd_one_out"):
+        task = TASKS[name]
+        assert task.reverse_row is not None
+        rows = read_manifest(manifests / task.manifest)
+        fwd = ManifestDataset(rows, task.make_example, Ids(".", (1, 1)))
+        back = ManifestDataset(rows, task.make_example, Ids(".", (1, 1)),
+                               reverse_row=task.reverse_row, time_reverse=1.0)  # fmt: skip
+        half = ManifestDataset(rows, task.make_example, Ids(".", (1, 1)),
+                               reverse_row=task.reverse_row, time_reverse=0.5)  # fmt: skip
+        flipped = 0
+        for i in range(len(rows)):
+            a, b, h = fwd[i], back[i], half[i]
+            assert int(a["target"]) == int(b["target"]) == int(h["target"])
+            fa, fb = a["frames"].flatten(), b["frames"].flatten()
+            if name == "shuffle_learn":
+                assert fb.tolist() == fa.flip(0).tolist()
+                for f in (fa, fb):  # the middle frame lies between the ends iff positive
+                    x, y, z = f.tolist()
+                    assert (min(x, z) < y < max(x, z)) == bool(int(a["target"]))
+            else:
+                n = len(rows[i]["subsequences"])
+                assert fb.view(n, -1).tolist() == fa.view(n, -1).flip(1).tolist()
+            flipped += h["frames"].flatten().tolist() != fa.tolist()
+        assert 0 < flipped < len(rows)  # p = 0.5 reverses some rows, not all
+    with pytest.raises(ValueError, match="time reversal"):
+        ManifestDataset([], TASKS["arrow_of_time"].make_example, Ids(".", (1, 1)),
+                        time_reverse=0.5)  # fmt: skip
 
 
 def test_list_and_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -79,6 +153,9 @@ def test_list_and_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> 
                f"data.manifest={tmp_path / 'absent.jsonl'}"]  # fmt: skip
     assert cli.train_main(missing) == 2
     assert cli.train_main(["shuffle_learn", "--set", "optim.lrr=1"]) == 2
+    backwards = ["arrow_of_time", "--set", "data.time_reverse=0.5", "--set",
+                 f"data.manifest={tmp_path / 'absent.jsonl'}"]  # fmt: skip
+    assert cli.train_main(backwards) == 2
 
 
 def _run_cli(argv: list[str], **kw: object) -> subprocess.Popen:
@@ -139,3 +216,18 @@ def test_torchrun_two_processes_gloo(manifests: Path, tmp_path: Path) -> None:
     ev = [x for x in rows if "val_balanced_acc" in x]
     _, val = split_by_video(read_manifest(manifests / "shuffle_learn.jsonl"), 0.2, 0)
     assert len(ev) == 1 and ev[0]["val_samples"] == len(val)  # both ranks' halves summed
+
+
+def test_video_folds_hold_out_every_video_once() -> None:
+    rows = [{"video": f"v{i}.mp4", "n": j} for i in range(11) for j in range(3)]
+    seen: list[str] = []
+    for fold in range(4):
+        train, val = split_by_video(rows, 0.2, 5, folds=4, fold=fold)
+        held = {r["video"] for r in val}
+        assert held and not held & {r["video"] for r in train}  # whole videos, never both sides
+        assert len(train) + len(val) == len(rows) and len(held) in (2, 3)  # 11 = 3 + 3 + 3 + 2
+        seen += held
+    assert sorted(seen) == sorted({r["video"] for r in rows})  # each video held out exactly once
+    for bad in ({"folds": 4, "fold": 4}, {"folds": 1, "fold": 0}, {"folds": 12, "fold": 0}):
+        with pytest.raises(ValueError):
+            split_by_video(rows, 0.2, 5, **bad)

@@ -107,7 +107,8 @@ class ManifestDataset(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
 
     ``set_epoch(e)`` changes the random stream of every index (call it in every process, e.g.
     through the sampler); ``shuffle_labels`` (a leak check) replaces each row's target by the
-    target of another row, fixed for the run.
+    target of another row, fixed for the run; with ``reverse_row`` and ``time_reverse = p > 0``,
+    a row is shown as ``reverse_row(row)`` with probability p (label-preserving time reversal).
     """
 
     def __init__(
@@ -118,7 +119,14 @@ class ManifestDataset(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
         *,
         seed: int = 0,
         shuffle_labels: bool = False,
+        reverse_row: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        time_reverse: float = 0.0,
     ) -> None:
+        if time_reverse and reverse_row is None:
+            raise ValueError("time_reverse > 0 needs a task whose label survives time reversal")
+        if not 0.0 <= time_reverse <= 1.0:
+            raise ValueError(f"time_reverse must be a probability, not {time_reverse}")
+        self.reverse_row, self.time_reverse = reverse_row, time_reverse
         self.rows = rows
         self.make_example = make_example
         self.reader = reader
@@ -134,9 +142,15 @@ class ManifestDataset(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        ex = self.make_example(self.rows[index], self.reader, rng)
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        """``dataset[index]`` in the current epoch, or ``dataset[(epoch, index)]``."""
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
+        rng = np.random.default_rng([self.seed, epoch, index])
+        row = self.rows[index]
+        if self.time_reverse and rng.random() < self.time_reverse:
+            assert self.reverse_row is not None
+            row = self.reverse_row(row)
+        ex = self.make_example(row, self.reader, rng)
         if self.label_perm is not None:
             other = self.make_example(self.rows[int(self.label_perm[index])], _NoFrames(), rng)
             ex["target"] = other["target"]
@@ -154,10 +168,20 @@ class _NoFrames(FrameReader):
 
 
 def split_by_video(
-    rows: list[dict[str, Any]], val_fraction: float, seed: int = 0
+    rows: list[dict[str, Any]],
+    val_fraction: float,
+    seed: int = 0,
+    *,
+    folds: int = 0,
+    fold: int = 0,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Hold out whole videos: a video goes to validation when a hash of (seed, path) falls below
-    ``val_fraction``; at least one video on each side when there are two or more."""
+    ``val_fraction``; at least one video on each side when there are two or more.
+
+    ``folds = k > 1``: k-fold cross-validation by video instead -- the videos, ranked by the same
+    hash, are dealt round-robin into k folds (sizes differ by at most one) and fold ``fold`` is
+    held out, so k runs hold out every video exactly once (for small sets, where one held-out
+    handful of videos says little)."""
     import hashlib
 
     videos = sorted({r["video"] for r in rows})
@@ -166,6 +190,13 @@ def split_by_video(
         h = hashlib.blake2b(f"{seed}:{v}".encode(), digest_size=8).hexdigest()
         return int(h, 16) / 2**64
 
+    if folds:
+        if folds < 2 or not 0 <= fold < folds:
+            raise ValueError(f"val_folds={folds}, val_fold={fold}: need k >= 2 and 0 <= fold < k")
+        if len(videos) < folds:
+            raise ValueError(f"{folds} folds need at least {folds} videos, not {len(videos)}")
+        held = {v for i, v in enumerate(sorted(videos, key=u)) if i % folds == fold}
+        return [r for r in rows if r["video"] not in held], [r for r in rows if r["video"] in held]
     held = {v for v in videos if u(v) < val_fraction}
     if len(videos) >= 2 and val_fraction > 0:
         ranked = sorted(videos, key=u)

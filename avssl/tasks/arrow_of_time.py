@@ -1,22 +1,30 @@
 """Arrow of time (Pickup et al. 2014; Wei et al. 2018): is this clip playing forward or backward?
 
 The manifest (arrow_of_time.jsonl) gives the frames in the order shown (descending when reversed)
-and the target (1 = forward). With a 2-D backbone every frame is encoded by the same network and
-the per-frame features are concatenated in time order before a small classifier (late fusion, as
-Wei et al.'s frame-feature baseline); with a video backbone (r3d_18, r2plus1d_18) the clip goes
-through it whole.
+and the target (1 = forward). Inputs (``options.arrow_encoding``) with a 2-D backbone:
+
+* ``"frames"``: every frame is encoded by the same network and the per-frame features are
+  concatenated in time order before a small classifier (late fusion, as Wei et al.'s
+  frame-feature baseline);
+* ``"differences"``: the stack of the L - 1 consecutive frame differences as one image (early
+  fusion; Wei et al. feed stacked optical flow, for which differences are the cheap stand-in).
+  The cues of time's direction are local accelerations -- a bounce losing energy, an object
+  coming to rest -- which the first layers see here, and a late fusion of pooled per-frame
+  features hardly can.
+
+With a video backbone (r3d_18, r2plus1d_18) the clip goes through it whole.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
 from avssl.data.dataset import FrameReader
-from avssl.tasks.common import FrameEncoder, Task, classification
+from avssl.tasks.common import FrameEncoder, Task, classification, stack_of_differences
 
 
 def make_example(row: dict[str, Any], read: FrameReader, rng: np.random.Generator) -> dict:
@@ -27,8 +35,19 @@ def make_example(row: dict[str, Any], read: FrameReader, rng: np.random.Generato
 
 
 class ArrowOfTime(nn.Module):
-    def __init__(self, backbone: str, *, length: int = 8, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        backbone: str,
+        *,
+        length: int = 8,
+        encoding: Literal["frames", "differences"] = "frames",
+        head_hidden: int = 256,
+        **kwargs: Any,
+    ) -> None:
         super().__init__()
+        if encoding not in ("frames", "differences"):
+            raise ValueError(f"arrow_encoding must be 'frames' or 'differences', not {encoding!r}")
+        self.encoding = encoding
         self.class_weight: torch.Tensor | None = None  # set by the trainer (balanced loss)
         from avssl.models.backbones import BACKBONES, build_backbone
 
@@ -37,14 +56,22 @@ class ArrowOfTime(nn.Module):
             self.net = build_backbone(backbone, **kwargs)
             self.head: nn.Module = nn.Linear(BACKBONES[backbone].feature_dim, 2)
         else:
+            if encoding == "differences":
+                kwargs = {**kwargs, "in_channels": 3 * (length - 1)}
             self.encoder = FrameEncoder(backbone, **kwargs)
-            d = self.encoder.dim
-            self.head = nn.Sequential(nn.Linear(length * d, 256), nn.ReLU(), nn.Linear(256, 2))
+            d = self.encoder.dim * (length if encoding == "frames" else 1)
+            self.head = (
+                nn.Sequential(nn.Linear(d, head_hidden), nn.ReLU(), nn.Linear(head_hidden, 2))
+                if head_hidden
+                else nn.Linear(d, 2)
+            )
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         frames = batch["frames"]  # (B, T, C, H, W)
         if self.video:
             feats = self.net(frames.transpose(1, 2))  # (B, C, T, H, W)
+        elif self.encoding == "differences":
+            feats = self.encoder(stack_of_differences(frames).unsqueeze(1)).flatten(1)
         else:
             feats = self.encoder(frames).flatten(1)
         return classification(self.head(feats), batch["target"], self.class_weight)

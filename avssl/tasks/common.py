@@ -21,6 +21,9 @@ class Task:
     make_example: Callable[[dict[str, Any], FrameReader, np.random.Generator], dict[str, Any]]
     build_model: Callable[..., nn.Module]  # (backbone: str, **task options) -> model
     num_classes: Callable[[dict[str, Any]], int]  # from one manifest row
+    # the row played backwards with the same target, where time reversal preserves the label
+    # (training-time augmentation, ``data.time_reverse``); None where it does not (arrow of time)
+    reverse_row: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
 
 class FrameEncoder(nn.Module):
@@ -41,6 +44,14 @@ class FrameEncoder(nn.Module):
         b, t = frames.shape[:2]
         feats: torch.Tensor = self.net(frames.flatten(0, 1))
         return feats.view(b, t, -1)
+
+
+def stack_of_differences(clips: torch.Tensor) -> torch.Tensor:
+    """``(..., L, C, H, W)`` -> ``(..., (L-1)*C, H, W)``: the L - 1 consecutive frame differences
+    as one image (O3N's "stack of differences", a cheap stand-in for stacked optical flow: motion
+    and its direction show in the first layer, where a per-frame network sees only appearance)."""
+    diffs = clips[..., 1:, :, :, :] - clips[..., :-1, :, :, :]
+    return diffs.flatten(-4, -3)
 
 
 def classification(

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from avssl.data.dataset import FrameReader
-from avssl.tasks.common import FrameEncoder, Task, classification
+from avssl.tasks.common import FrameEncoder, Task, classification, stack_of_differences
 
 
 def make_example(row: dict[str, Any], read: FrameReader, rng: np.random.Generator) -> dict:
@@ -55,9 +55,13 @@ class OddOneOut(nn.Module):
         length: int = 6,
         encoding: Literal["dynamic_image", "differences", "frames"] = "dynamic_image",
         head_hidden: int = 0,
+        fusion: Literal["sod", "score"] = "sod",
         **kwargs: Any,
     ) -> None:
         super().__init__()
+        if fusion not in ("sod", "score"):
+            raise ValueError(f"odd_fusion must be 'sod' or 'score', not {fusion!r}")
+        self.fusion = fusion
         self.class_weight: torch.Tensor | None = None  # set by the trainer (balanced loss)
         self.n, self.length, self.encoding = num_subsequences, length, encoding
         if encoding == "differences":
@@ -68,12 +72,11 @@ class OddOneOut(nn.Module):
         self.register_buffer("sod", 2 * k - num_subsequences + 1, persistent=False)
         # head_hidden = 0: the paper's linear classifier on the fused vector; > 0: one hidden
         # ReLU layer first (for small encoders whose features are not yet linearly "odd")
+        out = num_subsequences if fusion == "sod" else 1  # "score": one oddness score each
         self.head: nn.Module = (
-            nn.Sequential(
-                nn.Linear(d, head_hidden), nn.ReLU(), nn.Linear(head_hidden, num_subsequences)
-            )
+            nn.Sequential(nn.Linear(d, head_hidden), nn.ReLU(), nn.Linear(head_hidden, out))
             if head_hidden
-            else nn.Linear(d, num_subsequences)
+            else nn.Linear(d, out)
         )
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
@@ -83,13 +86,21 @@ class OddOneOut(nn.Module):
             feats = self.encoder(dynamic_images(frames, self.n))  # (B, N, D)
         elif self.encoding == "differences":
             x = frames.view(b, self.n, self.length, *frames.shape[2:])
-            diffs = (x[:, :, 1:] - x[:, :, :-1]).flatten(2, 3)  # (B, N, 3(L-1), H, W)
-            feats = self.encoder(diffs)
+            feats = self.encoder(stack_of_differences(x))  # input (B, N, 3(L-1), H, W)
         else:
             feats = self.encoder(frames).view(b, self.n, -1)  # (B, N, L*D)
+        if self.fusion == "score":  # each subsequence against the question's mean
+            logits = self.head(feats - feats.mean(1, keepdim=True)).squeeze(-1)  # (B, N)
+            return classification(logits, batch["target"], self.class_weight)
         sod: torch.Tensor = self.sod  # type: ignore[assignment]
         fused = (feats * sod.view(1, -1, 1)).sum(1)  # sum of differences
         return classification(self.head(fused), batch["target"], self.class_weight)
+
+
+def reverse_row(row: dict[str, Any]) -> dict[str, Any]:
+    """Every subsequence played backwards, their positions kept: the ordered ones stay ordered
+    (descending), the odd one stays shuffled, so the target holds."""
+    return {**row, "subsequences": [list(reversed(s)) for s in row["subsequences"]]}
 
 
 TASK = Task(
@@ -99,4 +110,5 @@ TASK = Task(
     make_example=make_example,
     build_model=OddOneOut,
     num_classes=lambda row: len(row["subsequences"]),
+    reverse_row=reverse_row,
 )

@@ -8,7 +8,7 @@ feature vectors concatenated, then a linear binary classifier (fc8).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -26,12 +26,29 @@ def make_example(row: dict[str, Any], read: FrameReader, rng: np.random.Generato
 
 
 class ShuffleLearn(nn.Module):
-    """``head_hidden = 0``: the paper's linear fc8 on the concatenated features; > 0: one hidden
-    ReLU layer first (the CPU demo's small towers cannot make "c lies between b and d" linear on
-    their own)."""
+    """``head_hidden = 0``: the paper's linear fc8 on the fused features; > 0: one hidden ReLU
+    layer first (the CPU demo's small towers cannot make "c lies between b and d" linear on
+    their own).
 
-    def __init__(self, backbone: str, *, head_hidden: int = 0, **kwargs: Any) -> None:
+    ``fusion``: ``"concat"`` -- the paper's concatenation (f1, f2, f3); ``"compare"`` -- the
+    differences of consecutive frames and their product, (f2 - f1, f3 - f2, (f2 - f1) * (f3 - f2)):
+    for a feature that tracks where something is, the middle frame lies between the others
+    exactly when the two steps have the same sign, i.e. the product is positive; and the input is
+    the same whichever way the tuple runs (up to swapping and negating the two steps).
+    """
+
+    def __init__(
+        self,
+        backbone: str,
+        *,
+        head_hidden: int = 0,
+        fusion: Literal["concat", "compare"] = "concat",
+        **kwargs: Any,
+    ) -> None:
         super().__init__()
+        if fusion not in ("concat", "compare"):
+            raise ValueError(f"tuple_fusion must be 'concat' or 'compare', not {fusion!r}")
+        self.fusion = fusion
         self.class_weight: torch.Tensor | None = None  # set by the trainer (balanced loss)
         self.encoder = FrameEncoder(backbone, **kwargs)
         d = 3 * self.encoder.dim
@@ -43,7 +60,17 @@ class ShuffleLearn(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         feats = self.encoder(batch["frames"])  # (B, 3, D)
+        if self.fusion == "compare":
+            step1, step2 = feats[:, 1] - feats[:, 0], feats[:, 2] - feats[:, 1]
+            feats = torch.stack([step1, step2, step1 * step2], 1)
         return classification(self.head(feats.flatten(1)), batch["target"], self.class_weight)
+
+
+def reverse_row(row: dict[str, Any]) -> dict[str, Any]:
+    """(b, c, d) -> (d, c, b), (b, a, d) -> (d, a, b): the middle frame stays between the ends or
+    outside them, so the target holds. Without it every negative runs forwards while half the
+    positives run backwards, a direction cue that has nothing to do with order."""
+    return {**row, "frames": list(reversed(row["frames"]))}
 
 
 TASK = Task(
@@ -53,4 +80,5 @@ TASK = Task(
     make_example=make_example,
     build_model=ShuffleLearn,
     num_classes=lambda row: 2,
+    reverse_row=reverse_row,
 )
