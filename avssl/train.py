@@ -393,6 +393,9 @@ def save_checkpoint(
 
     model = state["model"]
     raw = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    raw = getattr(raw, "_orig_mod", raw)  # torch.compile's wrapper
+    encoder = getattr(raw, "encoder", None)  # a FrameEncoder knows the kwargs it was built with
+    backbone_kwargs = getattr(encoder, "backbone_kwargs", None) or cfg.model.kwargs(cfg.backbone)
     ckpt = {
         "model": raw.state_dict(),
         "optimizer": state["opt"].state_dict(),
@@ -400,7 +403,9 @@ def save_checkpoint(
         "step_in_epoch": step_in_epoch,
         "config": json.dumps(config_to_dict(cfg)),
         "backbone": cfg.backbone,
-        "backbone_kwargs": json.dumps(cfg.model.kwargs(cfg.backbone)),
+        "backbone_kwargs": json.dumps(
+            {k: list(v) if isinstance(v, tuple) else v for k, v in backbone_kwargs.items()}
+        ),
         "task": cfg.task,
     }
     with atomic_output(path) as tmp:

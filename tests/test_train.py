@@ -90,6 +90,11 @@ def test_task_options_train(manifests: Path, tmp_path: Path, task: str, extra: l
                  "optim.steps_per_epoch=2", *extra)  # fmt: skip
     assert cli.train_main(argv) == 0
     assert [r["epoch"] for r in _metrics(run) if "val_acc" in r] == [0]
+    assert cli.export_main([str(run)]) == 0  # a stack-of-differences first layer exports too
+    kw = json.loads(torch.load(run / "checkpoint.pt", weights_only=True)["backbone_kwargs"])
+    net = build_backbone("convnet_tiny", **kw)
+    net.load_state_dict(torch.load(run / "backbone.pt", weights_only=True))
+    assert net.features[0].in_channels == (3 if task == "shuffle_learn" else 3 * (kw_len(task) - 1))
 
 
 def test_metrics_do_not_depend_on_worker_count(manifests: Path, tmp_path: Path) -> None:
@@ -105,6 +110,10 @@ def test_metrics_do_not_depend_on_worker_count(manifests: Path, tmp_path: Path) 
         assert cli.train_main(argv) == 0
         runs.append(_metrics(run))
     assert runs[0] == runs[1] and len(runs[0]) == 8
+
+
+def kw_len(task: str) -> int:
+    return {"arrow_of_time": 8, "odd_one_out": 6}[task]  # MineConfig defaults: frames per input
 
 
 def test_time_reverse_keeps_targets(manifests: Path) -> None:

@@ -38,6 +38,7 @@ class FrameEncoder(nn.Module):
         if spec.video:
             raise ValueError(f"backbone {backbone!r} takes clips; this task encodes frames")
         self.net = build_backbone(backbone, **kwargs)
+        self.backbone_kwargs = dict(kwargs)  # as built (in_channels included): for the checkpoint
         self.dim = int(getattr(self.net, "feature_dim", spec.feature_dim))
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
