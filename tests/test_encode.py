@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 
 import av
@@ -318,6 +320,20 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path) -> None:
         write_video(p, bad_frames(), fps=5)
     assert p.read_bytes() == before  # the old file is untouched
     assert sorted(x.name for x in tmp_path.iterdir()) == ["x.mp4"]  # no temp file left
+
+
+def test_atomic_files_get_the_umask_mode(tmp_path: Path) -> None:
+    """mkstemp's temporary files are 0600; the final file must be as open() would make it."""
+    from avssl.data.manifest import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "m.jsonl", "{}\n")
+    finally:
+        os.umask(old)
+    import avssl.data.manifest as m
+
+    assert (tmp_path / "m.jsonl").stat().st_mode & 0o777 == 0o666 & ~m._UMASK
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,15 @@ from typing import Any
 __all__ = ["atomic_output", "atomic_write_text", "read_manifest", "write_manifest"]
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # the only portable way to read it: set and restore at once
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()  # read once, at import: set-and-restore is not safe beside other threads
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success move it onto ``path``.
@@ -43,6 +52,8 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        if tmp.exists():  # mkstemp makes it 0600: give the file the mode open() would have
+            os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)
