@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from data_prep.images import register_digits
+
 if TYPE_CHECKING:
     from data_prep.av_prep import PairConfig
     from data_prep.scan import Scan
@@ -840,6 +842,7 @@ SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_audioset,
     _add_esc50,
     _add_audio_folder,
+    register_digits,
     _add_merge,
     _add_report,
 )

@@ -1,0 +1,311 @@
+"""``avssl-eval retrieval``: ranking metrics of frozen features, intra-modal now, cross-modal next.
+
+**Intra-modal** (image -> image, video -> video): the query rows (``--queries``, default the
+``test`` split) rank the gallery rows (``--gallery``, default ``train``) by cosine similarity of
+their frozen features (extracted and cached exactly as for ``linear`` / ``knn``, see
+:mod:`avssl.eval.vision`). When queries and gallery are the same rows each query is removed from
+its own ranking (``--exclude-self``, on by default then). Relevance:
+
+* single-label rows (``class_id``): 1 for the same class, else 0
+  (:func:`avssl.eval.metrics.label_relevance`);
+* rows with label lists (``labels``, e.g. ``avssl-prep audioset`` manifests): graded relevance from
+  the AudioSet ontology (:func:`avssl.eval.metrics.multilabel_relevance`; ``--ontology``, default
+  ``$AVSSL_SHARED_DATA/audioset/ontology.json`` or ``../shared/data/audioset/ontology.json``;
+  ``--ontology none``: Jaccard overlap of the label sets).
+
+Metrics (:func:`avssl.eval.metrics.retrieval_metrics`): ``R@k`` (a relevant item in the top k),
+``nDCG@k`` (graded) for each ``--ks`` and ``mAP``; queries without any relevant gallery item are
+left out and counted (``extra.num_excluded``). ``extra.top`` lists, for ``--show`` queries (the
+first query of each class in manifest order, then the second of each, ...), their ``--show-k``
+best gallery ids with scores and relevances: what a report draws as a retrieval grid (ids are
+paths relative to ``dataset.root``; for videos, draw e.g. the middle frame).
+
+**Cross-modal** (image -> audio, audio -> image, as in "Objects that Sound"): :func:`cross_modal`
+computes both directions from paired embeddings and a relevance matrix. It needs a two-tower
+audio-visual model (``encode_video`` / ``encode_audio``), which no ``avssl-train`` task builds yet:
+``--cross-modal`` says so and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from avssl.eval import metrics as M
+from avssl.eval.vision import (
+    EvalSet,
+    add_feature_options,
+    dataset_dict,
+    features_extra,
+    prepare,
+    print_summary,
+    result_dict,
+    run_guarded,
+    write_result,
+)
+
+__all__ = [
+    "CROSS_MODAL_UNAVAILABLE",
+    "cosine_similarity",
+    "cross_modal",
+    "default_ontology",
+    "register",
+    "retrieve",
+]
+
+CROSS_MODAL_UNAVAILABLE = (
+    "--cross-modal needs a two-tower audio-visual model (encode_video / encode_audio towers); no "
+    "avssl-train task builds one yet, so cross-modal retrieval is not available for {model} "
+    "(the metric code is avssl.eval.retrieval.cross_modal)"
+)
+
+
+def cosine_similarity(a: ArrayLike, b: ArrayLike) -> np.ndarray:
+    """``(n, m)`` float64 cosine similarities of the rows of ``a`` (n, d) and ``b`` (m, d).
+
+    Rows are divided by ``max(norm, 1e-12)``, so a zero row has similarity 0 with everything.
+    """
+    x = np.asarray(a, dtype=np.float64)
+    y = np.asarray(b, dtype=np.float64)
+    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
+        raise ValueError(f"need (n, d) and (m, d) features, got {x.shape} and {y.shape}")
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    y = y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
+    return x @ y.T
+
+
+def retrieve(
+    query_feats: ArrayLike,
+    gallery_feats: ArrayLike,
+    relevance: ArrayLike,
+    ks: Sequence[int] = (1, 5, 10, 30),
+    *,
+    exclude_self: bool = False,
+    show: Sequence[int] = (),
+    show_k: int = 10,
+) -> tuple[dict[str, float | int], list[dict[str, Any]]]:
+    """Intra-modal retrieval by cosine similarity: ``retrieval_metrics`` and the top lists.
+
+    Returns the metrics of :func:`avssl.eval.metrics.retrieval_metrics` and, for each query
+    index ``q`` in ``show``, ``{"query": q, "items": [gallery indices], "scores": [...],
+    "relevance": [...]}`` with the ``show_k`` best items in rank order (ties: lower index first;
+    with ``exclude_self`` the query's own item is never listed).
+    """
+    sim = cosine_similarity(query_feats, gallery_feats)
+    rel = np.asarray(relevance, dtype=np.float64)
+    metrics = M.retrieval_metrics(sim, rel, ks, exclude_self=exclude_self)
+    top: list[dict[str, Any]] = []
+    for q in show:
+        if not 0 <= q < sim.shape[0]:
+            raise ValueError(f"show: query index {q} out of range 0..{sim.shape[0] - 1}")
+        s = sim[q].copy()
+        if exclude_self:
+            s[q] = -np.inf
+        order = np.argsort(-s, kind="stable")
+        order = order[np.isfinite(s[order])][:show_k]
+        top.append({"query": q, "items": order.tolist(),
+                    "scores": [round(float(v), 6) for v in sim[q, order]],
+                    "relevance": [float(v) for v in rel[q, order]]})  # fmt: skip
+    return metrics, top
+
+
+def cross_modal(
+    image_feats: ArrayLike,
+    audio_feats: ArrayLike,
+    relevance: ArrayLike,
+    ks: Sequence[int] = (1, 5, 10, 30),
+) -> dict[str, dict[str, float | int]]:
+    """Cross-modal retrieval in both directions ("Objects that Sound", Arandjelović & Zisserman
+    2018): ``image->audio`` ranks the audio embeddings for each image, ``audio->image`` the image
+    embeddings for each sound, by cosine similarity of the two towers' embeddings.
+
+    ``relevance`` is ``(num_images, num_audio)``: ``relevance[i, a]`` how relevant sound ``a`` is
+    to image ``i`` (e.g. :func:`avssl.eval.metrics.label_relevance` of their labels, or
+    :func:`~avssl.eval.metrics.multilabel_relevance` with the ontology); the audio->image
+    direction uses its transpose. A pair from the same clip is a normal gallery item (nothing is
+    excluded: the modalities differ). Returns ``{"image->audio": metrics, "audio->image":
+    metrics}``, each from :func:`avssl.eval.metrics.retrieval_metrics`.
+    """
+    sim = cosine_similarity(image_feats, audio_feats)
+    rel = np.asarray(relevance, dtype=np.float64)
+    if rel.shape != sim.shape:
+        raise ValueError(
+            f"relevance must be (num_images, num_audio) = {sim.shape}, got {rel.shape}"
+        )
+    return {
+        "image->audio": M.retrieval_metrics(sim, rel, ks),
+        "audio->image": M.retrieval_metrics(sim.T, rel.T, ks),
+    }
+
+
+def default_ontology() -> Path | None:
+    """The AudioSet ontology of the shared data, if present (``$AVSSL_SHARED_DATA`` first)."""
+    cands = []
+    env = os.environ.get("AVSSL_SHARED_DATA")
+    if env:
+        cands.append(Path(env) / "audioset" / "ontology.json")
+    cands.append(
+        Path(__file__).resolve().parents[3] / "shared" / "data" / "audioset" / "ontology.json"
+    )
+    cands.append(Path("..") / "shared" / "data" / "audioset" / "ontology.json")
+    return next((c for c in cands if c.is_file()), None)
+
+
+def _relevance(
+    samples: Sequence[Any], q: np.ndarray, g: np.ndarray, ontology: str | None
+) -> tuple[np.ndarray, str]:
+    """The relevance matrix of queries ``q`` x gallery ``g`` and how it was defined."""
+    rows = [samples[i] for i in np.concatenate([q, g])]
+    if any(s.labels is not None for s in rows):
+        if any(s.labels is None for s in rows):
+            raise ValueError("some rows have label lists ('labels') and some do not")
+        qs = [samples[i].labels for i in q]
+        gs = [samples[i].labels for i in g]
+        if ontology is not None and ontology.lower() == "none":
+            return M.multilabel_relevance(qs, gs), "jaccard of label sets"
+        path = Path(ontology) if ontology is not None else default_ontology()
+        if path is None or not path.is_file():
+            where = f" ({path} not found)" if path is not None else ""
+            raise FileNotFoundError(
+                f"rows have label lists: relevance needs the AudioSet ontology{where}; give "
+                "--ontology PATH/ontology.json, or --ontology none for the Jaccard overlap of "
+                "the label sets"
+            )
+        return M.multilabel_relevance(qs, gs, ontology=path), f"ontology {path}"
+    labels = np.array([s.label for s in rows])
+    if (labels < 0).any():
+        raise ValueError("rows without a class (class_id -1) and without label lists")
+    return M.label_relevance(labels[: q.size], labels[q.size :]), "same class"
+
+
+def _shown(samples: Sequence[Any], q: np.ndarray, n: int) -> list[int]:
+    """Which ``n`` queries (positions in ``q``) to record: the first query of each class in
+    manifest order, then the second of each, ... (a grid shows every class); without classes,
+    the first ``n``."""
+    labels = [samples[int(i)].label for i in q]
+    seen: dict[int, int] = {}
+    rank = []
+    for lab in labels:
+        rank.append(seen.get(lab, 0))
+        seen[lab] = rank[-1] + 1
+    order = sorted(range(len(labels)), key=lambda j: (rank[j], j))
+    return order[: max(n, 0)]
+
+
+def _ks(text: str) -> list[int]:
+    try:
+        ks = sorted({int(v) for v in text.split(",") if v.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected integers such as 1,5,10, got {text!r}"
+        ) from None
+    if not ks or ks[0] < 1:
+        raise argparse.ArgumentTypeError(f"expected integers >= 1, got {text!r}")
+    return ks
+
+
+def _queries_gallery(ev: EvalSet, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
+    """Query and gallery row indices, and a check of the relevance (before any decoding)."""
+    q, g = ev.indices(args.queries), ev.indices(args.gallery)
+    for what, idx, names in (("query", q, args.queries), ("gallery", g, args.gallery)):
+        if idx.size == 0:
+            raise ValueError(
+                f"no {what} rows: no row has split {','.join(names)} (splits present: "
+                f"{', '.join(ev.split_names)})"
+            )
+    return q, g
+
+
+def _retrieval(args: argparse.Namespace) -> int:
+    if args.cross_modal:
+        print("avssl-eval: " + CROSS_MODAL_UNAVAILABLE.format(model=args.model), file=sys.stderr)
+        return 2
+    prep = prepare(args, "retrieval", check=lambda ev: _queries_gallery(ev, args))
+    ev = prep.ev
+    q, g = _queries_gallery(ev, args)
+    same = bool(np.array_equal(q, g))
+    exclude = same if args.exclude_self is None else args.exclude_self
+    if exclude and not same:
+        raise ValueError("--exclude-self needs the same --queries and --gallery splits")
+    rel, rel_kind = _relevance(ev.samples, q, g, args.ontology)
+    x = prep.features.feats
+    t0 = time.monotonic()
+    res, top = retrieve(x[q], x[g], rel, args.ks, exclude_self=exclude,
+                        show=_shown(ev.samples, q, args.show), show_k=args.show_k)  # fmt: skip
+    counts = {k: int(res.pop(k)) for k in ("num_queries", "num_evaluated", "num_excluded")}
+    for t in top:
+        qs = ev.samples[int(q[t["query"]])]
+        t["query_id"], t["query_label"] = qs.id, qs.class_name or qs.label
+        t["ids"] = [ev.samples[int(g[i])].id for i in t.pop("items")]
+        t["query"] = int(q[t["query"]])
+    extra = {"features": features_extra(prep), "similarity": "cosine", "relevance": rel_kind,
+             "exclude_self": exclude, **counts, "rank_seconds": round(time.monotonic() - t0, 3),
+             "top": top}  # fmt: skip
+    dataset = dataset_dict(prep, g, q, queries=args.queries, gallery=args.gallery)
+    single = rel_kind == "same class"
+    result = result_dict("retrieval", args, dataset, prep.model, prep.spec.layer,
+                         {k: float(v) for k, v in res.items()},
+                         seconds=time.monotonic() - prep.t0,
+                         classes=ev.classes if single else None, extra=extra)  # fmt: skip
+    write_result(prep.out, result)
+    print_summary(result, prep.out)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``retrieval`` to ``avssl-eval``."""
+    p = sub.add_parser(
+        "retrieval",
+        help="R@k, nDCG@k and mAP of frozen features (queries -> gallery by cosine similarity)",
+        description="Intra-modal retrieval on frozen features from --layer of MODEL: each query "
+        "row ranks the gallery rows by cosine similarity; relevance = same class, or graded by "
+        "the AudioSet ontology for rows with label lists. Writes R@k, nDCG@k, mAP and the top "
+        "lists of the first queries (for retrieval grids). Features are cached (shared with "
+        "linear and knn). See avssl/eval/retrieval.py.",
+    )
+    add_feature_options(p)
+    p.add_argument("--queries", type=_split_list, default=["test"], metavar="S[,S]",
+                   help="splits whose rows are the queries (default test)")  # fmt: skip
+    p.add_argument("--gallery", type=_split_list, default=["train"], metavar="S[,S]",
+                   help="splits whose rows are ranked (default train)")  # fmt: skip
+    p.add_argument("--ks", type=_ks, default=[1, 5, 10, 30], metavar="K[,K]",
+                   help="cut-offs of R@k and nDCG@k (default 1,5,10,30)")  # fmt: skip
+    p.add_argument("--exclude-self", action=argparse.BooleanOptionalAction, default=None,
+                   help="drop each query from its own ranking (default: on when queries and "
+                   "gallery are the same rows)")  # fmt: skip
+    p.add_argument("--ontology", default=None, metavar="PATH",
+                   help="AudioSet ontology.json for rows with label lists (default: the shared "
+                   "data's); 'none': Jaccard overlap of the label sets")  # fmt: skip
+    p.add_argument(
+        "--show",
+        type=int,
+        default=8,
+        metavar="N",
+        help="record the top lists of the first N queries in extra.top (default 8)",
+    )
+    p.add_argument(
+        "--show-k",
+        type=int,
+        default=10,
+        metavar="K",
+        help="items per recorded top list (default 10)",
+    )
+    p.add_argument("--cross-modal", action="store_true",
+                   help="image->audio and audio->image retrieval with a two-tower audio-visual "
+                   "model (not available yet: exits with status 2)")  # fmt: skip
+    p.set_defaults(func=run_guarded(_retrieval))
+
+
+def _split_list(text: str) -> list[str]:
+    parts = [s.strip() for s in text.split(",") if s.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError("expected split names such as test or train,val")
+    return parts
