@@ -388,6 +388,12 @@ def test_retrieval_end_to_end(
     # one query per class first: the 4 test clips are of classes 4-7
     assert len(top) == 3 and [t["query_label"] for t in top] == ["ring", "cross", "diamond"]
     assert all(len(t["ids"]) == 4 and t["ids"][0].startswith("videos/") for t in top)
+    ex = r["extra"]["retrieval_examples"]  # what avssl-report draws
+    assert [e["query"] for e in ex] == [t["query_id"] for t in top]
+    assert all(
+        e["relevant"] == [x > 0 for x in t["relevance"]] for e, t in zip(ex, top, strict=True)
+    )
+    assert Path(r["extra"]["root"]).is_absolute() and r["extra"]["id_kind"] == "video"
     assert "R@1" in stdout and (tmp_path / "features").is_dir()  # default cache: out dir
 
     # queries == gallery: self excluded by default

@@ -249,6 +249,17 @@ def _retrieval(args: argparse.Namespace) -> int:
     extra = {"features": features_extra(prep), "similarity": "cosine", "relevance": rel_kind,
              "exclude_self": exclude, **counts, "rank_seconds": round(time.monotonic() - t0, 3),
              "top": top}  # fmt: skip
+    # the same examples in the form avssl-report draws as a grid of thumbnails
+    extra["retrieval_examples"] = [
+        {
+            "query": t["query_id"],
+            "neighbours": t["ids"],
+            "relevant": [r > 0 for r in t["relevance"]],
+        }
+        for t in top
+    ]
+    extra["root"] = str(Path(ev.root).resolve())
+    extra["id_kind"] = "image" if ev.kind == "image" else "video"
     dataset = dataset_dict(prep, g, q, queries=args.queries, gallery=args.gallery)
     single = rel_kind == "same class"
     result = result_dict("retrieval", args, dataset, prep.model, prep.spec.layer,
