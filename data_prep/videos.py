@@ -35,7 +35,7 @@ import numpy as np
 
 from avssl import errors
 from avssl.data import samplers
-from avssl.data.manifest import atomic_write_text, write_manifest
+from avssl.data.manifest import atomic_write_text, remove_stale_temps, write_manifest
 from avssl.data.motion import Motion, load_motion, motion_energy, save_motion
 from data_prep.av_prep import PAIR_TASKS, PairConfig, mine_pairs, pair_rows
 from data_prep.parallel import Progress, default_workers, imap_jobs
@@ -485,6 +485,7 @@ def prep_videos(
     cfg = config or MineConfig()
     o = Path(out).resolve()
     o.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(o)  # half-written files of a killed run (their targets were never replaced)
     tdir = str(Path(cache_dir).resolve()) if cache_dir is not None else None
     entries = select_shard(scan.entries, shard)
     t0 = time.monotonic()

@@ -223,6 +223,11 @@ def test_seed_changes_samples_not_videos(ucf_tree: Path, tmp_path: Path) -> None
     assert read_manifest(outs[0] / "videos.jsonl") == read_manifest(outs[1] / "videos.jsonl")
 
 
+def _records(out: Path) -> list[Path]:
+    """Committed records only (pathlib's glob also matches the hidden temporary files)."""
+    return [p for p in (out / "records").glob("*.json") if not p.name.startswith(".")]
+
+
 def test_killed_run_resumes_to_identical_manifests(ucf_tree: Path, tmp_path: Path) -> None:
     root = tmp_path / "v"
     for rel in SYNTH:
@@ -236,11 +241,13 @@ def test_killed_run_resumes_to_identical_manifests(ucf_tree: Path, tmp_path: Pat
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)  # fmt: skip
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(list((out / "records").glob("*.json"))) < 2:
+    while time.monotonic() < deadline and len(_records(out)) < 2:
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    done = len(list((out / "records").glob("*.json")))
+    done = len(_records(out))
+    stale = out / "records" / ".v_killed.abcd1234.tmp.json"  # as a kill mid-write leaves one
+    stale.write_text("{")
     assert 2 <= done < len(SYNTH), "the run was not killed mid-way"
     assert not (out / "videos.jsonl").exists()
     assert cli.main([*args, "--out", str(out)]) == 0

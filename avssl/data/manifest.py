@@ -24,7 +24,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_output", "atomic_write_text", "read_manifest", "write_manifest"]
+__all__ = [
+    "atomic_output",
+    "atomic_write_text",
+    "read_manifest",
+    "remove_stale_temps",
+    "write_manifest",
+]
 
 
 def _umask() -> int:
@@ -58,6 +64,16 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files :func:`atomic_output` left below ``folder`` when its process was
+    killed mid-write (``.NAME.XXXX.tmpSUFFIX``); returns them. Call it only on a folder this process
+    owns (a prep's output at start-up): a live writer's temporary file looks the same."""
+    gone = [p for p in Path(folder).rglob(".*.tmp*") if p.is_file() and ".tmp" in p.name]
+    for p in gone:
+        p.unlink(missing_ok=True)
+    return gone
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
