@@ -483,6 +483,17 @@ class Logger:
             )
 
 
+def wrap_model(model: nn.Module, run: RunConfig, env: dist.DistEnv) -> nn.Module:
+    """DDP across the processes of a torchrun launch, then ``torch.compile`` if asked."""
+    if env.distributed:
+        model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[env.device.index] if env.device.type == "cuda" else None
+        )
+    if run.compile:
+        model = torch.compile(model)  # type: ignore[assignment]
+    return model
+
+
 def train(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
     """Run (or resume) a training run; returns the last evaluation metrics."""
     env = dist.init_distributed(cfg.run.device)
@@ -501,12 +512,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
 
         run_dir.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, run_dir / "config.yaml")
-    if env.distributed:
-        state["model"] = nn.parallel.DistributedDataParallel(
-            state["model"], device_ids=[env.device.index] if env.device.type == "cuda" else None
-        )
-    if cfg.run.compile:
-        state["model"] = torch.compile(state["model"])
+    state["model"] = wrap_model(state["model"], cfg.run, env)
     steps = state["steps_per_epoch"]
     log = Logger(run_dir, cfg, env, start_epoch * steps + start_step)
     t0 = time.monotonic()

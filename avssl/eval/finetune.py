@@ -101,6 +101,7 @@ from avssl.train import (
     TrainConfig,
     epoch_indices,
     lr_at,
+    wrap_model,
 )
 
 __all__ = [
@@ -909,12 +910,7 @@ def _finetune(
 
         out_dir.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, out_dir / "config.yaml")
-    if env.distributed:
-        state["model"] = nn.parallel.DistributedDataParallel(
-            state["model"], device_ids=[env.device.index] if env.device.type == "cuda" else None
-        )
-    if cfg.run.compile:
-        state["model"] = torch.compile(state["model"])
+    state["model"] = wrap_model(state["model"], cfg.run, env)
     log = Logger(out_dir, _train_view(cfg), env, start_epoch * steps + start_step)
     t0 = time.monotonic()
     term = {"flag": False}
