@@ -11,6 +11,11 @@ and the target (1 = forward). Inputs (``options.arrow_encoding``) with a 2-D bac
   The cues of time's direction are local accelerations -- a bounce losing energy, an object
   coming to rest -- which the first layers see here, and a late fusion of pooled per-frame
   features hardly can.
+* ``"stabilized"``: the same stack of differences after removing the global camera
+  translation: every frame is aligned to the clip's middle frame by phase correlation
+  (:func:`avssl.tasks.common.stabilize_clips`), so a pan -- time-symmetric, yet different per
+  video -- does not dominate the differences, and object motion is what is left (Wei et al.
+  stabilise the camera before computing flow for the same reason).
 
 With a video backbone (r3d_18, r2plus1d_18) the clip goes through it whole.
 """
@@ -24,7 +29,15 @@ import torch
 from torch import nn
 
 from avssl.data.dataset import FrameReader
-from avssl.tasks.common import FrameEncoder, Task, classification, stack_of_differences
+from avssl.tasks.common import (
+    FrameEncoder,
+    Task,
+    classification,
+    stabilize_clips,
+    stack_of_differences,
+)
+
+ENCODINGS = ("frames", "differences", "stabilized")
 
 
 def make_example(row: dict[str, Any], read: FrameReader, rng: np.random.Generator) -> dict:
@@ -40,13 +53,13 @@ class ArrowOfTime(nn.Module):
         backbone: str,
         *,
         length: int = 8,
-        encoding: Literal["frames", "differences"] = "frames",
+        encoding: Literal["frames", "differences", "stabilized"] = "frames",
         head_hidden: int = 256,
         **kwargs: Any,
     ) -> None:
         super().__init__()
-        if encoding not in ("frames", "differences"):
-            raise ValueError(f"arrow_encoding must be 'frames' or 'differences', not {encoding!r}")
+        if encoding not in ENCODINGS:
+            raise ValueError(f"arrow_encoding must be one of {ENCODINGS}, not {encoding!r}")
         self.encoding = encoding
         self.class_weight: torch.Tensor | None = None  # set by the trainer (balanced loss)
         from avssl.models.backbones import BACKBONES, build_backbone
@@ -56,7 +69,7 @@ class ArrowOfTime(nn.Module):
             self.net = build_backbone(backbone, **kwargs)
             self.head: nn.Module = nn.Linear(BACKBONES[backbone].feature_dim, 2)
         else:
-            if encoding == "differences":
+            if encoding in ("differences", "stabilized"):
                 kwargs = {**kwargs, "in_channels": 3 * (length - 1)}
             self.encoder = FrameEncoder(backbone, **kwargs)
             d = self.encoder.dim * (length if encoding == "frames" else 1)
@@ -72,6 +85,9 @@ class ArrowOfTime(nn.Module):
             feats = self.net(frames.transpose(1, 2))  # (B, C, T, H, W)
         elif self.encoding == "differences":
             feats = self.encoder(stack_of_differences(frames).unsqueeze(1)).flatten(1)
+        elif self.encoding == "stabilized":
+            stable = stabilize_clips(frames)
+            feats = self.encoder(stack_of_differences(stable).unsqueeze(1)).flatten(1)
         else:
             feats = self.encoder(frames).flatten(1)
         return classification(self.head(feats), batch["target"], self.class_weight)
