@@ -59,6 +59,8 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     args = _train_parser().parse_args(argv)
     from avssl.tasks import TASKS
 
+    if args.task:
+        args.task = args.task.replace("-", "_")  # avssl-train ave-net == ave_net
     if args.list or not args.task:
         for name, t in TASKS.items():
             print(f"{name:16s} {t.description} (reads {t.manifest})")

@@ -57,9 +57,14 @@ _NONE_TEXT = frozenset({"null", "none", "~", ""})
 
 
 def load_config(
-    cls: type[T], yaml_path: str | os.PathLike[str] | None = None, overrides: Sequence[str] = ()
+    cls: type[T],
+    yaml_path: str | os.PathLike[str] | None = None,
+    overrides: Sequence[str] = (),
+    *,
+    base: Mapping[str, Any] | None = None,
 ) -> T:
-    """Build ``cls()`` (every field has a default), apply the YAML file, then each override.
+    """Build ``cls()`` (every field has a default), apply ``base`` (a mapping, e.g. a task's own
+    defaults), the YAML file, then each override.
 
     Args:
         cls: a dataclass type whose fields all have defaults (nested dataclasses included).
@@ -72,6 +77,8 @@ def load_config(
             that does not hold a mapping.
     """
     cfg = _defaults(cls)
+    if base:
+        cfg = _apply_mapping(cfg, base, prefix="", source="<task defaults>")
     if yaml_path is not None:
         path = Path(yaml_path)
         data = yaml.safe_load(path.read_text(encoding="utf-8"))

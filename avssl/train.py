@@ -54,6 +54,21 @@ class DataConfig:
     time_reverse: float = 0.0
     max_rows: int | None = None  # use at most this many training rows (debug, smoke tests)
     max_val_rows: int | None = None  # evaluate on at most this many held-out rows (spread)
+    # held-out rows from this manifest instead of a split of data.manifest (e.g. avc_test.jsonl)
+    val_manifest: str | None = None
+    # --- audio-visual pair tasks (ave_net, l3_net, avol_net, av_sync; avssl/tasks/av.py) ---
+    av_frames: int = 1  # frames given to the vision tower, stacked as channels (1: the papers)
+    av_frame_step: int = 1  # frames apart, when av_frames > 1
+    av_grid: bool = True  # correspondence negatives start on the frame's grid (the shortcut rule)
+    av_grid_tick: float = 0.0  # > 0: add frame-grid clicks of this amplitude (shortcut experiment)
+    neg_fraction: float = 0.5  # share of negatives (the papers: 50:50)
+    sync_curriculum_epochs: int = 0  # av_sync: hard (shifted) negatives ramp 0 -> 1 over these
+    sync_offset_s: tuple[float, float] = (0.5, 2.0)  # av_sync: |shift| range of hard negatives
+    # after training a pair task: sound-source localization on these trials (rows with bbox);
+    # None: localization_test.jsonl beside the held-out manifest, if there is one; "" : skip
+    localization_manifest: str | None = None
+    localization_frame_size: int = 0  # frames of the trials at this size (0: data.frame_size)
+    localization_trials: int = 400  # at most this many trials, spread over the manifest
 
 
 @dataclass
@@ -95,21 +110,28 @@ class TaskOptions:
     # odd_one_out: "sod" = the paper's sum-of-differences fusion then an N-way classifier;
     # "score" = one oddness score per subsequence from its features minus the question's mean
     odd_fusion: Literal["sod", "score"] = "sod"
-    # arrow_of_time with a 2-D backbone: per-frame features fused late, or the stack of differences
-    arrow_encoding: Literal["frames", "differences"] = "frames"
+    # arrow_of_time with a 2-D backbone: per-frame features fused late, the stack of differences,
+    # or "stabilized": the differences after aligning every frame to the middle one (global shift)
+    arrow_encoding: Literal["frames", "differences", "stabilized"] = "frames"
     # weight the loss by inverse class frequency of the training rows (Shuffle & Learn's 25%
     # positives otherwise pull a small model towards "negative"); off = the papers' plain loss
     balanced_loss: bool = False
     # hidden units before the classifier: 0 = linear, -1 = the task's default (linear for
     # shuffle_learn and odd_one_out as the papers, 256 for arrow_of_time's late fusion)
     head_hidden: int = -1
+    # pair tasks: also score every frame against the other videos' sounds in the batch (B - 1
+    # negatives per frame for free; positives and negatives weighted 1/2 each, as the papers'
+    # 50:50). Off: only the sampled pairs (data.neg_fraction negatives), the papers' batches
+    batch_negatives: bool = False
 
 
 @dataclass
 class ModelConfig:
     """Backbone options (passed to ``avssl.models.build_backbone``); 0 / empty: its default."""
 
-    width: float = 0.0  # caffenet: channel multiplier
+    width: float = 0.0  # caffenet, vgg_av: channel multiplier
+    blocks: int = 0  # vgg_av: how many conv blocks (each halves the map)
+    convs: int = 0  # vgg_av: conv layers per block (2: the papers)
     channels: list[int] = field(default_factory=list)  # convnet_tiny: block channels
     spatial: int = 0  # convnet_tiny: keep an s x s map in the feature
 
@@ -117,10 +139,38 @@ class ModelConfig:
         out: dict[str, Any] = {}
         if self.width:
             out["width"] = self.width
+        if self.blocks:
+            out["blocks"] = self.blocks
+        if self.convs:
+            out["convs"] = self.convs
         if self.channels:
             out["channels"] = tuple(self.channels)
         if self.spatial:
             out["spatial"] = self.spatial
+        return out
+
+
+@dataclass
+class AudioConfig:
+    """The audio tower of the pair tasks (``avssl.models.audio``); 0 / empty: its default."""
+
+    backbone: str = "audio_vgg"  # or audio_tiny (width 0.25)
+    width: float = 0.0
+    blocks: int = 0
+    convs: int = 0  # conv layers per block (2: the papers)
+    input_norm: Literal["none", "instance"] = "none"  # "none": silence stays telling
+    # front end (avssl.models.audio.build_frontend): {} = the papers' 1 s log-spectrogram at 48 kHz
+    frontend: dict[str, Any] = field(default_factory=dict)
+    embed_dim: int = 128  # both towers' embedding size
+
+    def kwargs(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"input_norm": self.input_norm}
+        if self.width:
+            out["width"] = self.width
+        if self.blocks:
+            out["blocks"] = self.blocks
+        if self.convs:
+            out["convs"] = self.convs
         return out
 
 
@@ -135,11 +185,16 @@ class TrainConfig:
     aug: AugmentConfig = field(default_factory=lambda: AugmentConfig(size=56))
     run: RunConfig = field(default_factory=RunConfig)
     options: TaskOptions = field(default_factory=TaskOptions)
+    audio: AudioConfig = field(default_factory=AudioConfig)
 
 
 def default_manifest(task: str) -> Path:
-    """The built-in set's manifest (written by ``avssl-prep synth``)."""
-    return Path(os.environ.get("AVSSL_DATA", "avssl-data")) / "synth" / "temporal" / f"{task}.jsonl"
+    """The built-in set's manifest (written by ``avssl-prep synth``): ``temporal/<task>.jsonl``,
+    or for the pair tasks ``av/avc_train.jsonl`` (held out: ``av/avc_test.jsonl``)."""
+    synth = Path(os.environ.get("AVSSL_DATA", "avssl-data")) / "synth"
+    if task in TASKS and TASKS[task].pair:
+        return synth / "av" / "avc_train.jsonl"
+    return synth / "temporal" / f"{task}.jsonl"
 
 
 TIMING_KEYS = ("samples_per_s", "data_wait")  # metrics.jsonl fields that vary run to run
@@ -159,6 +214,13 @@ def lr_at(step: int, total: int, cfg: OptimConfig) -> float:
 # ---------------------------------------------------------------------------------- building
 def _rows(cfg: TrainConfig) -> tuple[list[dict], list[dict], Path, dict]:
     manifest = Path(cfg.data.manifest) if cfg.data.manifest else default_manifest(cfg.task)
+    pair = TASKS[cfg.task].pair
+    val_manifest = cfg.data.val_manifest
+    if pair and not cfg.data.manifest:
+        from data_prep.synth_av import ensure_builtin_av
+
+        ensure_builtin_av(manifest.parent)  # the main job builds its data on first use
+        val_manifest = val_manifest or str(manifest.parent / "avc_test.jsonl")
     if not manifest.is_file():
         hint = (
             ("run 'avssl-prep synth' first (it builds the built-in set and its temporal manifests)")
@@ -174,15 +236,23 @@ def _rows(cfg: TrainConfig) -> tuple[list[dict], list[dict], Path, dict]:
     rows = read_manifest(manifest)
     if not rows:
         raise ValueError(f"{manifest}: no rows")
-    train_rows, val_rows = split_by_video(
-        rows, cfg.data.val_fraction, cfg.seed, folds=cfg.data.val_folds, fold=cfg.data.val_fold
-    )
+    if val_manifest:
+        train_rows, val_rows = rows, read_manifest(val_manifest)
+    else:
+        train_rows, val_rows = split_by_video(
+            rows, cfg.data.val_fraction, cfg.seed, folds=cfg.data.val_folds, fold=cfg.data.val_fold
+        )
+    if pair:
+        from avssl.tasks.av import positives
+
+        train_rows, val_rows = positives(train_rows), positives(val_rows)
     if cfg.data.max_rows:
         train_rows = train_rows[: cfg.data.max_rows]
     if cfg.data.max_val_rows and len(val_rows) > cfg.data.max_val_rows:
         keep = np.linspace(0, len(val_rows) - 1, cfg.data.max_val_rows).round().astype(int)
         val_rows = [val_rows[i] for i in keep]
-    return train_rows, val_rows, root, {"manifest": str(manifest), "card": card_path}
+    where = {"manifest": str(manifest), "card": card_path, "val_manifest": val_manifest}
+    return train_rows, val_rows, root, where
 
 
 def build(cfg: TrainConfig, env: dist.DistEnv) -> dict[str, Any]:
@@ -191,10 +261,12 @@ def build(cfg: TrainConfig, env: dist.DistEnv) -> dict[str, Any]:
     task = TASKS[cfg.task]
     if cfg.data.time_reverse and task.reverse_row is None:
         raise ValueError(f"data.time_reverse: {cfg.task} changes its label when played backwards")
+    if task.pair and cfg.data.shuffle_labels:
+        raise ValueError(f"data.shuffle_labels: {cfg.task} draws its targets per sample")
     train_rows, val_rows, root, where = _rows(cfg)
+    card = json.loads(Path(where["card"]).read_text()) if Path(where["card"]).is_file() else {}
     infos = load_probe_infos(Path(where["card"]).parent / "probe.jsonl")
     size = (cfg.data.frame_size, cfg.data.frame_size)
-    reader = FrameReader(root, size, infos=infos, cache_mb=cfg.data.cache_mb)
     row0 = train_rows[0]
     kwargs: dict[str, Any] = {}
     if cfg.options.head_hidden >= 0:
@@ -210,7 +282,39 @@ def build(cfg: TrainConfig, env: dist.DistEnv) -> dict[str, Any]:
         kwargs["length"] = len(row0["frames"])
         kwargs["encoding"] = cfg.options.arrow_encoding
     torch.manual_seed(cfg.seed)
-    model = task.build_model(cfg.backbone, **kwargs, **cfg.model.kwargs(cfg.backbone))
+    if task.pair:
+        model = build_pair_model(cfg)
+    else:
+        model = task.build_model(cfg.backbone, **kwargs, **cfg.model.kwargs(cfg.backbone))
+    sample_rate = int(getattr(model, "sample_rate", 0))
+    cache_dir = card.get("cache_dir")
+    if cache_dir and not Path(cache_dir).is_dir():  # a moved dataset: the card's folder
+        cache_dir = str(Path(where["card"]).parent)
+    cache_rate = card.get("config", {}).get("cache_sample_rate")
+    if task.pair and "cache_audio" in row0 and cache_rate != sample_rate:
+        raise ValueError(
+            f"{where['manifest']}: the pair cache holds sound at {cache_rate} Hz but the audio "
+            f"front end wants {sample_rate} Hz: set audio.frontend.sample_rate={cache_rate}"
+        )
+    reader = FrameReader(
+        root, size, infos=infos, cache_mb=cfg.data.cache_mb, sample_rate=sample_rate,
+        cache_dir=cache_dir,
+    )  # fmt: skip
+    make_train = make_val = task.make_example
+    if task.bind is not None:
+        opts: dict[str, Any] = {
+            "frames": cfg.data.av_frames,
+            "frame_step": cfg.data.av_frame_step,
+            "grid": cfg.data.av_grid,
+            "tick": cfg.data.av_grid_tick,
+            "sync_offset_s": tuple(cfg.data.sync_offset_s),
+            "neg_fraction": cfg.data.neg_fraction,
+        }
+        make_train = task.bind(
+            train_rows, curriculum_epochs=cfg.data.sync_curriculum_epochs, **opts
+        )
+        # held out: the final negatives (all hard for av_sync), half the pairs, fixed
+        make_val = task.bind(val_rows, **{**opts, "neg_fraction": 0.5})
     if cfg.options.balanced_loss:
         counts = np.bincount(
             [int(r["target"]) for r in train_rows], minlength=task.num_classes(row0)
@@ -235,14 +339,14 @@ def build(cfg: TrainConfig, env: dist.DistEnv) -> dict[str, Any]:
         )
     ds = ManifestDataset(
         train_rows,
-        task.make_example,
+        make_train,
         reader,
         seed=cfg.seed,
         shuffle_labels=cfg.data.shuffle_labels,
         reverse_row=task.reverse_row,
         time_reverse=cfg.data.time_reverse,
     )
-    val = ManifestDataset(val_rows, task.make_example, reader, seed=cfg.seed + 1)
+    val = ManifestDataset(val_rows, make_val, reader, seed=cfg.seed + 1)
     steps = cfg.optim.steps_per_epoch or max(1, len(ds) // (cfg.optim.batch_size * env.world_size))
     return {
         "task": task,
@@ -254,7 +358,23 @@ def build(cfg: TrainConfig, env: dist.DistEnv) -> dict[str, Any]:
         "val_loader": EpochLoader(val, cfg),
         "steps_per_epoch": steps,
         "where": where,
+        "reader": reader,
     }
+
+
+def build_pair_model(cfg: TrainConfig) -> nn.Module:
+    """The two-tower model of a pair task (ave_net, l3_net, avol_net, av_sync) from its config
+    (random init: seed torch first); what avssl-train trains and the evaluations rebuild."""
+    return TASKS[cfg.task].build_model(
+        cfg.backbone,
+        backbone_kwargs=cfg.model.kwargs(cfg.backbone),
+        audio_backbone=cfg.audio.backbone,
+        audio_kwargs=cfg.audio.kwargs(),
+        frontend=cfg.audio.frontend,
+        frames=cfg.data.av_frames,
+        embed_dim=cfg.audio.embed_dim,
+        batch_negatives=cfg.options.batch_negatives,
+    )
 
 
 class EpochLoader:
@@ -326,7 +446,7 @@ def train_one_epoch(
         for group in opt.param_groups:
             group["lr"] = lr_at(step, total, cfg.optim)
         with _autocast(cfg, env):
-            loss, logs = model({"frames": frames, "target": target})
+            loss, logs = model(_inputs(batch, frames, target, env))
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss.item()} at step {step}; stopping")
         opt.zero_grad(set_to_none=True)
@@ -344,6 +464,17 @@ def train_one_epoch(
         if stop(step, epoch):
             break
     return step
+
+
+def _inputs(
+    batch: dict[str, torch.Tensor], frames: torch.Tensor, target: torch.Tensor, env: dist.DistEnv
+) -> dict[str, torch.Tensor]:
+    """The model's batch: augmented frames, target, and the sound of the pair tasks."""
+    out = {"frames": frames, "target": target}
+    for key in ("audio", "video_id"):
+        if key in batch:
+            out[key] = batch[key].to(env.device, non_blocking=True)
+    return out
 
 
 def _autocast(cfg: TrainConfig, env: dist.DistEnv) -> Any:
@@ -367,7 +498,7 @@ def evaluate(state: dict[str, Any], cfg: TrainConfig, env: dist.DistEnv) -> dict
         frames = augment(batch["frames"].to(env.device), cfg.aug, train=False)
         target = batch["target"].to(env.device)
         with _autocast(cfg, env):
-            loss, logs = model({"frames": frames, "target": target})
+            loss, logs = model(_inputs(batch, frames, target, env))
         pred = logs["logits"].argmax(1)
         counts[0].index_add_(0, target, (pred == target).double())
         counts[1].index_add_(0, target, torch.ones_like(target, dtype=torch.float64))
@@ -394,7 +525,9 @@ def save_checkpoint(
     model = state["model"]
     raw = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
     raw = getattr(raw, "_orig_mod", raw)  # torch.compile's wrapper
-    encoder = getattr(raw, "encoder", None)  # a FrameEncoder knows the kwargs it was built with
+    encoder = getattr(
+        raw, "encoder", raw
+    )  # a FrameEncoder / AVNet knows the kwargs it was built with
     backbone_kwargs = getattr(encoder, "backbone_kwargs", None) or cfg.model.kwargs(cfg.backbone)
     ckpt = {
         "model": raw.state_dict(),
@@ -408,6 +541,10 @@ def save_checkpoint(
         ),
         "task": cfg.task,
     }
+    if hasattr(raw, "audio_net"):  # the audio tower, as avssl-eval esc50 | retrieval load it
+        ckpt["audio_backbone"] = raw.audio_backbone_name
+        ckpt["audio_backbone_kwargs"] = json.dumps(raw.audio_kwargs)
+        ckpt["audio_frontend"] = json.dumps(raw.frontend_config)
     with atomic_output(path) as tmp:
         torch.save(ckpt, tmp)
 
@@ -560,10 +697,52 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
                     ),
                     file=sys.stderr,
                 )
+        if state["task"].pair and env.is_main and "stopped_at_step" not in metrics:
+            metrics.update(_localization(cfg, state, run_dir))
     finally:
         signal.signal(signal.SIGTERM, old)
         dist.cleanup()
     return metrics
+
+
+def _localization(cfg: TrainConfig, state: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """The pair tasks' closing check: localization on held-out trials with ground-truth boxes
+    (avssl/eval/av.py), heatmap sheets in RUN/heatmaps, figures in RUN/localization.json."""
+    from avssl.eval.av import LoadedAV, localization_report
+
+    lm = cfg.data.localization_manifest
+    if lm is None:
+        held = state["where"].get("val_manifest")
+        cand = Path(held).parent / "localization_test.jsonl" if held else None
+        lm = str(cand) if cand is not None and cand.is_file() else ""
+    if not lm:
+        return {}
+    model = state["model"]
+    raw = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    raw = getattr(raw, "_orig_mod", raw)
+    was = raw.training
+    raw.eval()
+    rep = localization_report(
+        LoadedAV(raw, cfg, str(run_dir / "checkpoint.pt")), Path(lm), run_dir / "heatmaps",
+        frame_size=cfg.data.localization_frame_size or None,
+        max_trials=cfg.data.localization_trials,
+    )  # fmt: skip
+    raw.train(was)
+    from avssl.data.manifest import atomic_write_text
+
+    atomic_write_text(run_dir / "localization.json", json.dumps(rep, indent=2) + "\n")
+    m = rep["metrics"]
+    print(
+        f"localization on {int(m['trials'])} held-out trials: pointing game "
+        f"{100 * m['pointing_matched']:.1f}% (chance {100 * m['chance_pointing']:.1f}%), "
+        f"cIoU@0.5 {m['cIoU@0.5']:.3f}, AUC {m['AUC']:.3f}; said 'match' to "
+        f"{100 * m['match_rate_matched']:.1f}% of true pairs, "
+        f"{100 * m['match_rate_mismatched']:.1f}% with mismatched and "
+        f"{100 * m['match_rate_silent']:.1f}% with silent sound; heatmaps in "
+        f"{run_dir / 'heatmaps'}",
+        file=sys.stderr,
+    )
+    return {f"loc_{k}": v for k, v in m.items()}
 
 
 def main_train(
@@ -571,7 +750,9 @@ def main_train(
 ) -> int:
     from avssl.config import load_config
 
-    cfg = load_config(TrainConfig, config_path, [f"task={task}", *overrides])
+    cfg = load_config(
+        TrainConfig, config_path, [f"task={task}", *overrides], base=TASKS[task].defaults
+    )
     if out is not None:
         cfg.run.out = out
     metrics = train(cfg, resume=resume)

@@ -47,6 +47,9 @@ class PairConfig:
     min_sync_offset_s: float = 0.5  # a synchronisation negative is shifted by at least this
     max_sync_offset_s: float = 2.0  # ... and at most this (whole frames, either sign)
     require_audible: bool = True  # quarantine digitally silent tracks (they teach nothing)
+    # sample only frames whose window's peak reaches this level (dBFS); None: every window.
+    # Windows of silence cannot be matched to anything (the built-in set: 46% of 1 s windows)
+    min_window_peak_dbfs: float | None = None
     cache: bool = False  # written only with --cache DIR
     cache_short_side: int = 256  # frames resized so the short side is this (224 crops train)
     cache_sample_rate: int = 48000  # L3 / AVE-Net resample to 48 kHz
@@ -91,11 +94,15 @@ def mine_pairs(
     span = usable_span(entry, info)
     pts = np.asarray(info.pts_s)
     rngs = [np.random.default_rng([cfg.seed, _path_key(entry.relpath), t]) for t in range(2)]
-    frames = av_pairs.sample_frames(pts, info.fps, span, cfg.window_s, cfg.frames_per_s, rngs[0])
+    keep = None if cfg.min_window_peak_dbfs is None else _loud_enough(src, info, span, cfg)
+    frames = av_pairs.sample_frames(
+        pts, info.fps, span, cfg.window_s, cfg.frames_per_s, rngs[0], keep
+    )
     if not frames:
         raise errors.NoUsableWindowError(
             str(src), f"no {cfg.window_s:g} s window centred on a frame fits the usable sound "
-            f"[{span.lo_s:.2f}, {span.hi_s:.2f}] s (file shorter than its segment?)",
+            f"[{span.lo_s:.2f}, {span.hi_s:.2f}] s (file shorter than its segment?)"
+            + ("" if keep is None else f" with a peak >= {cfg.min_window_peak_dbfs:g} dBFS"),
         )  # fmt: skip
     starts = [av_pairs.centred_start(pts, i, info.fps, cfg.window_s) for i in frames]
     shifts = [
@@ -116,6 +123,22 @@ def mine_pairs(
     if cache_dir is not None:
         out.update(_write_cache(src, entry, info, cfg, span, frames, cache_dir))
     return out
+
+
+def _loud_enough(src: Path, info: VideoInfo, span: AudioSpan, cfg: PairConfig) -> Any:
+    """``keep(start_s)``: whether the window from ``start_s`` peaks at or above the level."""
+    from avssl.data.decode import read_audio
+
+    sr = int(info.audio[0].sample_rate) or 16000
+    x = np.abs(read_audio(src, span.lo_s, span.hi_s - span.lo_s, sample_rate=sr).data.numpy()[0])
+    level = 10.0 ** (float(cfg.min_window_peak_dbfs or 0.0) / 20.0)
+    n = round(cfg.window_s * sr)
+
+    def keep(start_s: float) -> bool:
+        k = round((start_s - span.lo_s) * sr)
+        return bool(x[max(k, 0) : k + n].max(initial=0.0) >= level)
+
+    return keep
 
 
 def _write_cache(
@@ -181,7 +204,8 @@ def pair_rows(
             zip(p["frames"], p["frame_s"], p["start_s"], strict=True)
         ):
             base = {"v": v, "video": rec["relpath"], "frame": frame, "frame_s": frame_s,
-                    "audio_s": cfg.window_s, "labels": video.get("labels", [])}  # fmt: skip
+                    "audio_s": cfg.window_s, "labels": video.get("labels", []), "fps": fps,
+                    "span": p["span"]}  # fmt: skip
             if "cache_frames" in p:
                 base.update(cache_frames=p["cache_frames"], cache_row=k)
                 if "cache_offsets" in p:  # jpeg: the frame's bytes in cache_frames
@@ -217,6 +241,7 @@ def _audio_ref(rec: dict[str, Any], start_s: float, cfg: PairConfig) -> dict[str
     p = rec["pairs"]
     if "cache_audio" in p:
         out["cache_audio"] = p["cache_audio"]
+        out["cache_audio_start_s"] = p["cache_audio_start_s"]
         out["cache_audio_sample"] = int(
             round((start_s - p["cache_audio_start_s"]) * cfg.cache_sample_rate)
         )

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from data_prep.av_digits import register_av_digits
 from data_prep.images import register_digits
 
 if TYPE_CHECKING:
@@ -95,6 +96,17 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
         "odd_one_out | arrow_of_time' read by default, into DIR/temporal (default on; the "
         "same as 'avssl-prep folder DIR/videos --out DIR/temporal'; about 30 s)",
     )
+    p.add_argument(
+        "--av",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also mine the audio-visual pairs that 'avssl-train ave-net | l3-net | avol-net | "
+        "av-sync' read by default, into DIR/av: frames sampled on each clip's grid (8 per "
+        "second of sound), the 1 s of sound centred on each, windows with sound only; the "
+        "synth split's train clips train, its val and test clips are held out "
+        "(avc_train/avc_test.jsonl, localization_test.jsonl with the sounding object's box; "
+        "default on; about 30 s)",
+    )
     p.set_defaults(func=_run_synth)
 
 
@@ -113,6 +125,12 @@ def _run_synth(args: argparse.Namespace) -> int:
                             workers=args.workers, progress=True)  # fmt: skip
         print()
         print(mined.summary())
+    if args.av:
+        from data_prep.synth_av import prep_synth_av
+
+        paired = prep_synth_av(result.root, workers=args.workers, progress=True)
+        print()
+        print(paired.summary())
     if args.report:
         from data_prep.report import decode_report
 
@@ -843,6 +861,7 @@ SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_esc50,
     _add_audio_folder,
     register_digits,
+    register_av_digits,
     _add_merge,
     _add_report,
 )

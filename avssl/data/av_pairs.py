@@ -23,6 +23,7 @@ Random misalignment at training time (L3 jitters up to 1 s) is a dataset option,
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,8 +75,10 @@ def sample_frames(
     window_s: float,
     rate_hz: float,
     rng: np.random.Generator,
+    keep: Callable[[float], bool] | None = None,
 ) -> list[int]:
-    """Frames at about ``rate_hz`` per second whose centred window fits ``span``.
+    """Frames at about ``rate_hz`` per second whose centred window fits ``span`` (and, with
+    ``keep``, whose window start ``s`` passes ``keep(s)``: e.g. only windows with sound).
 
     The usable stretch is cut into slots of ``1 / rate_hz`` s; from each slot one eligible frame
     is drawn uniformly (frames are always on the video's own grid: they are frame indices).
@@ -86,7 +89,7 @@ def sample_frames(
     eligible = []
     for i in range(len(pts_s)):
         s = centred_start(pts_s, i, fps, window_s)
-        if s is not None and span.fits(s, window_s):
+        if s is not None and span.fits(s, window_s) and (keep is None or keep(s)):
             eligible.append(i)
     if not eligible:
         return []

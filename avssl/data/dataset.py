@@ -10,6 +10,12 @@ open file until its first read), never before a fork.
 with ``cache_mb > 0``, decodes each video once at the training size and keeps it in a per-process
 LRU cache: pretext tasks read a few frames of the same short videos over and over, and a 100-frame
 128x128 clip at 64x64 is 1.2 MB (the built-in set fits in 400 MB).
+
+The same reader serves the audio-visual tasks: :meth:`FrameReader.audio` cuts a window of a
+video's sound (the whole track decoded once per process at the model's sample rate, mono, kept in
+the same LRU budget: 4 s at 16 kHz is 256 kB), and :meth:`FrameReader.cached_frame` /
+:meth:`FrameReader.cached_audio` read the pair cache of ``avssl-prep audioset --cache`` and
+``avssl-prep av-digits`` (memory-mapped ``.npy`` files under ``cache_dir``).
 """
 
 from __future__ import annotations
@@ -52,6 +58,8 @@ class FrameReader:
         *,
         infos: dict[str, VideoInfo] | None = None,
         cache_mb: int = 0,
+        sample_rate: int = 0,
+        cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.root = Path(root)
         self.size = size
@@ -59,6 +67,9 @@ class FrameReader:
         self.cache_bytes = cache_mb * 2**20
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._used = 0
+        self.sample_rate = sample_rate  # audio windows come at this rate (0: no audio wanted)
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else self.root
+        self._mmaps: dict[str, np.ndarray] = {}
 
     def _info(self, rel: str) -> VideoInfo | None:
         """The prep's probe, unless the file changed since (iter_frames does not check; read_frames
@@ -77,7 +88,7 @@ class FrameReader:
         # (N, 3, H, W) contiguous, so that a batch is a plain copy (a channels-last view made
         # the collate 10x slower)
         frames = np.ascontiguousarray(
-            np.stack(
+            np.stack(  # (N, 3, H, W)
                 [
                     f
                     for _, f in decode.iter_frames(
@@ -86,12 +97,66 @@ class FrameReader:
                 ]
             ).transpose(0, 3, 1, 2)
         )
-        self._cache[rel] = frames
-        self._used += frames.nbytes
+        self._keep(rel, frames)
+        return frames
+
+    def _keep(self, key: str, array: np.ndarray) -> None:
+        self._cache[key] = array
+        self._used += array.nbytes
         while self._used > self.cache_bytes and len(self._cache) > 1:
             _, old = self._cache.popitem(last=False)
             self._used -= old.nbytes
-        return frames
+
+    def audio(self, rel: str, start_s: float, seconds: float) -> np.ndarray:
+        """``seconds`` of ``rel``'s sound from ``start_s`` (its time axis), mono float32 at
+        :attr:`sample_rate`; zeros where the window runs past the track. Sample ``k`` is the
+        track at ``(round(start_s * sr) + k) / sr``, as :func:`avssl.data.decode.read_audio`
+        gives it (the track is read once from 0 s and sliced: the same samples)."""
+        sr = self.sample_rate
+        if sr <= 0:
+            raise ValueError("this reader was made without a sample_rate: no audio")
+        key = f"audio:{sr}:{rel}"
+        track = self._cache.get(key)
+        if track is None:
+            info = self._info(rel)
+            dur = max((a.duration_s for a in info.audio), default=0.0) if info else 0.0
+            if dur <= 0:
+                dur = max((a.duration_s for a in decode.probe(self.root / rel).audio), default=0)
+            track = decode.read_audio(self.root / rel, 0.0, dur, sample_rate=sr).data.numpy()[0]
+            self._keep(key, track)
+        else:
+            self._cache.move_to_end(key)
+        return _window(track, round(start_s * sr), round(seconds * sr))
+
+    def _mmap(self, rel: str) -> np.ndarray:
+        if rel not in self._mmaps:
+            self._mmaps[rel] = np.load(self.cache_dir / rel, mmap_mode="r")
+        return self._mmaps[rel]
+
+    def cached_frame(
+        self, row: dict[str, Any], size: tuple[int, int] | None = None
+    ) -> torch.Tensor:
+        """A pair-cache row's frame as uint8 ``(3, H, W)`` at ``size`` (default :attr:`size`;
+        ``cache_frames`` + ``cache_row`` for raw arrays, + ``cache_bytes`` for JPEG caches)."""
+        import cv2
+
+        frames = self._mmap(row["cache_frames"])
+        if "cache_bytes" in row:
+            a, b = row["cache_bytes"]
+            bgr = cv2.imdecode(np.asarray(frames[a:b]), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise ValueError(f"{self.cache_dir / row['cache_frames']}: bytes {a}:{b} not JPEG")
+            rgb = bgr[..., ::-1]
+        else:
+            rgb = np.asarray(frames[row["cache_row"]])
+        return torch.from_numpy(
+            decode._resize(np.ascontiguousarray(rgb), size or self.size)
+        ).permute(2, 0, 1)
+
+    def cached_audio(self, rel: str, sample: int, seconds: float) -> np.ndarray:
+        """``seconds`` of a cache's int16 mono track from sample ``sample``, float32 in
+        [-1, 1] (the cache must be at :attr:`sample_rate`; zeros past its ends)."""
+        return _window(self._mmap(rel), sample, round(seconds * self.sample_rate), 1 / 32767.0)
 
     def __call__(self, rel: str, indices: Sequence[int]) -> torch.Tensor:
         if self.cache_bytes > 0:
@@ -100,6 +165,15 @@ class FrameReader:
             self.root / rel, list(indices), size=self.size, info=self.infos.get(rel)
         )
         return clip.data.contiguous()
+
+
+def _window(track: np.ndarray, start: int, n: int, scale: float = 1.0) -> np.ndarray:
+    """``track[start : start + n]`` as float32 times ``scale``, zero-padded outside the track."""
+    out = np.zeros(n, np.float32)
+    lo, hi = max(start, 0), min(start + n, len(track))
+    if hi > lo:
+        out[lo - start : hi - start] = np.asarray(track[lo:hi], dtype=np.float32) * scale
+    return out
 
 
 class ManifestDataset(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
@@ -150,6 +224,8 @@ class ManifestDataset(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
         if self.time_reverse and rng.random() < self.time_reverse:
             assert self.reverse_row is not None
             row = self.reverse_row(row)
+        if hasattr(self.make_example, "epoch"):  # a maker with a schedule (av_sync curriculum)
+            self.make_example.epoch = epoch
         ex = self.make_example(row, self.reader, rng)
         if self.label_perm is not None:
             other = self.make_example(self.rows[int(self.label_perm[index])], _NoFrames(), rng)

@@ -19,7 +19,13 @@ import sys
 from collections.abc import Sequence
 
 # modules that register sub-commands, in the order of --help
-_MODULES = ("avssl.eval.vision", "avssl.eval.retrieval", "avssl.eval.finetune", "avssl.eval.audio")
+_MODULES = (
+    "avssl.eval.vision",
+    "avssl.eval.retrieval",
+    "avssl.eval.finetune",
+    "avssl.eval.audio",
+    "avssl.eval.av",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,8 +22,10 @@ paths relative to ``dataset.root``; for videos, draw e.g. the middle frame).
 
 **Cross-modal** (image -> audio, audio -> image, as in "Objects that Sound"): :func:`cross_modal`
 computes both directions from paired embeddings and a relevance matrix. It needs a two-tower
-audio-visual model (``encode_video`` / ``encode_audio``), which no ``avssl-train`` task builds yet:
-``--cross-modal`` says so and exits with status 2.
+audio-visual model (``encode_video`` / ``encode_audio``): ``avssl-eval cross-modal``
+(avssl/eval/av.py)
+runs it on ``avssl-train ave_net | l3_net | avol_net | av_sync`` runs; ``retrieval --cross-modal``
+points there and exits with status 2.
 """
 
 from __future__ import annotations
@@ -62,9 +64,9 @@ __all__ = [
 ]
 
 CROSS_MODAL_UNAVAILABLE = (
-    "--cross-modal needs a two-tower audio-visual model (encode_video / encode_audio towers); no "
-    "avssl-train task builds one yet, so cross-modal retrieval is not available for {model} "
-    "(the metric code is avssl.eval.retrieval.cross_modal)"
+    "--cross-modal: cross-modal retrieval has its own command, 'avssl-eval cross-modal MODEL "
+    "--images GALLERY.jsonl --sounds PAIRS.jsonl', for a two-tower audio-visual run "
+    "(ave_net, l3_net, avol_net, av_sync); {model} was not evaluated"
 )
 
 
@@ -310,8 +312,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="items per recorded top list (default 10)",
     )
     p.add_argument("--cross-modal", action="store_true",
-                   help="image->audio and audio->image retrieval with a two-tower audio-visual "
-                   "model (not available yet: exits with status 2)")  # fmt: skip
+                   help="image->audio and audio->image retrieval: see 'avssl-eval cross-modal' "
+                   "(exits with status 2)")  # fmt: skip
     p.set_defaults(func=run_guarded(_retrieval))
 
 

@@ -281,6 +281,7 @@ class AudioConvNet(nn.Module):
         in_channels: input channels (1: a spectrogram).
         pool: global pooling of ``forward``, ``"max"`` (the papers) or ``"avg"``.
         input_norm: ``"instance"`` (see above) or ``"none"``.
+        convs: conv layers per block (2: the papers; 1: a CPU-scale variant, ~1/3 the cost).
 
     Cost per 1 s at 257 x 201 (multiply-adds): ~0.65 G at ``width=0.25``, ~10 G at 1.0.
     """
@@ -294,8 +295,11 @@ class AudioConvNet(nn.Module):
         in_channels: int = 1,
         pool: str = "max",
         input_norm: str = "instance",
+        convs: int = 2,
     ) -> None:
         super().__init__()
+        if convs not in (1, 2):
+            raise ValueError(f"convs must be 1 or 2, got {convs}")
         if not 1 <= blocks <= len(self.BASE):
             raise ValueError(f"blocks must be in 1..{len(self.BASE)}, got {blocks}")
         if width <= 0:
@@ -310,17 +314,14 @@ class AudioConvNet(nn.Module):
         layers: list[nn.Module] = []
         cin = in_channels
         for cout in self.channels:
-            layers.append(
-                nn.Sequential(
-                    nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+            convs_: list[nn.Module] = []
+            for k in range(convs):
+                convs_ += [
+                    nn.Conv2d(cin if k == 0 else cout, cout, 3, padding=1, bias=False),
                     nn.BatchNorm2d(cout),
                     nn.ReLU(inplace=True),
-                    nn.Conv2d(cout, cout, 3, padding=1, bias=False),
-                    nn.BatchNorm2d(cout),
-                    nn.ReLU(inplace=True),
-                    nn.MaxPool2d(2),
-                )
-            )
+                ]
+            layers.append(nn.Sequential(*convs_, nn.MaxPool2d(2)))
             cin = cout
         self.blocks = nn.ModuleList(layers)
         self.feature_dim = self.channels[-1]

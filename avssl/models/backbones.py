@@ -196,6 +196,16 @@ def _caffenet_small(
     return CaffeNet(width=width, fc_dim=fc_dim, in_channels=in_channels)
 
 
+def _vgg_av(**kwargs: Any) -> nn.Module:
+    """The "Objects that Sound" / L3-Net vision subnetwork: the same VGG-style design as their
+    audio tower (:class:`avssl.models.audio.AudioConvNet`: blocks of 2 x conv3x3-BN-ReLU and a
+    2x2 max pool, 64-128-256-512 channels), on RGB frames, without input standardisation. A 224
+    frame ends at a 14x14x512 grid (AVOL-Net's grid); ``features(x)`` returns that map."""
+    from avssl.models.audio import AudioConvNet
+
+    return AudioConvNet(**{"in_channels": 3, "input_norm": "none", **kwargs})
+
+
 def _torchvision_trunk(constructor: str, dim: int) -> Callable[..., nn.Module]:
     """A builder for torchvision's ``constructor`` with ``fc = nn.Identity()``.
 
@@ -266,6 +276,7 @@ BACKBONES: dict[str, BackboneSpec] = {
         BackboneSpec(
             name="convnet_tiny", video=False, feature_dim=256, build=ConvNetTiny, torchvision=None
         ),
+        BackboneSpec(name="vgg_av", video=False, feature_dim=512, build=_vgg_av, torchvision=None),
         _torchvision_spec("resnet18", video=False),
         _torchvision_spec("r3d_18", video=True),
         _torchvision_spec("r2plus1d_18", video=True),

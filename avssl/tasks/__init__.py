@@ -4,18 +4,23 @@ A task has two jobs (STYLE.md): ``make_example(row, reader, rng) -> dict of tens
 side (in a data-loader worker), and ``build_model(cfg) -> nn.Module`` whose ``forward(batch)``
 returns ``(loss, logs)`` with ``logs["logits"]`` for the accuracy. Frames arrive in the batch as
 ``batch["frames"]``, float ``(B, T, C, H, W)`` already augmented (one crop/flip/jitter per sample,
-the same over its T frames), and ``batch["target"]`` as int64 ``(B,)``.
+the same over its T frames), ``batch["target"]`` as int64 ``(B,)`` and, for the audio-visual pair
+tasks (:mod:`avssl.tasks.av`), ``batch["audio"]`` as float ``(B, N)`` waveforms.
 """
 
 from __future__ import annotations
 
-from avssl.tasks import arrow_of_time, odd_one_out, shuffle_learn
+from avssl.tasks import arrow_of_time, av, odd_one_out, shuffle_learn
 from avssl.tasks.common import Task
 
 TASKS: dict[str, Task] = {
     "shuffle_learn": shuffle_learn.TASK,
     "odd_one_out": odd_one_out.TASK,
     "arrow_of_time": arrow_of_time.TASK,
+    "ave_net": av.AVE_NET,
+    "l3_net": av.L3_NET,
+    "avol_net": av.AVOL_NET,
+    "av_sync": av.AV_SYNC,
 }
 
 __all__ = ["TASKS", "Task"]

@@ -24,6 +24,13 @@ class Task:
     # the row played backwards with the same target, where time reversal preserves the label
     # (training-time augmentation, ``data.time_reverse``); None where it does not (arrow of time)
     reverse_row: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    # pair tasks (audio-visual): ``bind(rows, **options)`` returns the make_example that draws
+    # its negatives from those rows; examples carry ``audio`` as well as ``frames``
+    bind: Callable[..., Callable[..., dict[str, Any]]] | None = None
+    pair: bool = False
+    # the task's own defaults over TrainConfig's (nested mapping; a --config file and --set
+    # apply on top): the pair tasks default to their CPU-scale run on the built-in set
+    defaults: dict[str, Any] | None = None
 
 
 class FrameEncoder(nn.Module):
@@ -53,6 +60,129 @@ def stack_of_differences(clips: torch.Tensor) -> torch.Tensor:
     and its direction show in the first layer, where a per-frame network sees only appearance)."""
     diffs = clips[..., 1:, :, :, :] - clips[..., :-1, :, :, :]
     return diffs.flatten(-4, -3)
+
+
+def _hann2d(h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    wy = torch.hann_window(h, periodic=False, device=device, dtype=dtype)
+    wx = torch.hann_window(w, periodic=False, device=device, dtype=dtype)
+    return wy[:, None] * wx[None, :]
+
+
+def estimate_translation(
+    frames: torch.Tensor, reference: torch.Tensor, *, max_shift: int | None = None
+) -> torch.Tensor:
+    """Global translation of each frame relative to ``reference`` by phase correlation.
+
+    ``frames`` ``(N, H, W)`` and ``reference`` ``(N, H, W)`` (or broadcastable) grey images;
+    returns ``(N, 2)`` float shifts ``(dy, dx)`` in pixels such that ``frames[n]`` shifted by
+    ``(dy, dx)`` (content moved down/right for positive values) matches ``reference[n]``, i.e.
+    ``torch.roll(frames[n], (round(dy), round(dx)), (0, 1)) ~ reference[n]``.
+
+    Method: the normalised cross-power spectrum ``R conj(F) / |R conj(F)|`` of the mean-removed,
+    Hann-windowed images; its inverse FFT peaks at the shift. The integer peak is refined to
+    sub-pixel by a parabola through it and its two neighbours on each axis (clamped to +-0.5).
+
+    Limits: one translation per frame -- rotation, zoom, parallax and several independently
+    moving layers are not modelled (the dominant layer, usually the background, wins); a shift
+    near half the frame is ambiguous (the FFT is periodic) and textureless or mostly-moving
+    frames give an unreliable peak. ``max_shift`` (pixels) restricts the peak search to
+    ``|dy|, |dx| <= max_shift``. No gradient flows through the estimate.
+    """
+    with torch.no_grad():
+        n, h, w = frames.shape
+        x = frames.float()
+        r = reference.float().expand_as(x)
+        win = _hann2d(h, w, x.device, x.dtype)
+        x = (x - x.mean(dim=(-2, -1), keepdim=True)) * win
+        r = (r - r.mean(dim=(-2, -1), keepdim=True)) * win
+        cross = torch.fft.rfft2(r) * torch.fft.rfft2(x).conj()
+        cross = cross / cross.abs().clamp_min(1e-8)
+        corr = torch.fft.irfft2(cross, s=(h, w))  # (N, H, W), peak at the shift (mod H, W)
+        if max_shift is not None:
+            sy = torch.arange(h, device=x.device)
+            sx = torch.arange(w, device=x.device)
+            sy = torch.minimum(sy, h - sy)  # |signed shift| of each index
+            sx = torch.minimum(sx, w - sx)
+            allowed = (sy[:, None] <= max_shift) & (sx[None, :] <= max_shift)
+            corr = corr.masked_fill(~allowed, float("-inf"))
+        flat = corr.flatten(1).argmax(dim=1)
+        iy, ix = flat // w, flat % w
+        rows = torch.arange(n, device=x.device)
+
+        def refine(c0: torch.Tensor, cm: torch.Tensor, cp: torch.Tensor) -> torch.Tensor:
+            cm = torch.nan_to_num(cm, neginf=0.0)  # a masked neighbour (max_shift edge)
+            cp = torch.nan_to_num(cp, neginf=0.0)
+            den = cm - 2 * c0 + cp
+            off = torch.where(den < 0, 0.5 * (cm - cp) / den.clamp_max(-1e-12), 0.0)
+            return off.clamp(-0.5, 0.5)
+
+        c0 = corr[rows, iy, ix]
+        oy = refine(c0, corr[rows, (iy - 1) % h, ix], corr[rows, (iy + 1) % h, ix])
+        ox = refine(c0, corr[rows, iy, (ix - 1) % w], corr[rows, iy, (ix + 1) % w])
+        dy = torch.where(iy > h // 2, iy - h, iy).to(x.dtype) + oy
+        dx = torch.where(ix > w // 2, ix - w, ix).to(x.dtype) + ox
+        return torch.stack([dy, dx], dim=1)
+
+
+def translate(images: torch.Tensor, shifts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shift ``(N, C, H, W)`` images by ``(N, 2)`` pixel shifts ``(dy, dx)`` (content moves
+    down/right for positive values; bilinear, exact for integer shifts). Returns the shifted
+    images (zeros where nothing was known) and the ``(N, 1, H, W)`` mask of valid pixels."""
+    n, _, h, w = images.shape
+    theta = torch.zeros(n, 2, 3, device=images.device, dtype=images.dtype)
+    theta[:, 0, 0] = 1.0
+    theta[:, 1, 1] = 1.0
+    theta[:, 0, 2] = -2.0 * shifts[:, 1].to(images.dtype) / w  # sample at x - dx
+    theta[:, 1, 2] = -2.0 * shifts[:, 0].to(images.dtype) / h
+    grid = nn.functional.affine_grid(theta, [n, 1, h, w], align_corners=False)
+    out = nn.functional.grid_sample(images, grid, "bilinear", "zeros", align_corners=False)
+    ones = images.new_ones(n, 1, h, w)
+    mask = nn.functional.grid_sample(ones, grid, "bilinear", "zeros", align_corners=False)
+    return out, (mask > 1 - 1e-4).to(images.dtype)
+
+
+def stabilize_clips(
+    clips: torch.Tensor,
+    *,
+    reference: int | None = None,
+    max_shift: int | None = None,
+    subpixel: bool = True,
+) -> torch.Tensor:
+    """Remove the global camera translation of ``(B, L, C, H, W)`` float clips (a pan, hand-held
+    shake) so that frame differences show object motion, not camera motion (Wei et al. 2018
+    stabilise the camera before computing flow for the arrow of time, for this reason).
+
+    Every frame's translation relative to the ``reference`` frame is estimated by phase
+    correlation on the channel-mean grey image (:func:`estimate_translation`). By default the
+    reference is the middle frame, and for an even length both middle frames ``L // 2 - 1`` and
+    ``L // 2`` (their two estimates averaged), so a clip and its time reversal are compared with
+    the same pair. The shifts are centred on their mean over the clip -- a clip and its reversal
+    thus get the same set of warps, and the common valid region below does not reveal the pan
+    direction -- and each frame is translated by its shift (bilinear; ``subpixel=False`` rounds
+    the shifts to whole pixels, which left more difference on the real clips of
+    docs/training.md than the resampling blur does).
+    Pixels not seen by every frame after the shift are set to 0 in all frames (the
+    intersection of the valid masks), so no border of zeros moves with the pan.
+
+    Limits are those of :func:`estimate_translation`: translation only (no rotation, zoom,
+    parallax), and a large moving object can dominate the estimate.
+    """
+    b, length, c, h, w = clips.shape
+    grey = clips.float().mean(dim=2)  # (B, L, H, W)
+    refs = sorted({length // 2, (length - 1) // 2}) if reference is None else [reference]
+    shifts = torch.zeros(b, length, 2, device=clips.device)
+    for r in refs:  # the middle pair of an even-length clip: the same pair played backwards
+        est = estimate_translation(
+            grey.flatten(0, 1),
+            grey[:, r : r + 1].expand(-1, length, -1, -1).flatten(0, 1),
+            max_shift=max_shift,
+        ).view(b, length, 2)
+        shifts += (est - est.mean(dim=1, keepdim=True)) / len(refs)
+    if not subpixel:
+        shifts = shifts.round()
+    out, mask = translate(clips.flatten(0, 1), shifts.flatten(0, 1).to(clips.dtype))
+    common = mask.view(b, length, 1, h, w).amin(dim=1, keepdim=True)
+    return out.view(b, length, c, h, w) * common
 
 
 def classification(

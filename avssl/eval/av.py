@@ -1,0 +1,553 @@
+"""Evaluations of two-tower audio-visual models: sound-source localization, audio-visual
+correspondence and cross-modal retrieval (``avssl-eval localization | correspondence``).
+
+**Localization** (Senocak et al. 2018; LVS 2021; EZ-VSL 2022; METHODS.md). A *trial* is a frame,
+a sound and the ground-truth box(es) of what makes the sound (normalised ``[x1, y1, x2, y2]``,
+the VGG-SS convention). The model's heatmap (:meth:`avssl.models.av.AVNet.localize`) is resized
+to the frame and scored with :func:`avssl.eval.metrics.ciou` (binarised at its median),
+:func:`~avssl.eval.metrics.localization_summary` (cIoU@0.5, AUC over thresholds 0:0.05:1) and
+the pointing game (the maximum inside a box). Every trial is also run with the wrong sound, the
+test the pitfalls list asks for:
+
+* ``silent``: all-zero audio;
+* ``mismatched``: the sound of another trial whose labels differ (the next such trial).
+
+A model that localises *the sound* should, on those, say "no match" (``match_rate``: the share
+of trials whose match probability exceeds 1/2) and stop pointing at the object (``pointing``
+falls towards the box's share of the frame, ``chance_pointing``). An all-ones map or a saliency
+detector that ignores the sound scores the same on all three conditions.
+
+Trials come from a manifest of rows with ``bbox`` and the fields of a pair row (the frame:
+``video`` + ``frame`` or ``cache_frames`` + ``cache_row``; the sound: ``audio_video`` +
+``audio_start_s`` or ``cache_audio`` + ``cache_audio_sample``), written by ``avssl-prep synth``
+(``av/localization_test.jsonl``) and ``avssl-prep av-digits`` (mosaics), or from a VGG-SS-style
+json of boxes plus a folder of frames and sounds (``--vggss``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from avssl.data.dataset import FrameReader, load_probe_infos
+from avssl.data.manifest import atomic_output, atomic_write_text, read_manifest
+from avssl.eval import metrics
+
+__all__ = [
+    "LoadedAV",
+    "evaluate_localization",
+    "load_av_model",
+    "overlay",
+    "register",
+    "trial_reader",
+    "write_heatmaps",
+]
+
+CONDITIONS = ("matched", "silent", "mismatched")
+
+
+@dataclass
+class LoadedAV:
+    model: Any  # avssl.models.av.AVNet, eval mode
+    cfg: Any  # the run's TrainConfig
+    path: str
+
+    @property
+    def frames(self) -> int:
+        return int(self.cfg.data.av_frames)
+
+    @property
+    def frame_step(self) -> int:
+        return int(self.cfg.data.av_frame_step)
+
+
+def load_av_model(spec: str) -> LoadedAV:
+    """An audio-visual run (directory or checkpoint) as its model in eval mode, on the CPU;
+    ``random:RUN`` is the same network at random initialisation (seed 0): the baseline."""
+    from avssl.config import config_from_dict
+    from avssl.models.av import AVNet
+    from avssl.tasks import TASKS
+    from avssl.train import TrainConfig, build_pair_model
+
+    random_init = spec.startswith("random:")
+    p = Path(spec.split(":", 1)[1] if random_init else spec)
+    ck_path = p / "checkpoint.pt" if p.is_dir() else p
+    if not ck_path.is_file():
+        raise FileNotFoundError(f"{spec}: no checkpoint (a run directory or a checkpoint.pt)")
+    ck = torch.load(ck_path, map_location="cpu", weights_only=True)
+    task = ck.get("task")
+    if task not in TASKS or not TASKS[task].pair:
+        raise ValueError(f"{spec}: a {task} run; localization needs an audio-visual run "
+                         "(ave_net, l3_net, avol_net, av_sync)")  # fmt: skip
+    cfg = config_from_dict(TrainConfig, json.loads(ck["config"]), source=str(ck_path))
+    torch.manual_seed(0)
+    model = build_pair_model(cfg)
+    assert isinstance(model, AVNet)
+    if not random_init:
+        model.load_state_dict(ck["model"])
+    model.eval()
+    return LoadedAV(model, cfg, ("random:" if random_init else "") + str(ck_path))
+
+
+def trial_reader(manifest: Path, model: LoadedAV, frame_size: int | None = None) -> FrameReader:
+    """A reader for the trials of ``manifest``: its prep card's root, probes and cache."""
+    card_path = manifest.parent / "prep.json"
+    card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+    cache_dir = card.get("cache_dir")
+    if not cache_dir or not Path(cache_dir).is_dir():
+        cache_dir = str(manifest.parent)
+    size = frame_size or int(model.cfg.data.frame_size)
+    return FrameReader(
+        Path(card.get("root") or manifest.parent), (size, size),
+        infos=load_probe_infos(manifest.parent / "probe.jsonl"), cache_mb=512,
+        sample_rate=model.model.sample_rate, cache_dir=cache_dir,
+    )  # fmt: skip
+
+
+def _sound(row: dict[str, Any], reader: FrameReader) -> np.ndarray:
+    from avssl.tasks.av import read_sound
+
+    seconds = float(row.get("audio_s", 1.0))
+    if "cache_audio" in row and "cache_audio_start_s" not in row:
+        return reader.cached_audio(row["cache_audio"], int(row["cache_audio_sample"]), seconds)
+    return read_sound(row, float(row["audio_start_s"]), seconds, reader)
+
+
+def _other(rows: list[dict[str, Any]], i: int) -> int:
+    """The next trial (cyclically) whose labels differ from trial ``i``'s."""
+    mine = set(rows[i].get("labels", []))
+    for k in range(1, len(rows)):
+        j = (i + k) % len(rows)
+        if not mine or not mine & set(rows[j].get("labels", [])):
+            return j
+    raise ValueError("mismatched trials need trials of at least two different labels")
+
+
+@torch.no_grad()
+def evaluate_localization(
+    loaded: LoadedAV,
+    rows: list[dict[str, Any]],
+    reader: FrameReader,
+    *,
+    batch_size: int = 64,
+    keep_maps: int = 0,
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Metrics over ``rows`` under the three conditions, and (``keep_maps`` > 0) the first
+    trials' frames, heatmaps and match probabilities for pictures."""
+    from avssl.data.transforms import to_float_normalized
+    from avssl.tasks.av import read_frames
+
+    if not rows:
+        raise ValueError("no localization trials")
+    model, aug = loaded.model, loaded.cfg.aug
+    out: dict[str, dict[str, list[float]]] = {c: {} for c in CONDITIONS}
+    kept: dict[str, Any] = {"frames": [], "boxes": [], "ids": [], **{c: [] for c in CONDITIONS},
+                            **{f"{c}_p": [] for c in CONDITIONS}}  # fmt: skip
+    chance = []
+    for lo in range(0, len(rows), batch_size):
+        part = list(range(lo, min(lo + batch_size, len(rows))))
+        clips = torch.stack([read_frames(rows[i], reader, loaded.frames, loaded.frame_step)
+                             for i in part])  # fmt: skip
+        x = to_float_normalized(clips, aug)
+        sounds = {
+            "matched": [_sound(rows[i], reader) for i in part],
+            "mismatched": [_sound(rows[_other(rows, i)], reader) for i in part],
+        }
+        sounds["silent"] = [np.zeros_like(s) for s in sounds["matched"]]
+        h, w = clips.shape[-2:]
+        for cond in CONDITIONS:
+            audio = torch.from_numpy(np.stack(sounds[cond]))
+            maps = model.localize(x, audio).numpy()
+            prob = torch.sigmoid(model.match_logit(x, audio).float()).numpy()
+            rec = out[cond]
+            for k, i in enumerate(part):
+                boxes = rows[i]["bbox"]
+                gt = metrics.boxes_to_mask(boxes, h, w)
+                rec.setdefault("ciou", []).append(metrics.ciou(maps[k], gt))
+                rec.setdefault("pointing", []).append(metrics.pointing_game(maps[k], boxes, (h, w)))
+                rec.setdefault("match", []).append(float(prob[k] > 0.5))
+                rec.setdefault("prob", []).append(float(prob[k]))
+                if cond == "matched":
+                    chance.append(float(gt.mean()))
+                if i < keep_maps:
+                    kept[cond].append(maps[k])
+                    kept[f"{cond}_p"].append(float(prob[k]))
+                    if cond == "matched":
+                        kept["frames"].append(
+                            clips[k, clips.shape[1] // 2].permute(1, 2, 0).numpy()
+                        )
+                        kept["boxes"].append(boxes)
+                        kept["ids"].append(
+                            str(
+                                rows[i].get(
+                                    "id", f"{rows[i].get('video')}@{rows[i].get('frame', 0)}"
+                                )
+                            )
+                        )
+    res: dict[str, float] = {}
+    summ = metrics.localization_summary(out["matched"]["ciou"])
+    res["cIoU@0.5"], res["AUC"], res["mean_cIoU"] = summ["cIoU@0.5"], summ["AUC"], summ["mean_cIoU"]
+    for cond in CONDITIONS:
+        res[f"pointing_{cond}"] = float(np.mean(out[cond]["pointing"]))
+        res[f"match_rate_{cond}"] = float(np.mean(out[cond]["match"]))
+        res[f"mean_match_prob_{cond}"] = float(np.mean(out[cond]["prob"]))
+    res["cIoU@0.5_mismatched"] = float(np.mean(np.asarray(out["mismatched"]["ciou"]) >= 0.5))
+    res["chance_pointing"] = float(np.mean(chance))
+    res["trials"] = float(len(rows))
+    return res, kept
+
+
+def overlay(frame: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """``frame`` (H, W, 3) uint8 RGB with ``heatmap`` (any size, values in [0, 1]) resized on
+    top in the JET colour map."""
+    import cv2
+
+    h, w = frame.shape[:2]
+    hm = cv2.resize(np.clip(heatmap, 0, 1).astype(np.float32), (w, h),
+                    interpolation=cv2.INTER_LINEAR)  # fmt: skip
+    colour = cv2.applyColorMap((hm * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
+    return (frame.astype(np.float32) * (1 - alpha) + colour.astype(np.float32) * alpha).astype(
+        np.uint8
+    )
+
+
+def write_heatmaps(kept: dict[str, Any], out_dir: Path, scale: int = 4) -> list[str]:
+    """One PNG per kept trial: the frame, then its heatmap with the matched, silent and
+    mismatched sound (the match probability in each title), the ground-truth box in green."""
+    import cv2
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = []
+    for k, frame in enumerate(kept["frames"]):
+        big = cv2.resize(frame, (frame.shape[1] * scale, frame.shape[0] * scale),
+                         interpolation=cv2.INTER_NEAREST)  # fmt: skip
+        h, w = big.shape[:2]
+        panels = [big.copy()]
+        for cond in CONDITIONS:
+            panel = overlay(big, kept[cond][k])
+            cv2.putText(panel, f"{cond[:5]} p={kept[f'{cond}_p'][k]:.2f}", (2, 12),
+                        cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)  # fmt: skip
+            panels.append(panel)
+        for panel in panels:
+            for x1, y1, x2, y2 in kept["boxes"][k]:
+                cv2.rectangle(panel, (int(x1 * w), int(y1 * h)), (int(x2 * w) - 1, int(y2 * h) - 1),
+                              (0, 255, 0), 1)  # fmt: skip
+        sheet = np.concatenate(panels, axis=1)
+        name = f"{k:03d}_{_safe(kept['ids'][k])}.png"
+        ok, png = cv2.imencode(".png", sheet[..., ::-1])
+        if not ok:
+            raise ValueError("PNG encoding failed")
+        with atomic_output(out_dir / name) as tmp:
+            Path(tmp).write_bytes(png.tobytes())
+        names.append(name)
+    return names
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:60]
+
+
+def localization_report(
+    loaded: LoadedAV, manifest: Path, out_dir: Path | None, *, frame_size: int | None = None,
+    max_trials: int | None = None, pictures: int = 8,
+) -> dict[str, Any]:  # fmt: skip
+    """Evaluate on a trials manifest; with ``out_dir``, write its heatmap sheets there."""
+    rows = read_manifest(manifest)
+    rows = [r for r in rows if r.get("bbox")]
+    if max_trials and len(rows) > max_trials:
+        keep = np.linspace(0, len(rows) - 1, max_trials).round().astype(int)
+        rows = [rows[i] for i in keep]
+    reader = trial_reader(manifest, loaded, frame_size)
+    t0 = time.monotonic()
+    res, kept = evaluate_localization(loaded, rows, reader, keep_maps=pictures if out_dir else 0)
+    pics = write_heatmaps(kept, out_dir) if out_dir is not None and kept["frames"] else []
+    return {"metrics": res, "manifest": str(manifest), "pictures": pics,
+            "seconds": round(time.monotonic() - t0, 2)}  # fmt: skip
+
+
+@torch.no_grad()
+def embed_pairs(
+    loaded: LoadedAV, image_rows: list[dict[str, Any]], sound_rows: list[dict[str, Any]],
+    reader: FrameReader, batch_size: int = 128,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The two towers' L2-normalised embeddings of image rows and sound rows."""
+    from avssl.data.transforms import to_float_normalized
+    from avssl.tasks.av import read_frames
+
+    model, v, a = loaded.model, [], []
+    for lo in range(0, len(image_rows), batch_size):
+        clips = torch.stack([read_frames(r, reader, loaded.frames, loaded.frame_step)
+                             for r in image_rows[lo : lo + batch_size]])  # fmt: skip
+        v.append(model.encode_video(to_float_normalized(clips, loaded.cfg.aug)).numpy())
+    for lo in range(0, len(sound_rows), batch_size):
+        audio = np.stack([_sound(r, reader) for r in sound_rows[lo : lo + batch_size]])
+        a.append(model.encode_audio(torch.from_numpy(audio)).numpy())
+    return np.concatenate(v), np.concatenate(a)
+
+
+def unique_sounds(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per distinct sound (positives of a pair manifest repeat a recording)."""
+    seen, out = set(), []
+    for r in rows:
+        if int(r.get("target", 1)) != 1:
+            continue
+        key = ((r["cache_audio"], r.get("cache_audio_sample")) if "cache_audio" in r
+               else (r.get("audio_video", r.get("video")), r.get("audio_start_s")))  # fmt: skip
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
+
+
+def _label(row: dict[str, Any]) -> str:
+    labels = row.get("labels") or [str(row.get("class_id", ""))]
+    return "|".join(sorted(str(x) for x in labels))
+
+
+def _cross_modal(args: argparse.Namespace) -> int:
+    from avssl.eval.retrieval import cross_modal
+
+    loaded = load_av_model(args.model)
+    images, sounds = read_manifest(args.images), unique_sounds(read_manifest(args.sounds))
+    if not images or not sounds:
+        raise ValueError("no image rows or no sound rows")
+    reader = trial_reader(Path(args.images), loaded)
+    t0 = time.monotonic()
+    v, a = embed_pairs(loaded, images, sounds, reader)
+    rel = metrics.label_relevance([_label(r) for r in images], [_label(r) for r in sounds])
+    res = cross_modal(v, a, rel, args.ks)
+    flat = {f"{d}/{k}": float(x) for d, m in res.items() for k, x in m.items()}
+    out = Path(args.out) if args.out else Path(args.model.split(":", 1)[-1]) / "eval"
+    result = {"format": "avssl-eval", "version": 1, "kind": "cross-modal",
+              "model": {"spec": args.model, "path": loaded.path, "task": loaded.cfg.task},
+              "dataset": {"images": args.images, "sounds": args.sounds, "num_images": len(images),
+                          "num_sounds": len(sounds)},
+              "metrics": flat, "extra": {"relevance": "same label"},
+              "command": "avssl-eval " + " ".join(args.argv),
+              "seconds": round(time.monotonic() - t0, 2)}  # fmt: skip
+    path = out / "cross_modal.json"
+    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
+    print(f"cross-modal retrieval: {len(sounds)} sounds, {len(images)} images")
+    for k, x in flat.items():
+        if k.endswith(("R@1", "R@5", "R@10", "mAP")) or "nDCG@" in k:
+            print(f"  {k:<28} {x:.4f}")
+    print(f"wrote {path}")
+    return 0
+
+
+@torch.no_grad()
+def correspondence_accuracy(
+    loaded: LoadedAV, rows: list[dict[str, Any]], reader: FrameReader, *, seed: int = 1,
+    batch_size: int = 128, grid: bool | None = None,
+) -> dict[str, float]:  # fmt: skip
+    """Held-out correspondence: every positive of ``rows`` shown with its own sound or, with
+    probability 1/2, with another video's sound cut on its grid (av_sync: the same video's,
+    shifted) -- the examples ``avssl-train`` validates on (same maker, same seed) -- scored by
+    ``match_logit > 0``. ``grid``: cut the negatives on the frame grid or anywhere (default:
+    as the run trained). Accuracy and balanced accuracy."""
+    from avssl.data.dataset import ManifestDataset
+    from avssl.data.transforms import to_float_normalized
+    from avssl.tasks import TASKS
+    from avssl.tasks.av import positives
+
+    cfg, task = loaded.cfg, TASKS[loaded.cfg.task]
+    assert task.bind is not None
+    pos = positives(rows)
+    maker = task.bind(pos, frames=cfg.data.av_frames, frame_step=cfg.data.av_frame_step,
+                      grid=cfg.data.av_grid if grid is None else grid,
+                      tick=cfg.data.av_grid_tick,
+                      sync_offset_s=tuple(cfg.data.sync_offset_s), neg_fraction=0.5)  # fmt: skip
+    ds = ManifestDataset(pos, maker, reader, seed=seed)
+    right = np.zeros(2)
+    total = np.zeros(2)
+    for lo in range(0, len(ds), batch_size):
+        exs = [ds[(0, i)] for i in range(lo, min(lo + batch_size, len(ds)))]
+        x = to_float_normalized(torch.stack([e["frames"] for e in exs]), cfg.aug)
+        audio = torch.stack([e["audio"] for e in exs])
+        y = np.array([int(e["target"]) for e in exs])
+        pred = (loaded.model.match_logit(x, audio) > 0).numpy().astype(int)
+        for c in (0, 1):
+            right[c] += ((pred == y) & (y == c)).sum()
+            total[c] += (y == c).sum()
+    return {"accuracy": float(right.sum() / total.sum()),
+            "balanced_accuracy": float(np.mean(right / np.maximum(total, 1))),
+            "pairs": float(total.sum())}  # fmt: skip
+
+
+def _correspondence(args: argparse.Namespace) -> int:
+    loaded = load_av_model(args.model)
+    manifest = Path(args.pairs)
+    rows = read_manifest(manifest)
+    if args.max_pairs and len(rows) > args.max_pairs:
+        keep = np.linspace(0, len(rows) - 1, args.max_pairs).round().astype(int)
+        rows = [rows[i] for i in keep]
+    t0 = time.monotonic()
+    res = correspondence_accuracy(loaded, rows, trial_reader(manifest, loaded), grid=args.grid)
+    out = Path(args.out) if args.out else Path(args.model.split(":", 1)[-1]) / "eval"
+    result = {"format": "avssl-eval", "version": 1, "kind": "correspondence",
+              "model": {"spec": args.model, "path": loaded.path, "task": loaded.cfg.task},
+              "dataset": {"name": str(manifest)}, "metrics": res,
+              "command": "avssl-eval " + " ".join(args.argv),
+              "seconds": round(time.monotonic() - t0, 2)}  # fmt: skip
+    path = out / "correspondence.json"
+    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
+    _print_metrics("correspondence", res)
+    print(f"wrote {path}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------- CLI
+def _localization(args: argparse.Namespace) -> int:
+    loaded = load_av_model(args.model)
+    manifest = Path(args.trials) if args.trials else _default_trials(loaded)
+    out = Path(args.out) if args.out else Path(args.model if Path(args.model).is_dir()
+                                               else Path(args.model).parent) / "eval"  # fmt: skip
+    rep = localization_report(loaded, manifest, out / "heatmaps", frame_size=args.frame_size,
+                              max_trials=args.max_trials, pictures=args.pictures)  # fmt: skip
+    result = {"format": "avssl-eval", "version": 1, "kind": "localization",
+              "model": {"spec": args.model, "path": loaded.path, "task": loaded.cfg.task},
+              "dataset": {"name": str(manifest), "trials": int(rep["metrics"]["trials"])},
+              "metrics": rep["metrics"], "extra": {"pictures": rep["pictures"],
+                                                   "conditions": list(CONDITIONS)},
+              "command": "avssl-eval " + " ".join(args.argv),
+              "seconds": rep["seconds"]}  # fmt: skip
+    path = out / "localization.json"
+    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
+    _print_metrics("localization", rep["metrics"])
+    print(f"wrote {path} and {len(rep['pictures'])} heatmap sheets in {out / 'heatmaps'}")
+    return 0
+
+
+def _default_trials(loaded: LoadedAV) -> Path:
+    m = loaded.cfg.data.val_manifest or loaded.cfg.data.manifest
+    if m is None:
+        from avssl.train import default_manifest
+
+        m = str(default_manifest(loaded.cfg.task))
+    p = Path(m).parent / "localization_test.jsonl"
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no trials beside the run's manifest; pass --trials")
+    return p
+
+
+def _print_metrics(kind: str, res: dict[str, float]) -> None:
+    print(f"{kind}:")
+    for k, v in res.items():
+        print(f"  {k:<26} {v:.4f}" if k != "trials" else f"  {k:<26} {int(v)}")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``localization`` to ``avssl-eval``."""
+    p = sub.add_parser(
+        "localization",
+        help="sound-source localization: cIoU@0.5, AUC, pointing game; silent and "
+        "mismatched-sound trials",
+        description="Heatmaps of an audio-visual run (ave_net, l3_net, avol_net, av_sync) on "
+        "trials with ground-truth boxes: cIoU@0.5 and AUC (heatmap binarised at its median), "
+        "pointing game, and the same trials with silent and with mismatched sound, where a "
+        "model that follows the sound should say 'no match' and stop pointing at the object. "
+        "Writes OUT/localization.json and heatmap sheets in OUT/heatmaps. See "
+        "avssl/eval/av.py.",
+    )
+    p.add_argument("model", metavar="MODEL", help="an audio-visual run directory or checkpoint")
+    p.add_argument("--trials", default=None, metavar="JSONL",
+                   help="trials manifest (rows with bbox): avssl-data/synth/av/"
+                   "localization_test.jsonl, avssl-data/av-digits/localization_test.jsonl; "
+                   "default: the one beside the run's manifest")  # fmt: skip
+    p.add_argument("--out", default=None, metavar="DIR", help="default: MODEL/eval")
+    p.add_argument("--frame-size", type=int, default=None, metavar="PX",
+                   help="decode frames at this size (default: the run's data.frame_size; "
+                   "the digit mosaics: twice it)")  # fmt: skip
+    p.add_argument(
+        "--max-trials",
+        type=int,
+        default=None,
+        metavar="N",
+        help="evaluate N trials spread over the manifest (default: all)",
+    )
+    p.add_argument(
+        "--pictures", type=int, default=8, metavar="N", help="heatmap sheets to write (default 8)"
+    )
+    p.set_defaults(func=_guard(_localization))
+
+    p = sub.add_parser(
+        "correspondence",
+        help="audio-visual correspondence accuracy of a two-tower run on held-out pairs",
+        description="Each positive of --pairs with its own sound or, half the time, another "
+        "video's sound cut on its frame grid (av_sync runs: the same video's, shifted), as "
+        "avssl-train validates; accuracy of 'match' = match logit > 0. MODEL: a run or "
+        "random:RUN (the same network at random initialisation).",
+    )
+    p.add_argument("model", metavar="MODEL", help="an audio-visual run, or random:RUN")
+    p.add_argument(
+        "--pairs",
+        required=True,
+        metavar="JSONL",
+        help="a pair manifest, e.g. avssl-data/av-digits/avc_test.jsonl",
+    )
+    p.add_argument(
+        "--max-pairs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="use N rows spread over the manifest (default: all)",
+    )
+    p.add_argument(
+        "--grid",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="cut the negatives on the frame grid (--grid) or anywhere (--no-grid); default: "
+        "as the run was trained (the shortcut experiment crosses them)",
+    )
+    p.add_argument("--out", default=None, metavar="DIR", help="default: MODEL/eval")
+    p.set_defaults(func=_guard(_correspondence))
+
+    p = sub.add_parser(
+        "cross-modal",
+        help="audio->image and image->audio retrieval with a two-tower audio-visual run",
+        description="Embed the images of --images with the vision tower and the distinct sounds "
+        "of --sounds (a pair manifest's positives) with the audio tower; rank by cosine "
+        "similarity in both directions; relevance = same label. R@k, nDCG@k, mAP. MODEL: an "
+        "audio-visual run, or random:RUN for the same network at random initialisation.",
+    )
+    p.add_argument("model", metavar="MODEL", help="an audio-visual run, or random:RUN")
+    p.add_argument(
+        "--images",
+        required=True,
+        metavar="JSONL",
+        help="the gallery of images, e.g. avssl-data/av-digits/gallery_test.jsonl",
+    )
+    p.add_argument(
+        "--sounds",
+        required=True,
+        metavar="JSONL",
+        help="a pair manifest, e.g. avssl-data/av-digits/avc_test.jsonl",
+    )
+    p.add_argument(
+        "--ks",
+        type=lambda t: [int(x) for x in t.split(",")],
+        default=[1, 5, 10],
+        metavar="K[,K]",
+        help="cut-offs (default 1,5,10)",
+    )
+    p.add_argument("--out", default=None, metavar="DIR", help="default: MODEL/eval")
+    p.set_defaults(func=_guard(_cross_modal))
+
+
+def _guard(fn: Any) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return int(fn(args))
+        except (ValueError, OSError) as e:
+            print(f"avssl-eval: {e}", file=sys.stderr)
+            return 2
+
+    return run

@@ -1,0 +1,544 @@
+"""``avssl-prep av-digits``: a real audio-visual "digits" set for audio-visual correspondence.
+
+A "video" is a handwritten digit image (the OpenCV digits sheet, MNIST-derived; see
+:mod:`data_prep.images`) shown for 1 s while a person says that digit's name (the Free Spoken
+Digit Dataset, FSDD: ``{digit}_{speaker}_{take}.wav``, 8 kHz mono). Nothing ties one image to one
+recording: pairs are made by rule, so a model that learns image <-> sound correspondence (AVE-Net,
+AVOL-Net) without labels has to discover the digit classes itself.
+
+Output (``OUT``, default ``$AVSSL_DATA/av-digits``, else ``./avssl-data/av-digits``)::
+
+    frames.npy               uint8 (5000, 20, 20, 3): every sheet cell (grey copied to RGB),
+                             row-major (grid row, then column): index = row * 100 + col
+    audio.npy                int16 (2000 * 16000,): every recording as exactly 1 s at 16 kHz;
+                             recording j (sorted by digit, speaker, numeric take) is samples
+                             [j * 16000, (j + 1) * 16000)
+    mosaics.npy              uint8 (M, 40, 40, 3): 2x2 mosaics of four different test digits
+    avc_train.jsonl          correspondence pairs, positive then negative (docs/manifests.md)
+    avc_test.jsonl
+    localization_test.jsonl  one row per mosaic: which quadrant's digit is spoken, and its box
+    localization_test.json   the same boxes in the VGG-SS json format
+    gallery_test.jsonl       10 test images per digit (retrieval / nearest-neighbour queries)
+    prep.json                the card: config, sources, counts, rules
+
+Rules:
+
+* **split** -- images: sheet columns 0-49 train, 50-99 test (as ``avssl-prep digits``);
+  recordings: takes 0-4 test, 5-49 train (FSDD's own convention).
+* **audio** -- read with soundfile, resampled 8 kHz -> 16 kHz by ``scipy.signal.resample_poly``
+  (up 2, down 1) in float64, then centred in exactly 1 s: zero-padded equally both sides when
+  shorter (the odd sample goes to the end), the centre 1 s when longer; rounded, clipped to int16.
+* **pairing** -- per split and digit, with ``n_img`` images (sheet order) and ``n_rec`` recordings
+  (audio.npy order), ``n = max(n_img, n_rec)`` pairs: pair ``i`` shows image ``i % n_img`` with
+  recording ``perm[i % n_rec]``, ``perm`` a permutation seeded by (seed, split, digit). Every
+  image and every recording is in at least one pair (250 x 180 -> 250 train pairs per digit,
+  250 x 20 -> 250 test pairs). Each pair is one 1 s video: its frame is at 0.5 s and its
+  recording starts at 0 s.
+* **negatives** -- one per positive, right after it: the same frame with the sound of another pair
+  of the same split, drawn uniformly (seeded) among the pairs whose recording differs (a pair that
+  reuses the same recording would make the "negative" sound identical to the positive). About
+  10% of negatives therefore say the same digit, as an unlabelled method would draw them;
+  ``audio_labels`` tells which.
+* **mosaics** -- four different digits drawn at random, one random test image of each, tiled
+  top-left, top-right, bottom-left, bottom-right; one quadrant drawn uniformly is "spoken": a
+  random test recording of its digit. ``bbox`` is that quadrant, normalised ``[x1, y1, x2, y2]``.
+* **gallery** -- per digit, the first 10 of a seeded permutation of its test images.
+
+Re-running with the same sources and options gives identical files; a file whose bytes already
+match is not rewritten (nor its modification time changed). Every write is atomic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import math
+import os
+import re
+import sys
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from avssl.data.manifest import write_manifest
+from data_prep.images import CELL, ROWS_PER_CLASS, _split_fold, _write_if_changed, slice_grid
+
+__all__ = [
+    "AvDigitsResult",
+    "DEFAULT_DIGITS",
+    "DEFAULT_FSDD",
+    "default_out",
+    "load_recording",
+    "prep_av_digits",
+    "register_av_digits",
+]
+
+_REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DIGITS = _REPO / "../shared/data/digits/opencv-doc__digits.png"
+DEFAULT_FSDD = _REPO / "../shared/data/fsdd/recordings"
+
+SAMPLE_RATE = 16000  # audio.npy
+WINDOW_S = 1.0  # one recording = one 1 s video
+TEST_TAKES = 5  # takes 0..4 are test
+DEFAULT_MOSAICS = 500
+GALLERY_PER_CLASS = 10
+SPLITS = ("train", "test")
+QUADRANTS = ("top-left", "top-right", "bottom-left", "bottom-right")
+#: normalised [x1, y1, x2, y2] of each quadrant of a 2x2 mosaic
+QUADRANT_BOX = (
+    [0.0, 0.0, 0.5, 0.5],
+    [0.5, 0.0, 1.0, 0.5],
+    [0.0, 0.5, 0.5, 1.0],
+    [0.5, 0.5, 1.0, 1.0],
+)
+_FSDD_NAME = re.compile(r"(\d+)_([A-Za-z0-9-]+)_(\d+)")
+# independent seeded streams: np.random.default_rng([seed, STREAM, ...])
+_PAIRING, _NEGATIVES, _MOSAICS, _GALLERY = 1, 2, 3, 4
+
+
+def default_out() -> Path:
+    """``$AVSSL_DATA/av-digits``, or ``./avssl-data/av-digits`` when AVSSL_DATA is not set."""
+    return Path(os.environ.get("AVSSL_DATA", "avssl-data")) / "av-digits"
+
+
+@dataclass(frozen=True)
+class AvDigitsResult:
+    """What :func:`prep_av_digits` wrote."""
+
+    out: Path
+    counts: dict[str, Any]
+    written: list[str]  # files (re)written; empty on an identical re-run
+
+    def summary(self) -> str:
+        c = self.counts
+        return (
+            f"av-digits: {c['images']} images, {c['recordings']} recordings -> "
+            f"{c['pairs']['train']} train / {c['pairs']['test']} test pairs (+ as many "
+            f"negatives; same digit {c['same_digit_negatives']['train']} / "
+            f"{c['same_digit_negatives']['test']}), {c['mosaics']} mosaics, "
+            f"{c['gallery']} gallery images in {self.out}; "
+            f"{len(self.written)} files written"
+            + (f" ({', '.join(self.written)})" if self.written else "")
+        )
+
+
+@dataclass(frozen=True)
+class _Image:
+    index: int  # row in frames.npy
+    digit: int
+    id: str  # "{row:02d}_{col:03d}", as avssl-prep digits names its PNGs
+    split: str
+
+
+@dataclass(frozen=True)
+class _Recording:
+    index: int  # j: samples [j * 16000, (j + 1) * 16000) of audio.npy
+    digit: int
+    stem: str
+    split: str
+
+
+def load_recording(path: str | os.PathLike[str], sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """One recording as exactly ``WINDOW_S`` at ``sample_rate``, int16 (module docstring: audio)."""
+    import soundfile as sf
+    from scipy.signal import resample_poly
+
+    x, sr = sf.read(str(path), dtype="int16", always_2d=True)
+    y = x.astype(np.float64).mean(axis=1)
+    if sr != sample_rate:
+        g = math.gcd(sample_rate, sr)
+        y = resample_poly(y, sample_rate // g, sr // g)
+    n = round(WINDOW_S * sample_rate)
+    if len(y) >= n:
+        a = (len(y) - n) // 2
+        y = y[a : a + n]
+    else:
+        a = (n - len(y)) // 2
+        y = np.pad(y, (a, n - len(y) - a))
+    return np.clip(np.rint(y), -32768, 32767).astype(np.int16)
+
+
+def _read_sheet(png: Path) -> tuple[np.ndarray, bytes]:
+    import cv2
+
+    if not png.is_file():
+        raise FileNotFoundError(f"{png}: no such file (the OpenCV digits sheet, digits.png)")
+    raw = png.read_bytes()
+    sheet = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_GRAYSCALE)
+    if sheet is None:
+        raise ValueError(f"{png}: not an image OpenCV can read")
+    return sheet, raw
+
+
+def _scan_fsdd(folder: Path) -> list[tuple[int, str, int, Path]]:
+    """``(digit, speaker, take, path)`` of every ``{digit}_{speaker}_{take}.wav``, sorted."""
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"{folder}: no such folder (the FSDD recordings, {{digit}}_{{speaker}}_{{take}}.wav)"
+        )
+    found = []
+    for p in folder.iterdir():
+        if p.suffix.lower() != ".wav" or p.name.startswith("."):
+            continue
+        m = _FSDD_NAME.fullmatch(p.stem)
+        if m is None:
+            raise ValueError(f"{p}: not an FSDD name {{digit}}_{{speaker}}_{{take}}.wav")
+        found.append((int(m[1]), m[2], int(m[3]), p))
+    if not found:
+        raise FileNotFoundError(f"{folder}: no .wav recordings in it")
+    return sorted(found)
+
+
+def _npy_bytes(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(a), allow_pickle=False)
+    return buf.getvalue()
+
+
+def _manifest_if_changed(path: Path, rows: list[dict[str, Any]]) -> bool:
+    """:func:`write_manifest` ``rows`` to ``path`` unless the file already holds the same bytes."""
+    fd, name = tempfile.mkstemp(
+        prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent
+    )
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write_manifest(tmp, rows)
+        data = tmp.read_bytes()
+        if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
+            tmp.unlink()
+            return False
+        os.replace(tmp, path)
+        return True
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _pairs(
+    images: list[_Image], recs: list[_Recording], seed: int, num_classes: int
+) -> dict[str, list[tuple[_Image, _Recording]]]:
+    """Per split, the positive pairs (module docstring: pairing), by digit then pair index."""
+    out: dict[str, list[tuple[_Image, _Recording]]] = {}
+    for s, split in enumerate(SPLITS):
+        out[split] = []
+        for d in range(num_classes):
+            imgs = [im for im in images if im.split == split and im.digit == d]
+            rs = [r for r in recs if r.split == split and r.digit == d]
+            if not imgs or not rs:
+                raise ValueError(
+                    f"digit {d} has {len(imgs)} {split} images and {len(rs)} {split} recordings; "
+                    "every digit needs both in both splits"
+                )
+            perm = np.random.default_rng([seed, _PAIRING, s, d]).permutation(len(rs))
+            n = max(len(imgs), len(rs))
+            out[split] += [(imgs[i % len(imgs)], rs[int(perm[i % len(rs)])]) for i in range(n)]
+    return out
+
+
+def _video_id(split: str, im: _Image, rec: _Recording) -> str:
+    return f"{split}/{im.digit}/{im.id}+{rec.stem}"
+
+
+def _avc_rows(
+    split: str, pairs: list[tuple[_Image, _Recording]], seed: int
+) -> tuple[list[dict[str, Any]], int]:
+    """Positive and negative rows of one split, and the number of same-digit negatives."""
+    n_pairs = len(pairs)
+    if len({r.index for _, r in pairs}) < 2:
+        raise ValueError(f"the {split} split needs at least 2 recordings for negatives")
+    rng = np.random.default_rng([seed, _NEGATIVES, SPLITS.index(split)])
+    rows: list[dict[str, Any]] = []
+    same = 0
+    for i, (im, rec) in enumerate(pairs):
+        video = _video_id(split, im, rec)
+        base = {"v": 1, "video": video, "frame": 0, "frame_s": 0.5, "fps": 1.0,
+                "span": [0.0, 0.0, WINDOW_S], "audio_s": WINDOW_S, "labels": [str(im.digit)],
+                "class_id": im.digit, "image": im.id, "recording": rec.stem,
+                "cache_frames": "frames.npy", "cache_row": im.index}  # fmt: skip
+        rows.append({**base, **_audio_ref(video, rec), "target": 1, "kind": "pos"})
+        while True:  # another pair, uniformly, whose recording differs
+            b = int(rng.integers(n_pairs - 1))
+            b += b >= i
+            o_im, o_rec = pairs[b]
+            if o_rec.index != rec.index:
+                break
+        same += o_rec.digit == im.digit
+        rows.append({**base, **_audio_ref(_video_id(split, o_im, o_rec), o_rec), "target": 0,
+                     "kind": "other", "audio_labels": [str(o_rec.digit)]})  # fmt: skip
+    return rows, same
+
+
+def _audio_ref(video: str, rec: _Recording) -> dict[str, Any]:
+    """The audio fields of a row whose sound is ``rec``, as the sound of ``video`` (which starts
+    at its time 0: sample 0 of audio.npy is at time ``-j`` on that video's axis)."""
+    j = rec.index
+    return {"audio_video": video, "audio_start_s": 0.0, "cache_audio": "audio.npy",
+            "cache_audio_sample": j * SAMPLE_RATE, "cache_audio_start_s": -float(j)}  # fmt: skip
+
+
+def _mosaics(
+    frames: np.ndarray, images: list[_Image], recs: list[_Recording], count: int, seed: int,
+    num_classes: int, cell: int,
+) -> tuple[np.ndarray, list[dict[str, Any]]]:  # fmt: skip
+    if num_classes < 4:
+        raise ValueError(f"mosaics need 4 different digits, the sheet has {num_classes}")
+    test_imgs = [[im for im in images if im.split == "test" and im.digit == d]
+                 for d in range(num_classes)]  # fmt: skip
+    test_recs = [
+        [r for r in recs if r.split == "test" and r.digit == d] for d in range(num_classes)
+    ]
+    rng = np.random.default_rng([seed, _MOSAICS])
+    tiles = np.zeros((count, 2 * cell, 2 * cell, 3), np.uint8)
+    rows = []
+    for m in range(count):
+        digits = [int(d) for d in rng.choice(num_classes, 4, replace=False)]
+        chosen = [test_imgs[d][int(rng.integers(len(test_imgs[d])))] for d in digits]
+        for q, im in enumerate(chosen):
+            y, x = divmod(q, 2)
+            tiles[m, y * cell : (y + 1) * cell, x * cell : (x + 1) * cell] = frames[im.index]
+        q = int(rng.integers(4))
+        rs = test_recs[digits[q]]
+        rec = rs[int(rng.integers(len(rs)))]
+        rows.append({"v": 1, "id": f"mosaic_{m:05d}", "cache_frames": "mosaics.npy",
+                     "cache_row": m, "size": [2 * cell, 2 * cell], "cache_audio": "audio.npy",
+                     "cache_audio_sample": rec.index * SAMPLE_RATE, "audio_s": WINDOW_S,
+                     "labels": [str(digits[q])], "digits": digits, "target_quadrant": q,
+                     "bbox": [QUADRANT_BOX[q]], "recording": rec.stem,
+                     "images": [im.id for im in chosen],
+                     "image_rows": [im.index for im in chosen]})  # fmt: skip
+    return tiles, rows
+
+
+def _gallery(images: list[_Image], seed: int, num_classes: int) -> list[dict[str, Any]]:
+    rows = []
+    for d in range(num_classes):
+        imgs = [im for im in images if im.split == "test" and im.digit == d]
+        perm = np.random.default_rng([seed, _GALLERY, d]).permutation(len(imgs))
+        for k in perm[:GALLERY_PER_CLASS]:
+            im = imgs[int(k)]
+            rows.append({"v": 1, "cache_frames": "frames.npy", "cache_row": im.index,
+                         "class_id": d, "labels": [str(d)], "image": im.id})  # fmt: skip
+    return rows
+
+
+def _digest(chunks: list[bytes]) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for c in chunks:
+        h.update(len(c).to_bytes(8, "little"))
+        h.update(c)
+    return h.hexdigest()
+
+
+def prep_av_digits(
+    digits_png: str | os.PathLike[str] = DEFAULT_DIGITS,
+    fsdd_dir: str | os.PathLike[str] = DEFAULT_FSDD,
+    out: str | os.PathLike[str] | None = None,
+    *,
+    seed: int = 0,
+    mosaics: int = DEFAULT_MOSAICS,
+    cell: int = CELL,
+    rows_per_class: int = ROWS_PER_CLASS,
+) -> AvDigitsResult:
+    """Build the av-digits set in ``out`` (module docstring). Raises FileNotFoundError for a
+    missing source and ValueError for an unusable one."""
+    if mosaics < 0:
+        raise ValueError(f"mosaics must be >= 0, got {mosaics}")
+    png, fsdd = Path(digits_png), Path(fsdd_dir)
+    sheet, raw = _read_sheet(png)
+    wavs = _scan_fsdd(fsdd)
+    cells = slice_grid(sheet, cell=cell, rows_per_class=rows_per_class)
+    cols = sheet.shape[1] // cell
+    num_classes = max(d for d, *_ in cells) + 1
+
+    frames = np.stack([np.repeat(img[..., None], 3, axis=2) for *_, img in cells])
+    images = [_Image(k, d, f"{r:02d}_{c:03d}", _split_fold(c, cols)[0])
+              for k, (d, r, c, _) in enumerate(cells)]  # fmt: skip
+    bad = sorted({d for d, *_ in wavs} - set(range(num_classes)))
+    if bad:
+        raise ValueError(f"{fsdd}: recordings of digits {bad}, the sheet has 0-{num_classes - 1}")
+    recs = [_Recording(j, d, p.stem, "test" if take < TEST_TAKES else "train")
+            for j, (d, _, take, p) in enumerate(wavs)]  # fmt: skip
+    try:
+        audio = np.concatenate([load_recording(p) for *_, p in wavs])
+    except RuntimeError as e:  # soundfile's errors (LibsndfileError) are RuntimeErrors
+        raise ValueError(f"{fsdd}: cannot read a recording: {e}") from e
+    wav_digest = _digest([p.name.encode() + b"\0" + p.read_bytes() for *_, p in wavs])
+
+    pairs = _pairs(images, recs, seed, num_classes)
+    avc = {split: _avc_rows(split, pairs[split], seed) for split in SPLITS}
+    tiles, loc_rows = _mosaics(frames, images, recs, mosaics, seed, num_classes, cell)
+    gallery = _gallery(images, seed, num_classes)
+
+    root = Path(out) if out is not None else default_out()
+    root.mkdir(parents=True, exist_ok=True)
+    written: list[str] = []
+    for name, arr in (("frames.npy", frames), ("audio.npy", audio), ("mosaics.npy", tiles)):
+        if _write_if_changed(root / name, _npy_bytes(arr)):
+            written.append(name)
+    manifests = {
+        "avc_train.jsonl": avc["train"][0],
+        "avc_test.jsonl": avc["test"][0],
+        "localization_test.jsonl": loc_rows,
+        "gallery_test.jsonl": gallery,
+    }
+    for name, rows in manifests.items():
+        if _manifest_if_changed(root / name, rows):
+            written.append(name)
+    vggss = [{"file": r["id"], "class": r["labels"][0], "bbox": r["bbox"]} for r in loc_rows]
+    text = "[\n" + ",\n".join(json.dumps(e) for e in vggss) + ("\n]\n" if vggss else "]\n")
+    if _write_if_changed(root / "localization_test.json", text.encode()):
+        written.append("localization_test.json")
+
+    img_split = Counter(im.split for im in images)
+    rec_split = Counter(r.split for r in recs)
+    counts: dict[str, Any] = {
+        "images": len(images),
+        "images_per_split": {s: img_split[s] for s in SPLITS},
+        "recordings": len(recs),
+        "recordings_per_split": {s: rec_split[s] for s in SPLITS},
+        "pairs": {s: len(pairs[s]) for s in SPLITS},
+        "avc_rows": {s: len(avc[s][0]) for s in SPLITS},
+        "same_digit_negatives": {s: avc[s][1] for s in SPLITS},
+        "mosaics": len(loc_rows),
+        "gallery": len(gallery),
+        "per_class_pairs": {
+            s: {str(d): n for d, n in sorted(Counter(im.digit for im, _ in pairs[s]).items())}
+            for s in SPLITS
+        },
+    }
+    card = {
+        "format": "avssl-prep",
+        "dataset": "av-digits",
+        "version": 1,
+        "cache_dir": str(root.resolve()),
+        "config": {
+            "cache_sample_rate": SAMPLE_RATE,
+            "window_s": WINDOW_S,
+            "seed": seed,
+            "mosaics": mosaics,
+            "cell": cell,
+            "rows_per_class": rows_per_class,
+            "resampler": "scipy.signal.resample_poly",
+        },  # fmt: skip
+        "sources": {
+            "digits": {
+                "path": str(png.resolve()),
+                "blake2b": hashlib.blake2b(raw, digest_size=16).hexdigest(),
+                "grid": {"columns": cols, "rows": sheet.shape[0] // cell},
+            },
+            "fsdd": {
+                "path": str(fsdd.resolve()),
+                "recordings": len(wavs),
+                "speakers": sorted({s for _, s, _, _ in wavs}),
+                "blake2b": wav_digest,
+            },
+        },  # fmt: skip
+        "classes": [str(d) for d in range(num_classes)],
+        "counts": counts,
+        "layout": {
+            "frames.npy": "uint8 (N, cell, cell, 3), sheet cells row-major: row * columns + col",
+            "audio.npy": f"int16, recording j (sorted by digit, speaker, take) at samples "
+            f"[j * {SAMPLE_RATE}, (j + 1) * {SAMPLE_RATE})",
+            "mosaics.npy": "uint8 (M, 2 cell, 2 cell, 3), quadrants TL, TR, BL, BR",
+        },
+        "rules": {
+            "split": "images: sheet columns [0, columns/2) train, the rest test; recordings: "
+            f"takes 0-{TEST_TAKES - 1} test, the rest train",
+            "audio": "resample_poly to 16 kHz, centred in exactly 1 s (zero-padded equally "
+            "both sides, or the centre 1 s), int16",
+            "pairing": "per split and digit n = max(n_img, n_rec) pairs: image i % n_img with "
+            "recording perm[i % n_rec], perm seeded by (seed, split, digit); every image and "
+            "recording used",
+            "negatives": "one per positive: the sound of another pair of the same split, uniform "
+            "among pairs with a different recording (same digit about 10% of the time)",
+            "mosaics": "4 different digits, a random test image each (TL, TR, BL, BR); the spoken "
+            "quadrant uniform, a random test recording of its digit",
+            "gallery": f"per digit the first {GALLERY_PER_CLASS} of a seeded permutation of its "
+            "test images",
+        },
+    }
+    if _write_if_changed(root / "prep.json", (json.dumps(card, indent=2) + "\n").encode()):
+        written.append("prep.json")
+    return AvDigitsResult(root, counts, written)
+
+
+def register_av_digits(sub: argparse._SubParsersAction) -> None:
+    """Add ``avssl-prep av-digits`` to ``sub`` (an entry of ``data_prep.cli.SUBCOMMANDS``)."""
+    p = sub.add_parser(
+        "av-digits",
+        help="handwritten digits + spoken digits (FSDD) -> an audio-visual correspondence set",
+        description=(
+            "Build a real audio-visual set for AVE-Net / AVOL-Net: a 'video' is a handwritten "
+            "digit (the OpenCV digits sheet) shown for 1 s while its name is spoken (FSDD, "
+            "8 kHz, resampled to 16 kHz with scipy's resample_poly and centred in exactly 1 s). "
+            "Writes OUT/frames.npy (uint8 N x 20 x 20 x 3, sheet cells row-major), "
+            "OUT/audio.npy (int16, recording j at samples [j*16000, (j+1)*16000)), "
+            "OUT/mosaics.npy (2x2 mosaics of four different test digits), "
+            "OUT/avc_{train,test}.jsonl, OUT/localization_test.jsonl (+ .json in the VGG-SS "
+            "format), OUT/gallery_test.jsonl (10 test images per digit) and OUT/prep.json. "
+            "Split: sheet columns 0-49 train, 50-99 test; recordings take 0-4 test, 5-49 train. "
+            "Pairing: per split and digit, max(images, recordings) pairs, image i with "
+            "recording i of a seeded permutation (both cycled), so every image and every "
+            "recording is used: 2,500 train and 2,500 test pairs. Each positive is followed by "
+            "a negative: the same image with the sound of another pair of the same split "
+            "drawn at random (never the same recording), so about 10% of negatives say the "
+            "same digit, as an unlabelled method would draw them. Re-running gives identical "
+            "files (unchanged files are not rewritten); about 10 s."
+        ),
+    )
+    p.add_argument(
+        "--digits",
+        type=Path,
+        default=DEFAULT_DIGITS,
+        metavar="PNG",
+        help="the OpenCV digits sheet (default: ../shared/data/digits/opencv-doc__digits.png "
+        "beside the repository)",
+    )
+    p.add_argument(
+        "--fsdd",
+        type=Path,
+        default=DEFAULT_FSDD,
+        metavar="DIR",
+        help="the FSDD recordings folder, {digit}_{speaker}_{take}.wav (default: "
+        "../shared/data/fsdd/recordings beside the repository)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="output directory (default: $AVSSL_DATA/av-digits, else ./avssl-data/av-digits)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the pairing, negatives, mosaics and gallery (default 0)",
+    )
+    p.add_argument(
+        "--mosaics",
+        type=int,
+        default=DEFAULT_MOSAICS,
+        metavar="M",
+        help=f"number of test localization mosaics (default {DEFAULT_MOSAICS})",
+    )
+    p.set_defaults(func=_run_av_digits)
+
+
+def _run_av_digits(args: argparse.Namespace) -> int:
+    try:
+        result = prep_av_digits(
+            args.digits, args.fsdd, args.out, seed=args.seed, mosaics=args.mosaics
+        )
+    except (OSError, ValueError) as e:
+        print(f"avssl-prep av-digits: {e}", file=sys.stderr)
+        return 2
+    print(result.summary())
+    return 0

@@ -1,0 +1,253 @@
+"""The audio-visual pair tasks: models, negatives, the reader's sound, training end to end,
+localization and cross-modal evaluation (avssl/models/av.py, tasks/av.py, eval/av.py)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from avssl import cli
+from avssl.data import decode
+from avssl.data.dataset import FrameReader
+from avssl.eval import cli as eval_cli
+from avssl.models.av import AVNet
+from avssl.tasks.av import PairMaker, read_sound
+from data_prep import synth
+from data_prep.synth_av import prep_synth_av
+
+SMALL = {
+    "backbone_kwargs": {"width": 0.125, "blocks": 2, "convs": 1},
+    "audio_backbone": "audio_tiny",
+    "audio_kwargs": {"blocks": 2, "convs": 1},
+    "frontend": {"kind": "logmel", "sample_rate": 8000, "win_s": 0.025, "hop": 200,
+                 "n_fft": 256, "n_mels": 16},
+}  # fmt: skip
+
+
+def _batch(b: int = 4, frames: int = 1) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return {
+        "frames": torch.randn(b, frames, 3, 32, 32, generator=g),
+        "audio": torch.randn(b, 8000, generator=g) * 0.1,
+        "target": torch.tensor([1, 0, 1, 0][:b]),
+        "video_id": torch.arange(b),
+    }
+
+
+@pytest.mark.parametrize("head", ["ave", "l3", "avol"])
+def test_heads_shapes_and_pairwise_consistency(head: str) -> None:
+    torch.manual_seed(0)
+    m = AVNet(head, frames=2, **SMALL).eval()  # type: ignore[arg-type]
+    b = _batch(4, frames=2)
+    loss, logs = m(b)
+    assert loss.ndim == 0 and torch.isfinite(loss) and logs["logits"].shape == (4, 2)
+    with torch.no_grad():
+        pair = m.pair_logits(b["frames"], b["audio"])
+        own = m.match_logit(b["frames"], b["audio"])
+        heat = m.localize(b["frames"], b["audio"])
+    assert pair.shape == (4, 4)
+    # the diagonal of the all-pairs scores is each pair's own score
+    torch.testing.assert_close(torch.diagonal(pair), own, atol=1e-4, rtol=1e-4)
+    assert heat.shape == (4, 8, 8) and float(heat.min()) >= 0 and float(heat.max()) <= 1
+    assert m.encode_video(b["frames"]).norm(dim=1).allclose(torch.ones(4), atol=1e-5)
+    assert m.encode_audio(b["audio"]).norm(dim=1).allclose(torch.ones(4), atol=1e-5)
+    m.train()
+    m.batch_negatives = True
+    loss, _ = m(b)
+    loss.backward()
+    assert all(p.grad is not None for p in m.net.parameters() if p.requires_grad)
+
+
+def test_ave_head_starts_with_the_right_sign() -> None:
+    m = AVNet("ave", **SMALL)
+    w, b = m.fc.weight.detach()[:, 0], m.fc.bias.detach()
+    match = lambda d: float((w[1] - w[0]) * d + (b[1] - b[0]))  # noqa: E731
+    assert match(0.0) > 0 > match(2.0)  # near -> "match", far -> "no match"
+
+
+def _rows() -> list[dict]:
+    rows = []
+    for v, (fps, origin) in enumerate([(25.0, 0.0), (30.0, 0.1), (25.0, 0.0)]):
+        for f in (30, 40, 50):
+            rows.append({"video": f"v{v}.mp4", "frame": f, "audio_s": 1.0, "fps": fps,
+                         "span": [origin, 0.0, 4.0], "audio_start_s": origin + (f - 12) / fps,
+                         "target": 1})  # fmt: skip
+    return rows
+
+
+def test_negatives_follow_the_grid_rule_and_the_curriculum() -> None:
+    rows = _rows()
+    maker = PairMaker(rows, negatives="other")
+    for i in range(200):
+        rng = np.random.default_rng([0, 0, i])
+        row = rows[i % len(rows)]
+        src, start, kind = maker.negative(row, rng)
+        assert kind == "other" and src["video"] != row["video"]
+        m = (start - src["span"][0]) * row["fps"]  # on the *frame's* grid, from the other origin
+        assert abs(m - round(m)) < 1e-6 and 0.0 <= start and start + 1.0 <= 4.0 + 1e-9
+    off = PairMaker(rows, negatives="other", grid=False)
+    ms = []
+    for i in range(100):
+        row = rows[0]
+        src, start, _ = off.negative(row, np.random.default_rng([1, i]))
+        m = (start - src["span"][0]) * row["fps"]
+        ms.append(abs(m - round(m)))
+    assert np.mean(ms) > 0.1  # anywhere, not on the grid
+    sync = PairMaker(rows, negatives="sync", curriculum_epochs=4, sync_offset_s=(0.5, 1.0))
+    for epoch, share in [(0, 0.0), (2, 0.5), (4, 1.0), (9, 1.0)]:
+        sync.epoch = epoch
+        assert sync.hard_share() == share
+    sync.epoch = 4
+    for i in range(50):
+        row = rows[1]
+        src, start, kind = sync.negative(row, np.random.default_rng([2, i]))
+        assert kind == "sync" and src is row
+        shift = (start - row["audio_start_s"]) * row["fps"]
+        assert abs(shift - round(shift)) < 1e-6 and 0.5 <= abs(shift) / row["fps"] <= 1.0 + 1e-9
+
+
+class _FakeReader(FrameReader):
+    def __init__(self) -> None:
+        super().__init__(".", (8, 8), sample_rate=1000)
+
+    def audio(self, rel: str, start_s: float, seconds: float) -> np.ndarray:
+        return np.zeros(round(seconds * self.sample_rate), np.float32)
+
+
+def test_grid_ticks_land_on_the_source_grid() -> None:
+    src = {"video": "a.mp4", "fps": 10.0, "span": [0.05, 0.0, 4.0]}
+    x = read_sound(src, 0.12, 1.0, _FakeReader(), tick=0.5)
+    k = np.flatnonzero(x)
+    assert (x[k] == 0.5).all()
+    assert k.tolist() == [round((0.05 + m / 10 - 0.12) * 1000) for m in range(1, 11)]
+
+
+def test_reader_audio_equals_a_window_read(media: dict) -> None:
+    f = next(m for m in media.values() if m.has_audio and m.audible and not m.audio_delay)
+    path = Path(f.path)
+    reader = FrameReader(path.parent, (16, 16), cache_mb=64, sample_rate=16000)
+    for start in (0.0, 0.37, 1.2):
+        ours = reader.audio(path.name, start, 0.5)
+        ref = decode.read_audio(path, start, 0.5, sample_rate=16000).data.numpy()[0]
+        np.testing.assert_allclose(ours, ref, atol=1e-5)
+    assert (reader.audio(path.name, -0.25, 0.5)[:4000] == 0).all()  # before the track: zeros
+
+
+@pytest.fixture(scope="module")
+def av_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("synth_av")
+    synth.build_synth(root, num_clips=32, seed=5, workers=1, progress=False)
+    prep_synth_av(root, workers=1, progress=False)
+    return root / "av"
+
+
+def test_synth_pairs_and_trials(av_set: Path) -> None:
+    rows = [json.loads(x) for x in (av_set / "avc_train.jsonl").read_text().splitlines()]
+    pos = [r for r in rows if r["target"] == 1]
+    assert pos and all("fps" in r and "span" in r for r in pos)
+    trials = [json.loads(x) for x in (av_set / "localization_test.jsonl").read_text().splitlines()]
+    assert trials and all(len(t["bbox"]) == 1 and len(t["bbox"][0]) == 4 for t in trials)
+    card = json.loads((av_set / "prep.json").read_text())
+    assert card["config"]["min_window_peak_dbfs"] == -30.0
+
+
+TINY_AV = [
+    "--set", "model.width=0.125", "--set", "model.blocks=2", "--set", "audio.blocks=2",
+    "--set", "data.frame_size=32", "--set", "aug.size=32", "--set", "optim.batch_size=8",
+    "--set", "run.tensorboard=false", "--set", "data.localization_trials=12",
+    "--set", "data.max_val_rows=32",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("task", ["ave_net", "avol_net", "av_sync", "l3_net"])
+def test_pair_tasks_train_localize_and_evaluate(
+    av_set: Path, tmp_path: Path, task: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / task
+    argv = [task.replace("_", "-"), "--out", str(run),
+            "--set", f"data.manifest={av_set / 'avc_train.jsonl'}",
+            "--set", f"data.val_manifest={av_set / 'avc_test.jsonl'}",
+            "--set", "optim.epochs=1", "--set", "optim.steps_per_epoch=3", *TINY_AV]  # fmt: skip
+    assert cli.train_main(argv) == 0
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    ev = [r for r in rows if "val_balanced_acc" in r]
+    assert ev and ev[-1]["val_samples"] == 32
+    loc = json.loads((run / "localization.json").read_text())
+    assert loc["metrics"]["trials"] == 12 and 0 <= loc["metrics"]["pointing_matched"] <= 1
+    assert len(list((run / "heatmaps").glob("*.png"))) == 8
+    ck = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert ck["audio_backbone"] == "audio_tiny" and "audio_net.blocks.0.0.weight" in ck["model"]
+    assert ck["backbone"] == "vgg_av" and json.loads(ck["backbone_kwargs"])["in_channels"] == 3
+    if task != "ave_net":
+        return
+    # the towers load where the evaluations look for them
+    from avssl.eval.audio import load_audio_model
+    from avssl.eval.encoders import load_encoder
+
+    net, info = load_encoder(str(run))
+    assert info.backbone == "vgg_av" and net(torch.zeros(1, 3, 32, 32)).shape == (1, 16)
+    tower, ainfo = load_audio_model(str(run))
+    assert tower.sample_rate == 16000 and tower(torch.zeros(2, 16000)).shape == (2, 32)
+    capsys.readouterr()
+    out = tmp_path / "ev"
+    code = eval_cli.main(["localization", str(run), "--out", str(out), "--max-trials", "10",
+                          "--pictures", "2"])  # fmt: skip
+    assert (
+        code == 0 and json.loads((out / "localization.json").read_text())["metrics"]["trials"] == 10
+    )
+    code = eval_cli.main(
+        ["cross-modal", f"random:{run}", "--images", str(av_set / "localization_test.jsonl"),
+         "--sounds", str(av_set / "avc_test.jsonl"), "--out", str(out)]
+    )  # fmt: skip
+    res = json.loads((out / "cross_modal.json").read_text())
+    assert code == 0 and 0 <= res["metrics"]["audio->image/R@1"] <= 1
+    assert res["model"]["path"].startswith("random:")
+
+
+def test_localization_metrics_reward_following_the_sound(av_set: Path) -> None:
+    """A stand-in model whose map is the true box when the sound is the trial's own and flat
+    otherwise: perfect pointing, chance-free mismatched/silent trials."""
+    from avssl.eval.av import LoadedAV, evaluate_localization, trial_reader
+    from avssl.train import TrainConfig
+
+    trials = [json.loads(x) for x in (av_set / "localization_test.jsonl").read_text().splitlines()]
+    trials = trials[:: max(1, len(trials) // 10)][:10]  # several clips (labels differ)
+
+    class Oracle(torch.nn.Module):
+        sample_rate = 16000
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls = 0
+
+        def localize(self, frames: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+            out = torch.full((len(frames), 8, 8), 0.5)
+            for k in range(len(frames)):
+                if float(audio[k].abs().sum()) and torch.equal(audio[k], self.own[k]):
+                    ((x1, y1, x2, y2),) = self.boxes[k]
+                    cy, cx = int((y1 + y2) / 2 * 8), int((x1 + x2) / 2 * 8)
+                    out[k, cy, cx] = 1.0
+            return out
+
+        def match_logit(self, frames: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+            return torch.tensor([5.0 if torch.equal(audio[k], self.own[k]) else -5.0
+                                 for k in range(len(frames))])  # fmt: skip
+
+    cfg = TrainConfig()
+    cfg.data.frame_size = 32
+    oracle = Oracle()
+    loaded = LoadedAV(oracle, cfg, "oracle")
+    reader = trial_reader(av_set / "localization_test.jsonl", loaded)
+    from avssl.eval.av import _sound
+
+    oracle.own = torch.from_numpy(np.stack([_sound(t, reader) for t in trials]))  # type: ignore[attr-defined]
+    oracle.boxes = [t["bbox"] for t in trials]  # type: ignore[attr-defined]
+    res, _ = evaluate_localization(loaded, trials, reader, batch_size=16)
+    assert res["pointing_matched"] == 1.0 and res["match_rate_matched"] == 1.0
+    assert res["match_rate_silent"] == 0.0 and res["match_rate_mismatched"] == 0.0
+    assert res["pointing_silent"] < 1.0 and math.isclose(res["trials"], 10)
