@@ -251,3 +251,44 @@ def test_localization_metrics_reward_following_the_sound(av_set: Path) -> None:
     assert res["pointing_matched"] == 1.0 and res["match_rate_matched"] == 1.0
     assert res["match_rate_silent"] == 0.0 and res["match_rate_mismatched"] == 0.0
     assert res["pointing_silent"] < 1.0 and math.isclose(res["trials"], 10)
+
+
+def test_av_sync_resume_after_kill_equals_uninterrupted(av_set: Path, tmp_path: Path) -> None:
+    """The per-sample negatives (and the sync curriculum's clock) come from (seed, epoch, index),
+    so a run killed mid-epoch and resumed ends where an uninterrupted one does."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from avssl.train import TIMING_KEYS
+
+    repo = Path(__file__).resolve().parents[1]
+    common = ["--set", f"data.manifest={av_set / 'avc_train.jsonl'}",
+              "--set", f"data.val_manifest={av_set / 'avc_test.jsonl'}",
+              "--set", "optim.epochs=2", "--set", "optim.steps_per_epoch=4",
+              "--set", "run.ckpt_every_steps=2", "--set", "run.device=cpu",
+              "--set", "data.sync_curriculum_epochs=1", "--set", "data.localization_manifest=",
+              *TINY_AV]  # fmt: skip
+
+    def run(out: Path, *extra: str) -> int:
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        argv = [sys.executable, "-m", "avssl.cli", "train", "av_sync", "--out", str(out)]
+        p = subprocess.run([*argv, *common, *extra], cwd=repo, env=env, capture_output=True,
+                           timeout=300)  # fmt: skip
+        return p.returncode
+
+    def metrics(out: Path) -> list[dict]:
+        rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows]
+
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    assert run(ref) == 0
+    assert run(cut, "--set", "run.crash_at_step=6") == -signal.SIGKILL
+    c = torch.load(cut / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert (c["epoch"], c["step_in_epoch"]) == (1, 2), "not killed mid-epoch"
+    assert run(cut, "--resume") == 0
+    assert metrics(cut) == metrics(ref)
+    a = torch.load(ref / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(cut / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
