@@ -65,10 +65,10 @@ class DataConfig:
     sync_curriculum_epochs: int = 0  # av_sync: hard (shifted) negatives ramp 0 -> 1 over these
     sync_offset_s: tuple[float, float] = (0.5, 2.0)  # av_sync: |shift| range of hard negatives
     # after training a pair task: sound-source localization on these trials (rows with bbox);
-    # None: localization_test.jsonl beside the held-out manifest, if there is one; "" : skip
+    # None: localization_test.jsonl beside the held-out manifest, if there is one
     localization_manifest: str | None = None
     localization_frame_size: int = 0  # frames of the trials at this size (0: data.frame_size)
-    localization_trials: int = 400  # at most this many trials, spread over the manifest
+    localization_trials: int = 400  # at most this many trials, spread out (0: no localization)
 
 
 @dataclass
@@ -522,9 +522,7 @@ def save_checkpoint(
     from avssl.config import config_to_dict
     from avssl.data.manifest import atomic_output
 
-    model = state["model"]
-    raw = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-    raw = getattr(raw, "_orig_mod", raw)  # torch.compile's wrapper
+    raw = unwrap_model(state["model"])
     encoder = getattr(
         raw, "encoder", raw
     )  # a FrameEncoder / AVNet knows the kwargs it was built with
@@ -620,6 +618,12 @@ class Logger:
             )
 
 
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The module :func:`wrap_model` wrapped (DDP's ``.module``, torch.compile's ``_orig_mod``)."""
+    raw = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    return getattr(raw, "_orig_mod", raw)
+
+
 def wrap_model(model: nn.Module, run: RunConfig, env: dist.DistEnv) -> nn.Module:
     """DDP across the processes of a torchrun launch, then ``torch.compile`` if asked."""
     if env.distributed:
@@ -710,16 +714,14 @@ def _localization(cfg: TrainConfig, state: dict[str, Any], run_dir: Path) -> dic
     (avssl/eval/av.py), heatmap sheets in RUN/heatmaps, figures in RUN/localization.json."""
     from avssl.eval.av import LoadedAV, localization_report
 
-    lm = cfg.data.localization_manifest
+    lm = cfg.data.localization_manifest if cfg.data.localization_trials > 0 else ""
     if lm is None:
         held = state["where"].get("val_manifest")
         cand = Path(held).parent / "localization_test.jsonl" if held else None
         lm = str(cand) if cand is not None and cand.is_file() else ""
     if not lm:
         return {}
-    model = state["model"]
-    raw = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-    raw = getattr(raw, "_orig_mod", raw)
+    raw = unwrap_model(state["model"])
     was = raw.training
     raw.eval()
     rep = localization_report(

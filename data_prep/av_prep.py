@@ -259,17 +259,9 @@ def load_cached_pair(
             opened[rel] = np.load(cache_dir / rel, mmap_mode="r")
         return opened[rel]
 
-    frames = mm(row["cache_frames"])
-    if "cache_bytes" in row:
-        import cv2
+    from avssl.data.dataset import cached_frame
 
-        a, b = row["cache_bytes"]
-        bgr = cv2.imdecode(np.asarray(frames[a:b]), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise ValueError(f"{cache_dir / row['cache_frames']}: bytes {a}:{b} are not a JPEG")
-        frame = np.ascontiguousarray(bgr[..., ::-1])
-    else:
-        frame = np.array(frames[row["cache_row"]])
+    frame = cached_frame(mm(row["cache_frames"]), row, cache_dir)
     k = row["cache_audio_sample"]
     n = int(round(row["audio_s"] * sample_rate))
     audio = mm(row["cache_audio"])[k : k + n].astype(np.float32) / 32767.0

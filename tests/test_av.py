@@ -268,7 +268,7 @@ def test_av_sync_resume_after_kill_equals_uninterrupted(av_set: Path, tmp_path: 
               "--set", f"data.val_manifest={av_set / 'avc_test.jsonl'}",
               "--set", "optim.epochs=2", "--set", "optim.steps_per_epoch=4",
               "--set", "run.ckpt_every_steps=2", "--set", "run.device=cpu",
-              "--set", "data.sync_curriculum_epochs=1", "--set", "data.localization_manifest=",
+              "--set", "data.sync_curriculum_epochs=1", "--set", "data.localization_trials=0",
               *TINY_AV]  # fmt: skip
 
     def run(out: Path, *extra: str) -> int:

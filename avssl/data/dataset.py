@@ -32,7 +32,7 @@ import torch
 from avssl.data import decode
 from avssl.types import VideoInfo
 
-__all__ = ["FrameReader", "ManifestDataset", "load_probe_infos", "split_by_video"]
+__all__ = ["FrameReader", "ManifestDataset", "cached_frame", "load_probe_infos", "split_by_video"]
 
 
 def load_probe_infos(probe_jsonl: str | os.PathLike[str] | None) -> dict[str, VideoInfo]:
@@ -138,20 +138,8 @@ class FrameReader:
     ) -> torch.Tensor:
         """A pair-cache row's frame as uint8 ``(3, H, W)`` at ``size`` (default :attr:`size`;
         ``cache_frames`` + ``cache_row`` for raw arrays, + ``cache_bytes`` for JPEG caches)."""
-        import cv2
-
-        frames = self._mmap(row["cache_frames"])
-        if "cache_bytes" in row:
-            a, b = row["cache_bytes"]
-            bgr = cv2.imdecode(np.asarray(frames[a:b]), cv2.IMREAD_COLOR)
-            if bgr is None:
-                raise ValueError(f"{self.cache_dir / row['cache_frames']}: bytes {a}:{b} not JPEG")
-            rgb = bgr[..., ::-1]
-        else:
-            rgb = np.asarray(frames[row["cache_row"]])
-        return torch.from_numpy(
-            decode._resize(np.ascontiguousarray(rgb), size or self.size)
-        ).permute(2, 0, 1)
+        rgb = cached_frame(self._mmap(row["cache_frames"]), row, self.cache_dir)
+        return torch.from_numpy(decode._resize(rgb, size or self.size)).permute(2, 0, 1)
 
     def cached_audio(self, rel: str, sample: int, seconds: float) -> np.ndarray:
         """``seconds`` of a cache's int16 mono track from sample ``sample``, float32 in
@@ -165,6 +153,20 @@ class FrameReader:
             self.root / rel, list(indices), size=self.size, info=self.infos.get(rel)
         )
         return clip.data.contiguous()
+
+
+def cached_frame(frames: np.ndarray, row: dict[str, Any], cache_dir: Path) -> np.ndarray:
+    """A pair-cache row's frame, ``(H, W, 3)`` uint8 RGB, from its (memory-mapped) frames file:
+    the JPEG at bytes ``cache_bytes`` of a JPEG cache, or row ``cache_row`` of a raw one."""
+    if "cache_bytes" not in row:
+        return np.array(frames[row["cache_row"]])
+    import cv2
+
+    a, b = row["cache_bytes"]
+    bgr = cv2.imdecode(np.asarray(frames[a:b]), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError(f"{cache_dir / row['cache_frames']}: bytes {a}:{b} are not a JPEG")
+    return np.ascontiguousarray(bgr[..., ::-1])
 
 
 def _window(track: np.ndarray, start: int, n: int, scale: float = 1.0) -> np.ndarray:

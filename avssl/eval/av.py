@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -445,7 +444,9 @@ def _print_metrics(kind: str, res: dict[str, float]) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``localization`` to ``avssl-eval``."""
+    """Add ``localization``, ``correspondence`` and ``cross-modal`` to ``avssl-eval``."""
+    from avssl.eval.vision import run_guarded
+
     p = sub.add_parser(
         "localization",
         help="sound-source localization: cIoU@0.5, AUC, pointing game; silent and "
@@ -476,7 +477,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--pictures", type=int, default=8, metavar="N", help="heatmap sheets to write (default 8)"
     )
-    p.set_defaults(func=_guard(_localization))
+    p.set_defaults(func=run_guarded(_localization))
 
     p = sub.add_parser(
         "correspondence",
@@ -508,7 +509,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "as the run was trained (the shortcut experiment crosses them)",
     )
     p.add_argument("--out", default=None, metavar="DIR", help="default: MODEL/eval")
-    p.set_defaults(func=_guard(_correspondence))
+    p.set_defaults(func=run_guarded(_correspondence))
 
     p = sub.add_parser(
         "cross-modal",
@@ -539,15 +540,4 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="cut-offs (default 1,5,10)",
     )
     p.add_argument("--out", default=None, metavar="DIR", help="default: MODEL/eval")
-    p.set_defaults(func=_guard(_cross_modal))
-
-
-def _guard(fn: Any) -> Any:
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return int(fn(args))
-        except (ValueError, OSError) as e:
-            print(f"avssl-eval: {e}", file=sys.stderr)
-            return 2
-
-    return run
+    p.set_defaults(func=run_guarded(_cross_modal))

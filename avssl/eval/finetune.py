@@ -651,8 +651,9 @@ def _autocast(cfg: FinetuneConfig, env: dist.DistEnv) -> Any:
 
 
 def _raw(model: nn.Module) -> VideoClassifier:
-    m = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-    m = getattr(m, "_orig_mod", m)
+    from avssl.train import unwrap_model
+
+    m = unwrap_model(model)
     assert isinstance(m, VideoClassifier)
     return m
 

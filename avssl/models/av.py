@@ -130,15 +130,21 @@ class AVNet(nn.Module):
         out: torch.Tensor = self.audio_net(self.frontend(audio.float()))
         return out
 
-    def _video_vector(self, vmap: torch.Tensor) -> torch.Tensor:
-        """The map's cells through the (1x1-conv) embedding layers, then max-pooled: the
-        network is fully convolutional up to the pool, so every cell's embedding lives where
-        the pooled one does and the per-cell map localises (METHODS.md)."""
-        return F.normalize(F.adaptive_max_pool2d(self.v_embed(vmap), 1).flatten(1), dim=1)
+    @staticmethod
+    def _pooled(e: torch.Tensor) -> torch.Tensor:
+        """Cells already through the (1x1-conv) embedding layers, max-pooled and normalised:
+        the network is fully convolutional up to the pool, so every cell's embedding lives
+        where the pooled one does and the per-cell map localises (METHODS.md)."""
+        return F.normalize(F.adaptive_max_pool2d(e, 1).flatten(1), dim=1)
+
+    def _ave_logit(self, dist: torch.Tensor) -> torch.Tensor:
+        """AVE-Net's fc(1 -> 2) on a distance, as logit(match) - logit(no match)."""
+        w, b = self.fc.weight[:, 0], self.fc.bias
+        return (w[1] - w[0]) * dist + (b[1] - b[0])
 
     def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
         """The L2-normalised ``(B, embed_dim)`` embedding of the frame(s)."""
-        return self._video_vector(self.vision_map(frames))
+        return self._pooled(self.v_embed(self.vision_map(frames)))
 
     def encode_audio(self, audio: torch.Tensor) -> torch.Tensor:
         """The L2-normalised ``(B, embed_dim)`` embedding of the sound."""
@@ -150,28 +156,29 @@ class AVNet(nn.Module):
 
     # ------------------------------------------------------------------ fusion
     def _logit_maps(
-        self, frames: torch.Tensor, audio: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(global match logit ``(B,)``, per-cell match logit ``(B, h, w)``)."""
+        self, frames: torch.Tensor, audio: torch.Tensor, cells: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(global match logit ``(B,)``, per-cell match logit ``(B, h, w)`` or None when
+        ``cells`` is False and the head does not need it: training skips the map)."""
         vmap = self.vision_map(frames)
         if self.head_kind == "l3":
             af = self.audio_feature(audio)[:, :, None, None]
-            pooled = F.adaptive_max_pool2d(vmap, 1)
-            g = self.fusion(torch.cat([pooled, af], 1)).flatten(1)
-            cells = self.fusion(torch.cat([vmap, af.expand(-1, -1, *vmap.shape[2:])], 1))
-            return g[:, 1] - g[:, 0], cells[:, 1] - cells[:, 0]
+            g = self.fusion(torch.cat([F.adaptive_max_pool2d(vmap, 1), af], 1)).flatten(1)
+            if not cells:
+                return g[:, 1] - g[:, 0], None
+            m = self.fusion(torch.cat([vmap, af.expand(-1, -1, *vmap.shape[2:])], 1))
+            return g[:, 1] - g[:, 0], m[:, 1] - m[:, 0]
         a = self.encode_audio(audio)
-        emap = F.normalize(self.v_embed(vmap), dim=1)
+        e = self.v_embed(vmap)
         if self.head_kind == "ave":
-            v = self._video_vector(vmap)
-            w = self.fc.weight[:, 0]
-            b = self.fc.bias
-            dist = (v - a).norm(dim=1)
-            cell_dist = (emap - a[:, :, None, None]).norm(dim=1)
-            return (w[1] - w[0]) * dist + (b[1] - b[0]), (w[1] - w[0]) * cell_dist + (b[1] - b[0])
-        cos = (emap * a[:, :, None, None]).sum(1, keepdim=True)
-        cells = self.score(cos)[:, 0]
-        return cells.flatten(1).amax(1), cells
+            glob = self._ave_logit((self._pooled(e) - a).norm(dim=1))
+            if not cells:
+                return glob, None
+            emap = F.normalize(e, dim=1)
+            return glob, self._ave_logit((emap - a[:, :, None, None]).norm(dim=1))
+        cos = (F.normalize(e, dim=1) * a[:, :, None, None]).sum(1, keepdim=True)
+        m = self.score(cos)[:, 0]
+        return m.flatten(1).amax(1), m
 
     def pair_logits(self, frames: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         """The match logit of every frame with every sound of the batch, ``(B_frames, B_audio)``
@@ -185,29 +192,30 @@ class AVNet(nn.Module):
             out = self.fusion(pairs.reshape(b * c, -1, 1, 1)).reshape(b, c, 2)
             return out[..., 1] - out[..., 0]
         a = self.encode_audio(audio)
+        e = self.v_embed(vmap)
         if self.head_kind == "ave":
-            v = self._video_vector(vmap)
-            w, bias = self.fc.weight[:, 0], self.fc.bias
-            return (w[1] - w[0]) * torch.cdist(v, a) + (bias[1] - bias[0])
-        emap = F.normalize(self.v_embed(vmap), dim=1)
+            return self._ave_logit(torch.cdist(self._pooled(e), a))
+        emap = F.normalize(e, dim=1)
         cos = torch.einsum("bdhw,cd->bchw", emap, a)
         cells = self.score(cos.reshape(-1, 1, *cos.shape[2:])).reshape(cos.shape)
         return cells.flatten(2).amax(2)
 
     def match_logit(self, frames: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         """``log p(match) - log p(no match)`` of each (frame, sound) pair, ``(B,)``."""
-        return self._logit_maps(frames, audio)[0]
+        return self._logit_maps(frames, audio, cells=False)[0]
 
     def localize(self, frames: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         """The sound-source heatmap ``(B, h, w)``: the probability that the sound comes from
         each grid cell (the sigmoid of its match logit; for AVOL-Net, its own score map)."""
-        return torch.sigmoid(self._logit_maps(frames, audio)[1].float())
+        cells = self._logit_maps(frames, audio)[1]
+        assert cells is not None
+        return torch.sigmoid(cells.float())
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         target = batch["target"]
         if self.batch_negatives and self.training:
             return self._batch_loss(batch)
-        logit, _ = self._logit_maps(batch["frames"], batch["audio"])
+        logit, _ = self._logit_maps(batch["frames"], batch["audio"], cells=False)
         logit = logit.float()
         logits = torch.stack([torch.zeros_like(logit), logit], 1)
         if self.head_kind == "avol":
