@@ -2,12 +2,16 @@
 
     avssl-eval linear    MODEL --manifest M   frozen features + logistic regression
     avssl-eval knn       MODEL --manifest M   frozen features + k-nearest-neighbour vote
-    avssl-eval retrieval MODEL --manifest M   R@k, nDCG@k, mAP; intra- and cross-modal
+    avssl-eval retrieval MODEL --manifest M   R@k, nDCG@k, mAP of one modality
     avssl-eval finetune  MODEL --manifest M   UCF-101-style fine-tuning: clip and video accuracy
     avssl-eval esc50     MODEL --manifest M   audio features + linear SVM over the official folds
+    avssl-eval localization   RUN [--trials T]           heatmaps vs boxes: cIoU, AUC, pointing
+    avssl-eval correspondence RUN --pairs P              audio-visual match accuracy
+    avssl-eval cross-modal    RUN --images I --sounds S  audio <-> image retrieval
 
 MODEL: a run directory, a checkpoint.pt, random:BACKBONE (the random-init baseline), or a
-hand-crafted baseline where the command has one (pixels for images, mfcc for audio).
+hand-crafted baseline where the command has one (pixels for images, mfcc for audio); for the
+audio-visual commands RUN is an ave_net / l3_net / avol_net / av_sync run, or random:RUN.
 Every command writes one result JSON (docs/evaluation.md) and prints its metrics.
 """
 
