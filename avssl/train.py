@@ -64,6 +64,11 @@ class DataConfig:
     neg_fraction: float = 0.5  # share of negatives (the papers: 50:50)
     sync_curriculum_epochs: int = 0  # av_sync: hard (shifted) negatives ramp 0 -> 1 over these
     sync_offset_s: tuple[float, float] = (0.5, 2.0)  # av_sync: |shift| range of hard negatives
+    # training-time sound augmentation (avssl.tasks.av.AudioAug; never a shift in time): gain
+    # +-dB, playback rate 1 +- speed about the window's centre, one zeroed stretch <= time_mask
+    audio_gain_db: float = 0.0
+    audio_speed: float = 0.0
+    audio_time_mask: float = 0.0
     # after training a pair task: sound-source localization on these trials (rows with bbox);
     # None: localization_test.jsonl beside the held-out manifest, if there is one
     localization_manifest: str | None = None
@@ -123,6 +128,9 @@ class TaskOptions:
     # negatives per frame for free; positives and negatives weighted 1/2 each, as the papers'
     # 50:50). Off: only the sampled pairs (data.neg_fraction negatives), the papers' batches
     batch_negatives: bool = False
+    # pair tasks with batch_negatives: weight of a symmetric InfoNCE term on the same (B, B)
+    # match logits (each positive ranked above its row's and column's negatives); 0: off
+    contrastive: float = 0.0
 
 
 @dataclass
@@ -310,9 +318,13 @@ def build(cfg: TrainConfig, env: dist.DistEnv) -> dict[str, Any]:
             "sync_offset_s": tuple(cfg.data.sync_offset_s),
             "neg_fraction": cfg.data.neg_fraction,
         }
+        from avssl.tasks.av import AudioAug
+
+        aug = AudioAug(cfg.data.audio_gain_db, cfg.data.audio_speed, cfg.data.audio_time_mask)
         make_train = task.bind(
-            train_rows, curriculum_epochs=cfg.data.sync_curriculum_epochs, **opts
-        )
+            train_rows, curriculum_epochs=cfg.data.sync_curriculum_epochs,
+            audio_aug=aug if aug else None, **opts,
+        )  # fmt: skip
         # held out: the final negatives (all hard for av_sync), half the pairs, fixed
         make_val = task.bind(val_rows, **{**opts, "neg_fraction": 0.5})
     if cfg.options.balanced_loss:
@@ -374,6 +386,7 @@ def build_pair_model(cfg: TrainConfig) -> nn.Module:
         frames=cfg.data.av_frames,
         embed_dim=cfg.audio.embed_dim,
         batch_negatives=cfg.options.batch_negatives,
+        contrastive=cfg.options.contrastive,
     )
 
 

@@ -15,8 +15,8 @@ from avssl import cli
 from avssl.data import decode
 from avssl.data.dataset import FrameReader
 from avssl.eval import cli as eval_cli
-from avssl.models.av import AVNet
-from avssl.tasks.av import PairMaker, read_sound
+from avssl.models.av import AVNet, ranking_loss
+from avssl.tasks.av import AudioAug, PairMaker, read_sound
 from data_prep import synth
 from data_prep.synth_av import prep_synth_av
 
@@ -68,6 +68,40 @@ def test_ave_head_starts_with_the_right_sign() -> None:
     w, b = m.fc.weight.detach()[:, 0], m.fc.bias.detach()
     match = lambda d: float((w[1] - w[0]) * d + (b[1] - b[0]))  # noqa: E731
     assert match(0.0) > 0 > match(2.0)  # near -> "match", far -> "no match"
+
+
+def test_ranking_loss_is_symmetric_infonce_over_the_kept_cells() -> None:
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(4, 4, generator=g)
+    target = torch.tensor([1, 1, 0, 1])  # row 2 is a sampled negative: no positive of its own
+    vid = torch.tensor([0, 1, 2, 0])  # 0 and 3 are one video: neither negative of the other
+    pos = torch.diag(target == 1)
+    neg = (vid[:, None] != vid[None, :]) & (target == 1)[None, :] | torch.diag(target == 0)
+    got = ranking_loss(logits, pos, neg)
+    terms = []
+    for i in (0, 1, 3):  # direct formula: -log softmax of the positive among its row / column
+        for line, keep in ((logits[i], pos[i] | neg[i]), (logits[:, i], pos[:, i] | neg[:, i])):
+            z = line[keep]
+            terms.append(float(torch.logsumexp(z, 0) - line[i]))
+    assert math.isclose(float(got), sum(terms) / len(terms), rel_tol=1e-5)
+    # a model that scores every positive far above the rest has ~0 loss
+    assert float(ranking_loss(torch.eye(4) * 50, pos, neg)) < 1e-6
+    with pytest.raises(ValueError, match="batch_negatives"):
+        AVNet("ave", contrastive=1.0, **SMALL)
+
+
+def test_audio_aug_keeps_timing_and_is_seeded() -> None:
+    x = np.zeros(16000, np.float32)
+    x[7990:8010] = 1.0  # an onset at the centre
+    aug = AudioAug(gain_db=6.0, speed=0.1, time_mask=0.0)
+    y = aug(x, np.random.default_rng(3))
+    assert y.shape == x.shape and y is not x and x.max() == 1.0  # the input is left alone
+    peak = np.flatnonzero(y > 0.3)
+    assert abs(peak.mean() - 7999.5) < 2  # rate changes about the centre: the onset stays
+    assert 10 ** (-6 / 20) - 1e-3 <= y.max() <= 10 ** (6 / 20) + 1e-3
+    np.testing.assert_array_equal(y, aug(x, np.random.default_rng(3)))
+    masked = AudioAug(time_mask=0.5)(np.ones(1000, np.float32), np.random.default_rng(0))
+    assert 0 < (masked == 0).sum() <= 500 and not AudioAug() and AudioAug(gain_db=1.0)
 
 
 def _rows() -> list[dict]:

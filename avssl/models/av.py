@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["AVNet", "HEADS"]
+__all__ = ["AVNet", "HEADS", "ranking_loss"]
 
 HEADS = ("ave", "l3", "avol")
 
@@ -63,6 +63,7 @@ class AVNet(nn.Module):
         frames: int = 1,
         embed_dim: int = 128,
         batch_negatives: bool = False,
+        contrastive: float = 0.0,
     ) -> None:
         super().__init__()
         from avssl.models.audio import build_audio_backbone, build_frontend, frontend_config
@@ -75,6 +76,9 @@ class AVNet(nn.Module):
         self.head_kind = head
         self.frames = frames
         self.batch_negatives = batch_negatives
+        self.contrastive = float(contrastive)
+        if self.contrastive and not batch_negatives:
+            raise ValueError("contrastive > 0 needs batch_negatives (it ranks the batch's pairs)")
         vkw = {**(backbone_kwargs or {}), "in_channels": 3 * frames}
         self.net = build_backbone(backbone, **vkw)
         if not hasattr(self.net, "features"):
@@ -240,6 +244,26 @@ class AVNet(nn.Module):
         neg = (vid[:, None] != vid[None, :]) & (target == 1)[None, :] | torch.diag(target == 0)
         lp = F.binary_cross_entropy_with_logits(logits[pos], torch.ones_like(logits[pos]))
         ln = F.binary_cross_entropy_with_logits(logits[neg], torch.zeros_like(logits[neg]))
+        loss = 0.5 * (lp + ln)
+        if self.contrastive:
+            loss = loss + self.contrastive * ranking_loss(logits, pos, neg)
         diag = torch.diagonal(logits)
         out = torch.stack([torch.zeros_like(diag), diag], 1)
-        return 0.5 * (lp + ln), {"logits": out.detach()}
+        return loss, {"logits": out.detach()}
+
+
+def ranking_loss(logits: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE over a ``(B, B)`` match-logit matrix: each positive pair ``(i, i)``
+    (``pos``, diagonal) must out-score the negatives of its row (the frame against the other
+    sounds) and of its column (the sound against the other frames); cells neither positive nor
+    negative (``neg`` False off the diagonal: pairs of one video) are left out. The logits'
+    own scale is the temperature (AVE-Net's fc slope, AVOL-Net's 1x1 conv: both learnt)."""
+    keep = pos | neg
+    masked = logits.masked_fill(~keep, float("-inf"))
+    rows = torch.diagonal(pos).nonzero().flatten()
+    if rows.numel() == 0:
+        return logits.sum() * 0.0
+    target = rows
+    by_frame = F.cross_entropy(masked[rows], target)
+    by_sound = F.cross_entropy(masked.t()[rows], target)
+    return 0.5 * (by_frame + by_sound)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,7 +38,7 @@ from avssl.data.dataset import FrameReader
 from avssl.models.av import AVNet
 from avssl.tasks.common import Task
 
-__all__ = ["PairMaker", "positives", "read_frames", "read_sound"]
+__all__ = ["AudioAug", "PairMaker", "positives", "read_frames", "read_sound"]
 
 
 def positives(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -96,6 +97,44 @@ def read_sound(
     return x
 
 
+@dataclass(frozen=True)
+class AudioAug:
+    """Training-time augmentation of a pair's sound (positives and negatives alike), drawn from
+    the sample's seeded stream. None of it moves the sound in time against the frame grid
+    (a shifted window is exactly what the grid rule forbids), so no shortcut is opened:
+
+    * ``gain_db``: a gain uniform in ``[-gain_db, +gain_db]`` dB;
+    * ``speed``: played at a rate uniform in ``[1 - speed, 1 + speed]`` about the window's
+      centre (pitch and tempo together, as a faster or slower speaker; linear interpolation,
+      zeros past the ends);
+    * ``time_mask``: one stretch of up to this fraction of the window zeroed (SpecAugment's
+      time mask, on the waveform)."""
+
+    gain_db: float = 0.0
+    speed: float = 0.0
+    time_mask: float = 0.0
+
+    def __bool__(self) -> bool:
+        return bool(self.gain_db or self.speed or self.time_mask)
+
+    def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        n = len(x)
+        out = np.array(x, dtype=np.float32)  # a copy: x may be a view of a cached track
+        if self.speed:
+            rate = float(rng.uniform(1 - self.speed, 1 + self.speed))
+            c = (n - 1) / 2
+            t = c + (np.arange(n) - c) * rate
+            out = np.interp(t, np.arange(n), out, left=0.0, right=0.0).astype(np.float32)
+        if self.gain_db:
+            out = out * np.float32(10 ** (rng.uniform(-self.gain_db, self.gain_db) / 20))
+        if self.time_mask:
+            w = int(rng.uniform(0, self.time_mask) * n)
+            if w:
+                a = int(rng.integers(0, n - w + 1))
+                out[a : a + w] = 0.0
+        return out
+
+
 class PairMaker:
     """``make_example`` of the pair tasks, bound to the positives it draws negatives from.
 
@@ -114,6 +153,7 @@ class PairMaker:
         curriculum_epochs: int = 0,
         sync_offset_s: tuple[float, float] = (0.5, 2.0),
         neg_fraction: float = 0.5,
+        audio_aug: AudioAug | None = None,
     ) -> None:
         if negatives not in ("other", "sync"):
             raise ValueError(f"negatives must be 'other' or 'sync', got {negatives!r}")
@@ -127,6 +167,7 @@ class PairMaker:
         self.grid, self.tick, self.curriculum_epochs = grid, tick, curriculum_epochs
         self.sync_offset_s = sync_offset_s
         self.neg_fraction = neg_fraction
+        self.audio_aug = audio_aug
         self.epoch = 0
 
     def hard_share(self) -> float:
@@ -176,6 +217,8 @@ class PairMaker:
         else:
             src, start, target = row, float(row["audio_start_s"]), 1
         sound = read_sound(src, start, window, reader, self.tick)
+        if self.audio_aug is not None:
+            sound = self.audio_aug(sound, rng)
         return {
             "frames": frames,
             "audio": torch.from_numpy(sound),
