@@ -132,6 +132,34 @@ class TaskOptions:
     # match logits (each positive ranked above its row's and column's negatives); 0: off
     contrastive: float = 0.0
 
+    # --- image tasks (avssl/tasks/image.py; docs/image_tasks.md) ---
+    # a whole-video row (videos.jsonl) becomes this many rows, one per segment of the video
+    frames_per_video: int = 32
+    # multi_task: head -> loss weight (default: relative position, colourisation, exemplar)
+    tasks: dict[str, float] = field(default_factory=dict)
+    # relative_position: patch side, gap between patches, max jitter per patch, in pixels of the
+    # augmented frame (aug.size); 0 / -1: the paper's proportions (96 / 48 / 7) at that size
+    patch: int = 0
+    gap: int = -1
+    jitter: int = -1
+    # relative_position's chromatic-aberration guard, per patch: keep one random channel (the
+    # paper's colour dropping), project out green-magenta, luma only, or nothing
+    chroma: Literal["drop", "project", "grey", "none"] = "drop"
+    colour_grid: int = 4  # colorization: predict the ab bin of each cell of a g x g grid
+    colour_bin: float = 10.0  # ab bin size (the paper's 10)
+    colour_prior_rows: int = 512  # training frames measured for the rebalancing (0: none)
+    rebalance_lambda: float = 0.5  # Zhang et al.: mix with uniform, (1 - l) p + l / Q
+    rebalance_sigma: float = 5.0  # Zhang et al.: Gaussian smoothing of p, in ab units
+    exemplar_views: int = 2  # exemplar: augmented views per image per step
+    exemplar_classes: int = 0  # exemplar: surrogate classes (0: every training image)
+    proj_dim: int = 128  # simclr: projection output size
+    temperature: float = 0.1  # simclr: NT-Xent temperature (the paper's ImageNet setting)
+    mask_ratio: float = 0.75  # mae: fraction of the patches masked
+    decoder_dim: int = 512  # mae decoder width / blocks / heads (the paper's 512 / 8 / 16)
+    decoder_depth: int = 8
+    decoder_heads: int = 16
+    norm_pix: bool = True  # mae: loss on per-patch normalised pixels
+
 
 @dataclass
 class ModelConfig:
@@ -142,6 +170,10 @@ class ModelConfig:
     convs: int = 0  # vgg_av: conv layers per block (2: the papers)
     channels: list[int] = field(default_factory=list)  # convnet_tiny: block channels
     spatial: int = 0  # convnet_tiny: keep an s x s map in the feature
+    patch_size: int = 0  # vit_tiny: patch side in pixels (16)
+    dim: int = 0  # vit_tiny: token width (192)
+    depth: int = 0  # vit_tiny: transformer blocks (12)
+    heads: int = 0  # vit_tiny: attention heads (3)
 
     def kwargs(self, backbone: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -155,6 +187,9 @@ class ModelConfig:
             out["channels"] = tuple(self.channels)
         if self.spatial:
             out["spatial"] = self.spatial
+        for name in ("patch_size", "dim", "depth", "heads"):
+            if getattr(self, name):
+                out[name] = getattr(self, name)
         return out
 
 
@@ -198,8 +233,12 @@ class TrainConfig:
 
 def default_manifest(task: str) -> Path:
     """The built-in set's manifest (written by ``avssl-prep synth``): ``temporal/<task>.jsonl``,
-    or for the pair tasks ``av/avc_train.jsonl`` (held out: ``av/avc_test.jsonl``)."""
-    synth = Path(os.environ.get("AVSSL_DATA", "avssl-data")) / "synth"
+    or for the pair tasks ``av/avc_train.jsonl`` (held out: ``av/avc_test.jsonl``); the image
+    tasks read the digits (``avssl-prep digits``: ``digits/images.jsonl``)."""
+    data = Path(os.environ.get("AVSSL_DATA", "avssl-data"))
+    synth = data / "synth"
+    if task in TASKS and TASKS[task].manifest == "images.jsonl":
+        return data / "digits" / "images.jsonl"
     if task in TASKS and TASKS[task].pair:
         return synth / "av" / "avc_train.jsonl"
     return synth / "temporal" / f"{task}.jsonl"
@@ -235,6 +274,9 @@ def _rows(cfg: TrainConfig) -> tuple[list[dict], list[dict], Path, dict]:
             if not cfg.data.manifest
             else "check data.manifest"
         )
+        if not cfg.data.manifest and TASKS[cfg.task].manifest == "images.jsonl":
+            hint = ("run 'avssl-prep digits ../shared/data/digits/opencv-doc__digits.png' first, "
+                    "or set data.manifest to an image manifest or any video manifest")  # fmt: skip
         raise FileNotFoundError(f"{manifest}: manifest not found; {hint}")
     card_path = manifest.parent / "prep.json"
     if not card_path.is_file():
@@ -244,12 +286,18 @@ def _rows(cfg: TrainConfig) -> tuple[list[dict], list[dict], Path, dict]:
     rows = read_manifest(manifest)
     if not rows:
         raise ValueError(f"{manifest}: no rows")
+    images = "path" in rows[0]  # an image manifest (avssl-prep digits | images)
     if val_manifest:
         train_rows, val_rows = rows, read_manifest(val_manifest)
+    elif images and any(r.get("split") == "train" for r in rows):
+        # its own split: the train rows train, the others (test) are held out
+        train_rows = [r for r in rows if r.get("split") == "train"]
+        val_rows = [r for r in rows if r.get("split") != "train"]
     else:
         train_rows, val_rows = split_by_video(
-            rows, cfg.data.val_fraction, cfg.seed, folds=cfg.data.val_folds, fold=cfg.data.val_fold
-        )
+            rows, cfg.data.val_fraction, cfg.seed, folds=cfg.data.val_folds,
+            fold=cfg.data.val_fold, key="path" if images else "video",
+        )  # fmt: skip
     if pair:
         from avssl.tasks.av import positives
 
@@ -289,6 +337,14 @@ def build(cfg: TrainConfig, env: dist.DistEnv) -> dict[str, Any]:
     elif cfg.task == "arrow_of_time":
         kwargs["length"] = len(row0["frames"])
         kwargs["encoding"] = cfg.options.arrow_encoding
+    prep = None
+    if task.prepare is not None:  # the image tasks: the run shapes their model and examples
+        if cfg.data.shuffle_labels:
+            raise ValueError(f"data.shuffle_labels: {cfg.task} makes its targets per sample")
+        reader = FrameReader(root, size, infos=infos, cache_mb=cfg.data.cache_mb)
+        prep = task.prepare(cfg, train_rows, val_rows, reader)
+        train_rows, val_rows = prep.train_rows, prep.val_rows
+        kwargs.update(prep.model_kwargs)
     torch.manual_seed(cfg.seed)
     if task.pair:
         model = build_pair_model(cfg)
@@ -304,11 +360,14 @@ def build(cfg: TrainConfig, env: dist.DistEnv) -> dict[str, Any]:
             f"{where['manifest']}: the pair cache holds sound at {cache_rate} Hz but the audio "
             f"front end wants {sample_rate} Hz: set audio.frontend.sample_rate={cache_rate}"
         )
-    reader = FrameReader(
-        root, size, infos=infos, cache_mb=cfg.data.cache_mb, sample_rate=sample_rate,
-        cache_dir=cache_dir,
-    )  # fmt: skip
+    if prep is None:
+        reader = FrameReader(
+            root, size, infos=infos, cache_mb=cfg.data.cache_mb, sample_rate=sample_rate,
+            cache_dir=cache_dir,
+        )  # fmt: skip
     make_train = make_val = task.make_example
+    if prep is not None:
+        make_train, make_val = prep.make_train, prep.make_val
     if task.bind is not None:
         opts: dict[str, Any] = {
             "frames": cfg.data.av_frames,
@@ -371,6 +430,8 @@ def build(cfg: TrainConfig, env: dist.DistEnv) -> dict[str, Any]:
         "steps_per_epoch": steps,
         "where": where,
         "reader": reader,
+        # classes of the held-out per-class accuracy (0: the task has none)
+        "num_classes": prep.num_classes if prep is not None else task.num_classes(row0),
     }
 
 
@@ -452,9 +513,7 @@ def train_one_epoch(
         if batch is None:
             break
         g = torch.Generator().manual_seed(hash((cfg.seed, epoch, step, env.rank)) % 2**62)
-        frames = augment(
-            batch["frames"].to(env.device, non_blocking=True), cfg.aug, train=True, generator=g
-        )
+        frames = _augment(batch["frames"].to(env.device, non_blocking=True), cfg, state["task"], g)
         target = batch["target"].to(env.device)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, total, cfg.optim)
@@ -465,28 +524,44 @@ def train_one_epoch(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        acc = (logs["logits"].argmax(1) == target).float().mean()
-        log.step(
-            step,
-            total,
-            {"loss": loss.item(), "acc": acc.item(), "lr": opt.param_groups[0]["lr"]},
-            len(target) * env.world_size,
-            waited,
-        )
+        vals = {"loss": loss.item()}
+        if "logits" in logs:  # a task with classes (MAE has none): a model may bring its targets
+            hits = logs["logits"].argmax(1) == logs.get("target", target)
+            vals["acc"] = hits.float().mean().item()
+        vals["lr"] = opt.param_groups[0]["lr"]
+        vals.update({k: float(v) for k, v in logs.get("scalars", {}).items()})  # multi-task
+        log.step(step, total, vals, len(target) * env.world_size, waited)
         step += 1
         if stop(step, epoch):
             break
     return step
 
 
+def _augment(
+    x: torch.Tensor, cfg: TrainConfig, task: Any, generator: torch.Generator | None
+) -> torch.Tensor:
+    """:func:`augment` of ``(B, T, 3, H, W)`` frames (``generator`` None: the evaluation crop).
+    A views task's T frames are augmented as B * T one-frame clips, each its own crop, flip and
+    jitter; held out, they get the same, from a fixed seed (identical views would make SimCLR's
+    and Exemplar's held-out accuracy trivial)."""
+    if not task.views:
+        return augment(x, cfg.aug, train=generator is not None, generator=generator)
+    b, t = x.shape[:2]
+    if generator is None:
+        generator = torch.Generator().manual_seed(cfg.seed + 1)
+    out = augment(x.flatten(0, 1)[:, None], cfg.aug, train=True, generator=generator)
+    return out.view(b, t, *out.shape[2:])
+
+
 def _inputs(
     batch: dict[str, torch.Tensor], frames: torch.Tensor, target: torch.Tensor, env: dist.DistEnv
 ) -> dict[str, torch.Tensor]:
-    """The model's batch: augmented frames, target, and the sound of the pair tasks."""
+    """The model's batch: augmented frames, target, and every other tensor of the examples (the
+    sound of the pair tasks, the patch positions and mask draws of the image tasks, ...)."""
     out = {"frames": frames, "target": target}
-    for key in ("audio", "video_id"):
-        if key in batch:
-            out[key] = batch[key].to(env.device, non_blocking=True)
+    for key, value in batch.items():
+        if key not in out and isinstance(value, torch.Tensor):
+            out[key] = value.to(env.device, non_blocking=True)
     return out
 
 
@@ -498,33 +573,40 @@ def _autocast(cfg: TrainConfig, env: dist.DistEnv) -> Any:
 
 @torch.no_grad()
 def evaluate(state: dict[str, Any], cfg: TrainConfig, env: dist.DistEnv) -> dict[str, float]:
-    """Held-out pretext accuracy and balanced accuracy (mean per-class recall), over all ranks."""
+    """Held-out pretext accuracy and balanced accuracy (mean per-class recall), over all ranks.
+
+    The targets are the model's own where it makes them (``logs["target"]``: rotation, pixels of
+    colourisation, ...); a task without fixed classes (``num_classes`` 0: SimCLR) reports no
+    balanced accuracy, one without classification (no ``logits``: MAE) the loss alone."""
     model, val = state["model"], state["val"]
     if len(val) == 0:
         return {}
     model.eval()
     k = state["num_classes"]
-    counts = torch.zeros(2, k, dtype=torch.float64, device=env.device)  # [correct, total] per class
+    counts = torch.zeros(2, max(k, 1), dtype=torch.float64, device=env.device)  # [hit, all]/class
     loss_sum = torch.zeros(2, dtype=torch.float64, device=env.device)
     idx = list(range(env.rank, len(val), env.world_size))
     for batch in state["val_loader"].batches(0, idx):
-        frames = augment(batch["frames"].to(env.device), cfg.aug, train=False)
+        frames = _augment(batch["frames"].to(env.device), cfg, state["task"], None)
         target = batch["target"].to(env.device)
         with _autocast(cfg, env):
             loss, logs = model(_inputs(batch, frames, target, env))
-        pred = logs["logits"].argmax(1)
-        counts[0].index_add_(0, target, (pred == target).double())
-        counts[1].index_add_(0, target, torch.ones_like(target, dtype=torch.float64))
+        if "logits" in logs:
+            truth = logs.get("target", target).flatten()
+            hit = (logs["logits"].argmax(1).flatten() == truth).double()
+            cls = truth if k else torch.zeros_like(truth)
+            counts[0].index_add_(0, cls, hit)
+            counts[1].index_add_(0, cls, torch.ones_like(hit))
         loss_sum += torch.tensor([loss.item() * len(target), len(target)], device=env.device)
     dist.all_reduce_sum(counts)
     dist.all_reduce_sum(loss_sum)
+    out = {"val_loss": float(loss_sum[0] / loss_sum[1])}
     seen = counts[1] > 0
-    return {
-        "val_loss": float(loss_sum[0] / loss_sum[1]),
-        "val_acc": float(counts[0].sum() / counts[1].sum()),
-        "val_balanced_acc": float((counts[0][seen] / counts[1][seen]).mean()),
-        "val_samples": int(counts[1].sum()),
-    }
+    if seen.any():
+        out["val_acc"] = float(counts[0].sum() / counts[1].sum())
+        if k:
+            out["val_balanced_acc"] = float((counts[0][seen] / counts[1][seen]).mean())
+    return {**out, "val_samples": int(loss_sum[1])}
 
 
 # ---------------------------------------------------------------------------- checkpoints
@@ -623,7 +705,8 @@ class Logger:
             tty = sys.stderr.isatty()
             print(
                 f"{chr(13) if tty else ''}step {step + 1}/{total} loss {vals['loss']:.4f} "
-                f"acc {vals['acc']:.3f} {rate:.0f} samples/s "
+                + (f"acc {vals['acc']:.3f} " if "acc" in vals else "")
+                + f"{rate:.0f} samples/s "
                 f"data wait {100 * timing['data_wait']:.0f}% ETA {eta:.0f} s ",
                 end="" if tty else "\n",
                 file=sys.stderr,
@@ -654,7 +737,6 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
     run_dir = Path(cfg.run.out or f"runs/{cfg.task}")
     ckpt_path = run_dir / "checkpoint.pt"
     state = build(cfg, env)
-    state["num_classes"] = state["task"].num_classes(state["train"].rows[0])
     start_epoch, start_step = 0, 0
     if resume and ckpt_path.is_file():
         ck = load_checkpoint(ckpt_path)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from data_prep.av_digits import register_av_digits
+from data_prep.image_folder import register_images
 from data_prep.images import register_digits
 
 if TYPE_CHECKING:
@@ -861,6 +862,7 @@ SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_esc50,
     _add_audio_folder,
     register_digits,
+    register_images,
     register_av_digits,
     _add_merge,
     _add_report,

@@ -30,9 +30,17 @@ import numpy as np
 import torch
 
 from avssl.data import decode
+from avssl.data.image import read_image
 from avssl.types import VideoInfo
 
-__all__ = ["FrameReader", "ManifestDataset", "cached_frame", "load_probe_infos", "split_by_video"]
+__all__ = [
+    "FrameReader",
+    "ManifestDataset",
+    "cached_frame",
+    "load_probe_infos",
+    "read_image",
+    "split_by_video",
+]
 
 
 def load_probe_infos(probe_jsonl: str | os.PathLike[str] | None) -> dict[str, VideoInfo]:
@@ -49,7 +57,8 @@ def load_probe_infos(probe_jsonl: str | os.PathLike[str] | None) -> dict[str, Vi
 
 
 class FrameReader:
-    """Frames of the dataset's videos as uint8 ``(T, 3, H, W)`` at ``size = (H, W)``."""
+    """Frames of the dataset's videos as uint8 ``(T, 3, H, W)`` at ``size = (H, W)``; the images
+    of an image manifest as ``(1, 3, H, W)`` (:meth:`image`)."""
 
     def __init__(
         self,
@@ -106,6 +115,21 @@ class FrameReader:
         while self._used > self.cache_bytes and len(self._cache) > 1:
             _, old = self._cache.popitem(last=False)
             self._used -= old.nbytes
+
+    def image(self, rel: str) -> torch.Tensor:
+        """Image ``rel`` (under :attr:`root`) as uint8 ``(1, 3, H, W)`` at :attr:`size`: read with
+        :func:`read_image` and resized as video frames are (square, aspect not kept; area when
+        shrinking); kept in the same LRU cache."""
+        key = f"image:{rel}"
+        arr = self._cache.get(key)
+        if arr is None:
+            rgb = decode._resize(read_image(self.root / rel), self.size)
+            arr = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None])
+            if self.cache_bytes > 0:
+                self._keep(key, arr)
+        else:
+            self._cache.move_to_end(key)
+        return torch.from_numpy(arr)
 
     def audio(self, rel: str, start_s: float, seconds: float) -> np.ndarray:
         """``seconds`` of ``rel``'s sound from ``start_s`` (its time axis), mono float32 at
@@ -252,6 +276,7 @@ def split_by_video(
     *,
     folds: int = 0,
     fold: int = 0,
+    key: str = "video",
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Hold out whole videos: a video goes to validation when a hash of (seed, path) falls below
     ``val_fraction``; at least one video on each side when there are two or more.
@@ -259,10 +284,11 @@ def split_by_video(
     ``folds = k > 1``: k-fold cross-validation by video instead -- the videos, ranked by the same
     hash, are dealt round-robin into k folds (sizes differ by at most one) and fold ``fold`` is
     held out, so k runs hold out every video exactly once (for small sets, where one held-out
-    handful of videos says little)."""
+    handful of videos says little). ``key``: the row field naming the video (``path`` for an
+    image manifest without splits: images are held out one by one)."""
     import hashlib
 
-    videos = sorted({r["video"] for r in rows})
+    videos = sorted({r[key] for r in rows})
 
     def u(v: str) -> float:
         h = hashlib.blake2b(f"{seed}:{v}".encode(), digest_size=8).hexdigest()
@@ -274,7 +300,7 @@ def split_by_video(
         if len(videos) < folds:
             raise ValueError(f"{folds} folds need at least {folds} videos, not {len(videos)}")
         held = {v for i, v in enumerate(sorted(videos, key=u)) if i % folds == fold}
-        return [r for r in rows if r["video"] not in held], [r for r in rows if r["video"] in held]
+        return [r for r in rows if r[key] not in held], [r for r in rows if r[key] in held]
     held = {v for v in videos if u(v) < val_fraction}
     if len(videos) >= 2 and val_fraction > 0:
         ranked = sorted(videos, key=u)
@@ -282,4 +308,4 @@ def split_by_video(
             held = {ranked[0]}
         if held == set(videos):
             held.discard(ranked[-1])
-    return [r for r in rows if r["video"] not in held], [r for r in rows if r["video"] in held]
+    return [r for r in rows if r[key] not in held], [r for r in rows if r[key] in held]

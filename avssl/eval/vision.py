@@ -528,25 +528,11 @@ def _frame_indices(n: int, k: int) -> list[int]:
 
 
 def _read_image(path: Path) -> torch.Tensor:
-    """``(1, 3, H, W)`` uint8 RGB; grey replicated to 3 channels, alpha dropped."""
-    import cv2
+    """``(1, 3, H, W)`` uint8 RGB; grey replicated to 3 channels, alpha dropped (the trainer's
+    reader, :func:`avssl.data.image.read_image`)."""
+    from avssl.data.image import read_image
 
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: image not found")
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ValueError(f"{path}: not an image OpenCV can read")
-    if img.dtype != np.uint8:
-        raise ValueError(f"{path}: {img.dtype} pixels; 8-bit images only")
-    if img.ndim == 2:
-        img = np.repeat(img[:, :, None], 3, axis=2)
-    elif img.shape[2] == 4:
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
-    elif img.shape[2] == 3:
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    else:
-        img = np.repeat(img[:, :, :1], 3, axis=2)
-    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None]
+    return torch.from_numpy(read_image(path)).permute(2, 0, 1)[None]
 
 
 def _read_video(sample: Sample, spec: FeatureSpec, info: Any = None) -> torch.Tensor:

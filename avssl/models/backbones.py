@@ -10,6 +10,8 @@ constructors are called with ``weights=None``; self-supervision is the only sour
 - ``"caffenet_small"``: the same at ``width=0.25`` (feature 1024), the CPU-scale demo size.
 - ``"convnet_tiny"``: four stride-2 conv-BN-ReLU blocks (feature 256), fast enough to train on a
   CPU at 64x64; for the examples and tests, not for reproducing published numbers.
+- ``"vit_tiny"``: a plain ViT (:mod:`avssl.models.vit`; ViT-Ti/16 sizes by default, shrunk by
+  keyword arguments for the CPU), the encoder of MAE; feature = the mean of its final tokens.
 - ``"resnet18"``, ``"r3d_18"``, ``"r2plus1d_18"``: torchvision's networks with ``fc`` replaced
   by ``nn.Identity`` (feature 512); their weights export straight into torchvision.
 
@@ -196,6 +198,12 @@ def _caffenet_small(
     return CaffeNet(width=width, fc_dim=fc_dim, in_channels=in_channels)
 
 
+def _vit(**kwargs: Any) -> nn.Module:
+    from avssl.models.vit import ViT
+
+    return ViT(**kwargs)
+
+
 def _vgg_av(**kwargs: Any) -> nn.Module:
     """The "Objects that Sound" / L3-Net vision subnetwork: the same VGG-style design as their
     audio tower (:class:`avssl.models.audio.AudioConvNet`: blocks of 2 x conv3x3-BN-ReLU and a
@@ -277,6 +285,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             name="convnet_tiny", video=False, feature_dim=256, build=ConvNetTiny, torchvision=None
         ),
         BackboneSpec(name="vgg_av", video=False, feature_dim=512, build=_vgg_av, torchvision=None),
+        BackboneSpec(name="vit_tiny", video=False, feature_dim=192, build=_vit, torchvision=None),
         _torchvision_spec("resnet18", video=False),
         _torchvision_spec("r3d_18", video=True),
         _torchvision_spec("r2plus1d_18", video=True),
@@ -297,7 +306,8 @@ def build_backbone(name: str, **kwargs: Any) -> nn.Module:
     """Build backbone ``name`` from random init; ``forward(x)`` gives ``(B, feature_dim)``.
 
     ``kwargs`` go to the builder: ``width``, ``fc_dim``, ``in_channels`` for the CaffeNets;
-    ``channels``, ``in_channels``, ``spatial`` for ``convnet_tiny``; torchvision constructor
+    ``channels``, ``in_channels``, ``spatial`` for ``convnet_tiny``; ``patch_size``, ``dim``,
+    ``depth``, ``heads`` for ``vit_tiny``; torchvision constructor
     options for the others. The result's ``feature_dim`` attribute (:func:`feature_dim_of`) is
     the feature size.
 

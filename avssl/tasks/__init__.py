@@ -5,12 +5,16 @@ side (in a data-loader worker), and ``build_model(cfg) -> nn.Module`` whose ``fo
 returns ``(loss, logs)`` with ``logs["logits"]`` for the accuracy. Frames arrive in the batch as
 ``batch["frames"]``, float ``(B, T, C, H, W)`` already augmented (one crop/flip/jitter per sample,
 the same over its T frames), ``batch["target"]`` as int64 ``(B,)`` and, for the audio-visual pair
-tasks (:mod:`avssl.tasks.av`), ``batch["audio"]`` as float ``(B, N)`` waveforms.
+tasks (:mod:`avssl.tasks.av`), ``batch["audio"]`` as float ``(B, N)`` waveforms. The image tasks
+(:mod:`avssl.tasks.image`: rotation, relative_position, colorization, exemplar, simclr, mae,
+multi_task) are single-frame clips; their ``prepare`` hook fits them to the run, and tasks that
+make their own targets (rotation, SimCLR, ...) return them as ``logs["target"]``; MAE, which has
+no classes, returns no ``logits`` (the trainer then logs the loss alone).
 """
 
 from __future__ import annotations
 
-from avssl.tasks import arrow_of_time, av, odd_one_out, shuffle_learn
+from avssl.tasks import arrow_of_time, av, image, odd_one_out, shuffle_learn
 from avssl.tasks.common import Task
 
 TASKS: dict[str, Task] = {
@@ -21,6 +25,7 @@ TASKS: dict[str, Task] = {
     "l3_net": av.L3_NET,
     "avol_net": av.AVOL_NET,
     "av_sync": av.AV_SYNC,
+    **image.TASKS,
 }
 
 __all__ = ["TASKS", "Task"]

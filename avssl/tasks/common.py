@@ -31,6 +31,27 @@ class Task:
     # the task's own defaults over TrainConfig's (nested mapping; a --config file and --set
     # apply on top): the pair tasks default to their CPU-scale run on the built-in set
     defaults: dict[str, Any] | None = None
+    # tasks whose model and examples depend on the run (the image tasks, avssl/tasks/image.py):
+    # ``prepare(cfg, train_rows, val_rows, reader) -> Prepared``, called by the trainer's build
+    prepare: Callable[..., Prepared] | None = None
+    # the T frames of an example are views: the trainer augments each independently (SimCLR,
+    # Exemplar) instead of with one crop/flip/jitter for the whole clip
+    views: bool = False
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What :attr:`Task.prepare` gives the trainer: the rows (a task may replace them: Exemplar's
+    surrogate classes), keyword arguments for ``build_model``, the example makers (picklable: they
+    go to the loader processes) and the number of classes of the held-out per-class accuracy
+    (0: none, e.g. SimCLR's "which column is my other view", MAE's reconstruction)."""
+
+    train_rows: list[dict[str, Any]]
+    val_rows: list[dict[str, Any]]
+    model_kwargs: dict[str, Any]
+    make_train: Callable[[dict[str, Any], FrameReader, np.random.Generator], dict[str, Any]]
+    make_val: Callable[[dict[str, Any], FrameReader, np.random.Generator], dict[str, Any]]
+    num_classes: int
 
 
 class FrameEncoder(nn.Module):
