@@ -32,6 +32,7 @@ from avssl import dist
 from avssl.data.dataset import FrameReader, ManifestDataset, load_probe_infos, split_by_video
 from avssl.data.manifest import read_manifest
 from avssl.data.transforms import AugmentConfig, augment
+from avssl.models.tracking import TrackingOptions
 from avssl.tasks import TASKS
 
 __all__ = ["DataConfig", "OptimConfig", "RunConfig", "TrainConfig", "main_train", "train"]
@@ -229,6 +230,9 @@ class TrainConfig:
     run: RunConfig = field(default_factory=RunConfig)
     options: TaskOptions = field(default_factory=TaskOptions)
     audio: AudioConfig = field(default_factory=AudioConfig)
+    # colorization_tracking (avssl/tasks/tracking.py, docs/tracking.md): its defaults live with
+    # its model, avssl/models/tracking.py
+    tracking: TrackingOptions = field(default_factory=TrackingOptions)
 
 
 def default_manifest(task: str) -> Path:
@@ -241,7 +245,8 @@ def default_manifest(task: str) -> Path:
         return data / "digits" / "images.jsonl"
     if task in TASKS and TASKS[task].pair:
         return synth / "av" / "avc_train.jsonl"
-    return synth / "temporal" / f"{task}.jsonl"
+    # the task's manifest (colorization_tracking reads videos.jsonl; the others <task>.jsonl)
+    return synth / "temporal" / (TASKS[task].manifest if task in TASKS else f"{task}.jsonl")
 
 
 TIMING_KEYS = ("samples_per_s", "data_wait")  # metrics.jsonl fields that vary run to run

@@ -8,6 +8,7 @@
     avssl-eval localization   RUN [--trials T]           heatmaps vs boxes: cIoU, AUC, pointing
     avssl-eval correspondence RUN --pairs P              audio-visual match accuracy
     avssl-eval cross-modal    RUN --images I --sounds S  audio <-> image retrieval
+    avssl-eval tracking       MODEL [--manifest M]       label propagation: box IoU, AUC, J, F
 
 MODEL: a run directory, a checkpoint.pt, random:BACKBONE (the random-init baseline), or a
 hand-crafted baseline where the command has one (pixels for images, mfcc for audio); for the
@@ -29,6 +30,7 @@ _MODULES = (
     "avssl.eval.finetune",
     "avssl.eval.audio",
     "avssl.eval.av",
+    "avssl.eval.tracking",
 )
 
 

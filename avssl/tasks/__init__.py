@@ -14,7 +14,7 @@ no classes, returns no ``logits`` (the trainer then logs the loss alone).
 
 from __future__ import annotations
 
-from avssl.tasks import arrow_of_time, av, image, odd_one_out, shuffle_learn
+from avssl.tasks import arrow_of_time, av, image, odd_one_out, shuffle_learn, tracking
 from avssl.tasks.common import Task
 
 TASKS: dict[str, Task] = {
@@ -26,6 +26,7 @@ TASKS: dict[str, Task] = {
     "avol_net": av.AVOL_NET,
     "av_sync": av.AV_SYNC,
     **image.TASKS,
+    "colorization_tracking": tracking.TASK,  # Vondrick et al. 2018; avssl-track, docs/tracking.md
 }
 
 __all__ = ["TASKS", "Task"]

@@ -1,0 +1,433 @@
+"""``avssl-eval tracking``: label propagation scored on the built-in set's ground truth.
+
+For every held-out clip of the synth (``avssl-prep synth``: ``manifest.jsonl`` + ``boxes/``),
+every object is tracked from frame 0 through the clip twice (:mod:`avssl.track`):
+
+* **boxes**: initialised with its ground-truth box (the box as a region), scored by the box IoU
+  of each later frame (the bounding box of the propagated mask's largest piece against the true
+  box; a vanished object scores 0), the success rate (share of frames with IoU > theta) and its
+  AUC over theta = 0, 0.05, ..., 1 (OTB: the mean of the 21 rates);
+* **masks**: initialised with its true mask, scored by region similarity J (mask IoU, DAVIS)
+  and boundary F (DAVIS: boundary pixels matched within 0.8% of the image diagonal). The synth
+  has no mask files; an object's mask is computed from the frame: the pixels inside its box whose
+  RGB lies within 60 of its class colour (objects are flat colours and never overlap; the
+  h.264 edges are the error: 368 of the ~371 pixels of an 11 px disc, for example).
+
+Alongside, the **copy-first** baseline: frame 0's box / mask for every frame. Every number is a
+mean over frames 1..T-1 of one object (a track), then over tracks; ``*_moving`` counts only the
+frames in which the object moves (the synth's ``moving`` flags): the objects rest for the first
+0.4 s and at the end, where copying frame 0 is exact.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from avssl.data.manifest import read_manifest
+
+__all__ = [
+    "boundary_f",
+    "box_iou",
+    "colour_masks",
+    "evaluate_tracking",
+    "region_similarity",
+    "register",
+    "success_auc",
+    "success_curve",
+]
+
+THRESHOLDS = np.linspace(0.0, 1.0, 21)  # 0, 0.05, ..., 1 (OTB's success plot)
+MASK_TOLERANCE = 60.0  # RGB distance to the class colour (see the module docstring)
+
+
+# ------------------------------------------------------------------------------ metrics
+def box_iou(a: Any, b: Any) -> float:
+    """IoU of two ``[x1, y1, x2, y2]`` boxes (continuous coordinates); 0 when either is None
+    or empty."""
+    if a is None or b is None:
+        return 0.0
+    ax1, ay1, ax2, ay2 = (float(v) for v in a)
+    bx1, by1, bx2, by2 = (float(v) for v in b)
+    iw = max(0.0, min(ax2, bx2) - max(ax1, bx1))
+    ih = max(0.0, min(ay2, by2) - max(ay1, by1))
+    inter = iw * ih
+    union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def success_curve(ious: Any, thresholds: np.ndarray = THRESHOLDS) -> np.ndarray:
+    """Share of ``ious`` above each threshold (strictly, as OTB: IoU > theta)."""
+    x = np.asarray(ious, np.float64).reshape(-1)
+    if x.size == 0:
+        raise ValueError("success_curve: no IoUs")
+    return (x[None, :] > np.asarray(thresholds)[:, None]).mean(1)
+
+
+def success_auc(ious: Any, thresholds: np.ndarray = THRESHOLDS) -> float:
+    """OTB's area under the success plot: the mean success rate over ``thresholds``."""
+    return float(success_curve(ious, thresholds).mean())
+
+
+def region_similarity(pred: np.ndarray, gt: np.ndarray) -> float:
+    """DAVIS J: ``|pred & gt| / |pred | gt|``; 1 when both masks are empty."""
+    p, g = np.asarray(pred, bool), np.asarray(gt, bool)
+    union = np.logical_or(p, g).sum()
+    return 1.0 if union == 0 else float(np.logical_and(p, g).sum() / union)
+
+
+def _boundary(mask: np.ndarray) -> np.ndarray:
+    """Pixels of ``mask`` with a 4-neighbour outside it (the image border counts as outside)."""
+    m = np.pad(mask, 1)
+    inner = m[1:-1, 1:-1] & m[:-2, 1:-1] & m[2:, 1:-1] & m[1:-1, :-2] & m[1:-1, 2:]
+    return mask & ~inner
+
+
+def boundary_f(pred: np.ndarray, gt: np.ndarray, bound_th: float = 0.008) -> float:
+    """DAVIS F: precision and recall of the boundary pixels, a pixel matching when the other
+    boundary lies within ``ceil(bound_th * diagonal)`` pixels (a disc); their harmonic mean.
+    1 when both masks are empty, 0 when one is. (DAVIS thins its boundaries with
+    ``bwmorph``; here the boundary is the inner 4-neighbour edge.)"""
+    import cv2
+
+    p, g = np.asarray(pred, bool), np.asarray(gt, bool)
+    bp, bg = _boundary(p), _boundary(g)
+    if not bp.any() and not bg.any():
+        return 1.0
+    if not bp.any() or not bg.any():
+        return 0.0
+    r = int(np.ceil(bound_th * np.hypot(*p.shape)))
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    near_g = cv2.dilate(bg.astype(np.uint8), disc) > 0
+    near_p = cv2.dilate(bp.astype(np.uint8), disc) > 0
+    precision = float((bp & near_g).sum() / bp.sum())
+    recall = float((bg & near_p).sum() / bg.sum())
+    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+
+
+def colour_masks(frame: np.ndarray, boxes: np.ndarray, colours: np.ndarray,
+                 tol: float = MASK_TOLERANCE) -> np.ndarray:  # fmt: skip
+    """The synth's object masks ``(K, H, W)`` bool from an RGB frame ``(H, W, 3)``: pixels whose
+    centres lie in object k's box ``boxes[k]`` (pixels) and whose colour is within ``tol`` of
+    ``colours[k]``."""
+    h, w = frame.shape[:2]
+    ys, xs = np.mgrid[0:h, 0:w] + 0.5
+    out = np.zeros((len(boxes), h, w), bool)
+    rgb = frame.astype(np.float32)
+    for k, (box, col) in enumerate(zip(boxes, colours, strict=True)):
+        x1, y1, x2, y2 = box
+        inside = (xs >= x1) & (xs <= x2) & (ys >= y1) & (ys <= y2)
+        out[k] = inside & (np.linalg.norm(rgb - np.asarray(col, np.float32), axis=-1) < tol)
+    return out
+
+
+# ------------------------------------------------------------------------------ one clip
+def _clip_tracks(embedder: Any, video: Path, truth: dict[str, Any], size: int,
+                 opts: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:  # fmt: skip
+    """Per-object records of one clip (IoU, J, F per frame for the tracker and the copy
+    baseline; moving flags) and what a picture of it needs."""
+    import cv2
+
+    from avssl.data import decode
+    from avssl.track import (
+        boxes_from_index,
+        boxes_to_index,
+        init_labels,
+        labels_to_index,
+        model_size,
+        propagate,
+    )
+
+    full = np.stack([f for _, f in decode.iter_frames(video)])  # (T, H, W, 3)
+    t, hh, ww = full.shape[:3]
+    objs = truth["objects"]
+    k = len(objs)
+    gt_boxes = np.array([o["boxes_px"] for o in objs], np.float64).transpose(1, 0, 2)  # (T, K, 4)
+    if gt_boxes.shape[0] != t:
+        raise ValueError(f"{video}: {t} frames but {gt_boxes.shape[0]} boxes per object")
+    moving = np.array([o["moving"] for o in objs], bool)  # (K, T)
+    colours = np.array([o["rgb"] for o in objs], np.float64)
+    masks = np.stack([colour_masks(full[i], gt_boxes[i], colours) for i in range(t)])  # T,K,H,W
+    h, w = model_size(hh, ww, size, embedder.stride)
+    small = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in full])
+    feats = embedder.embed(torch.from_numpy(small).permute(0, 3, 1, 2).contiguous())
+    grid = tuple(feats.shape[-2:])
+    temp = opts.temperature or embedder.temperature
+    kw = {"temperature": temp, "similarity": embedder.similarity, "context": opts.context,
+          "radius": opts.radius, "topk": opts.topk}  # fmt: skip
+
+    box_index0 = boxes_to_index(gt_boxes[0], hh, ww)
+    lab_box = propagate(feats, init_labels(box_index0, k, grid), **kw)
+    mask_index0 = np.zeros((hh, ww), np.int64)
+    for j in range(k):
+        mask_index0[masks[0, j]] = j + 1
+    lab_mask = propagate(feats, init_labels(mask_index0, k, grid), **kw)
+
+    recs = [{"object": o.get("class_name", str(j)), "iou": [], "iou_copy": [], "J": [],
+             "J_copy": [], "F": [], "F_copy": [], "moving": moving[j, 1:].tolist()}
+            for j, o in enumerate(objs)]  # fmt: skip
+    pred_boxes = [[gt_boxes[0, j].tolist() for j in range(k)]]
+    pred_index = [box_index0]
+    for i in range(1, t):
+        idx_b = labels_to_index(lab_box[i], (hh, ww))
+        idx_m = labels_to_index(lab_mask[i], (hh, ww))
+        boxes = boxes_from_index(idx_b, k)
+        pred_boxes.append(boxes)
+        pred_index.append(idx_b)
+        for j, r in enumerate(recs):
+            r["iou"].append(box_iou(boxes[j], gt_boxes[i, j]))
+            r["iou_copy"].append(box_iou(gt_boxes[0, j], gt_boxes[i, j]))
+            pm, gm = idx_m == j + 1, masks[i, j]
+            r["J"].append(region_similarity(pm, gm))
+            r["J_copy"].append(region_similarity(masks[0, j], gm))
+            r["F"].append(boundary_f(pm, gm))
+            r["F_copy"].append(boundary_f(masks[0, j], gm))
+    picture = {"frames": full, "gt": gt_boxes, "pred": pred_boxes, "index": pred_index,
+               "names": [str(r["object"]) for r in recs]}  # fmt: skip
+    return recs, picture
+
+
+def summarize(tracks: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per-track means (all frames, moving frames), then means over tracks, for the tracker and
+    for the copy-first baseline."""
+    out: dict[str, dict[str, float]] = {}
+    for who, suffix in (("tracker", ""), ("copy_first", "_copy")):
+        m: dict[str, list[float]] = {}
+        for tr in tracks:
+            iou = np.asarray(tr["iou" + suffix])
+            jj, ff = np.asarray(tr["J" + suffix]), np.asarray(tr["F" + suffix])
+            mov = np.asarray(tr["moving"], bool)
+            one = {
+                "box_mIoU": float(iou.mean()),
+                "box_success@0.5": float((iou > 0.5).mean()),
+                "box_AUC": success_auc(iou),
+                "J": float(jj.mean()),
+                "F": float(ff.mean()),
+            }
+            if mov.any():  # a track without moving frames counts only in the all-frames means
+                one |= {
+                    "box_mIoU_moving": float(iou[mov].mean()),
+                    "box_AUC_moving": success_auc(iou[mov]),
+                    "J_moving": float(jj[mov].mean()),
+                    "F_moving": float(ff[mov].mean()),
+                }
+            for key, value in one.items():
+                m.setdefault(key, []).append(value)
+        res = {key: float(np.mean(v)) for key, v in m.items()}
+        res["J&F"] = (res["J"] + res["F"]) / 2
+        out[who] = res
+    return out
+
+
+def _sheet(pic: dict[str, Any], path: Path, n: int = 6, scale: int = 2) -> None:
+    """A strip of ``n`` frames spread over the clip: the tracked masks tinted, the tracked box
+    in the object's colour, the true box in white."""
+    import cv2
+
+    from avssl.track import overlay_labels
+
+    t = len(pic["frames"])
+    cols = []
+    for i in np.linspace(0, t - 1, n).round().astype(int):
+        frame = cv2.resize(pic["frames"][i], None, fx=scale, fy=scale,
+                           interpolation=cv2.INTER_NEAREST)  # fmt: skip
+        index = cv2.resize(pic["index"][i].astype(np.uint8), None, fx=scale, fy=scale,
+                           interpolation=cv2.INTER_NEAREST)  # fmt: skip
+        img = overlay_labels(frame, index, pic["pred"][i], pic["names"], scale=scale)
+        for box in pic["gt"][i]:
+            x1, y1, x2, y2 = (round(v * scale) for v in box)
+            cv2.rectangle(img, (x1, y1), (x2 - 1, y2 - 1), (255, 255, 255), 1)
+        cv2.putText(img, f"t={i}", (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1,
+                    cv2.LINE_AA)  # fmt: skip
+        cols.append(img)
+    ok, png = cv2.imencode(".png", np.concatenate(cols, axis=1)[..., ::-1])
+    if ok:
+        path.write_bytes(png.tobytes())
+
+
+def evaluate_tracking(
+    spec: str,
+    manifest: Path,
+    *,
+    split: str = "test",
+    size: int | None = None,
+    opts: Any = None,
+    max_clips: int | None = None,
+    pictures: int = 4,
+    out: Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Track every object of the ``split`` clips of a synth ``manifest`` (module docstring);
+    returns ``{"metrics": {"tracker": ..., "copy_first": ...}, "clips": [...], ...}``."""
+    import sys
+
+    from avssl.track import PropagationOptions, load_embedder
+
+    t0 = time.monotonic()
+    opts = opts or PropagationOptions()
+    rows = [r for r in read_manifest(manifest) if r.get("split") == split]
+    if not rows or "boxes" not in rows[0]:
+        raise ValueError(f"{manifest}: no {split!r} rows with 'boxes' (a synth manifest.jsonl "
+                         "of avssl-prep synth)")  # fmt: skip
+    if max_clips and len(rows) > max_clips:
+        rows = [rows[i] for i in np.linspace(0, len(rows) - 1, max_clips).round().astype(int)]
+    embedder = load_embedder(spec)
+    size = size or embedder.size
+    tracks: list[dict[str, Any]] = []
+    clips = []
+    pics: list[str] = []
+    for n, row in enumerate(rows):
+        truth = json.loads((manifest.parent / row["boxes"]).read_text())
+        recs, pic = _clip_tracks(embedder, manifest.parent / row["file"], truth, size, opts)
+        for r in recs:
+            r["clip"] = row["clip_id"]
+        tracks += recs
+        clips.append({
+            "clip": row["clip_id"], "objects": len(recs),
+            "box_mIoU": float(np.mean([np.mean(r["iou"]) for r in recs])),
+            "copy_box_mIoU": float(np.mean([np.mean(r["iou_copy"]) for r in recs])),
+        })  # fmt: skip
+        if out is not None and n < pictures:
+            (out / "pictures").mkdir(parents=True, exist_ok=True)
+            path = out / "pictures" / f"{row['clip_id']}.png"
+            _sheet(pic, path)
+            pics.append(str(path))
+        if progress:
+            el = time.monotonic() - t0
+            eta = el / (n + 1) * (len(rows) - n - 1)
+            print(f"\r{n + 1}/{len(rows)} clips, {el:.0f} s, ETA {eta:.0f} s", end="",
+                  file=sys.stderr, flush=True)  # fmt: skip
+    if progress:
+        print(file=sys.stderr)
+    return {
+        "metrics": summarize(tracks),
+        "clips": clips,
+        "tracks": len(tracks),
+        "size": size,
+        "settings": {"context": opts.context, "radius": opts.radius, "topk": opts.topk,
+                     "temperature": opts.temperature or embedder.temperature,
+                     "similarity": embedder.similarity, "stride": embedder.stride},
+        "embedder": {"spec": spec, "kind": embedder.kind, **embedder.info},
+        "pictures": pics,
+        "seconds": time.monotonic() - t0,
+    }  # fmt: skip
+
+
+# ------------------------------------------------------------------------------ CLI
+def _tracking(args: argparse.Namespace) -> int:
+    from avssl.data.manifest import atomic_write_text
+    from avssl.track import PropagationOptions
+
+    manifest = Path(args.manifest or Path(os.environ.get("AVSSL_DATA", "avssl-data")) / "synth"
+                    / "manifest.jsonl")  # fmt: skip
+    if not manifest.is_file():
+        raise FileNotFoundError(f"{manifest}: no synth manifest; run 'avssl-prep synth' first")
+    if args.out:
+        out = Path(args.out)
+    elif Path(args.model).is_dir():
+        out = Path(args.model) / "eval"
+    else:
+        raise ValueError("--out is needed when MODEL is not a run directory")
+    opts = PropagationOptions(args.context, args.radius if args.radius > 0 else None, args.topk,
+                              args.temperature)  # fmt: skip
+    rep = evaluate_tracking(args.model, manifest, split=args.split, size=args.size, opts=opts,
+                            max_clips=args.max_clips, pictures=args.pictures, out=out)  # fmt: skip
+    result = {"format": "avssl-eval", "version": 1, "kind": "tracking",
+              "model": rep["embedder"],
+              "dataset": {"name": str(manifest), "split": args.split, "clips": len(rep["clips"]),
+                          "tracks": rep["tracks"]},
+              "metrics": rep["metrics"],
+              "extra": {"size": rep["size"], "settings": rep["settings"], "clips": rep["clips"],
+                        "pictures": rep["pictures"]},
+              "command": "avssl-eval " + " ".join(args.argv),
+              "seconds": rep["seconds"]}  # fmt: skip
+    path = out / "tracking.json"
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
+    m = rep["metrics"]
+    print(f"tracking: {args.model} on {len(rep['clips'])} {args.split} clips, {rep['tracks']} "
+          f"objects, input {rep['size']} px")  # fmt: skip
+    print(f"  {'':<18}{'tracker':>10}{'copy first':>12}")
+    for key, value in m["tracker"].items():
+        print(f"  {key:<18}{value:>10.4f}{m['copy_first'].get(key, float('nan')):>12.4f}")
+    print(f"wrote {path}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``tracking`` to ``avssl-eval``."""
+    from avssl.eval.vision import run_guarded
+
+    p = sub.add_parser(
+        "tracking",
+        help="label propagation on the built-in set: box IoU, success AUC, J and F, against "
+        "copying the first frame",
+        description="Track every object of the held-out synth clips from its frame-0 box (box "
+        "IoU, success AUC) and from its frame-0 mask (J, F) with a colourisation tracker "
+        "(avssl-train colorization-tracking), a random-init network or raw pixels, and score "
+        "copying frame 0 alongside. Writes OUT/tracking.json and picture strips in "
+        "OUT/pictures. See avssl/eval/tracking.py and docs/tracking.md.",
+    )
+    p.add_argument("model", metavar="MODEL",
+                   help="a colorization_tracking run or checkpoint, random:RUN, random:BACKBONE, "
+                   "pixels[:S] or lab-pixels[:S]")  # fmt: skip
+    p.add_argument(
+        "--manifest",
+        default=None,
+        metavar="JSONL",
+        help="the synth manifest (default $AVSSL_DATA/synth/manifest.jsonl)",
+    )
+    p.add_argument("--split", default="test", help="clips of this split (default test; tune "
+                   "settings on val)")  # fmt: skip
+    p.add_argument("--out", default=None, metavar="DIR", help="default: MODEL/eval for a run")
+    p.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="network input side (default: the run's data.frame_size; 64)",
+    )
+    p.add_argument(
+        "--context",
+        type=int,
+        default=3,
+        metavar="K",
+        help="previous frames as references besides the first (default 3)",
+    )
+    p.add_argument(
+        "--radius",
+        type=float,
+        default=8.0,
+        metavar="CELLS",
+        help="pointer window in feature cells; <= 0: whole frame (default 8)",
+    )
+    p.add_argument("--topk", type=int, default=10, metavar="K", help="default 10; 0: all")
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        metavar="T",
+        help="default: the model's (pixels: 0.03)",
+    )
+    p.add_argument(
+        "--max-clips",
+        type=int,
+        default=None,
+        metavar="N",
+        help="N clips spread over the split (default: all)",
+    )
+    p.add_argument(
+        "--pictures",
+        type=int,
+        default=4,
+        metavar="N",
+        help="picture strips of the first N clips (default 4)",
+    )
+    p.set_defaults(func=run_guarded(_tracking))
