@@ -24,6 +24,7 @@ import torch.distributed as dist
 __all__ = [
     "DistEnv",
     "all_gather_with_grad",
+    "all_reduce_max",
     "all_reduce_sum",
     "barrier",
     "broadcast_object",
@@ -181,6 +182,14 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     """Sum ``tensor`` over all processes, in place, and return it (unchanged when single)."""
     if get_world_size() > 1:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def all_reduce_max(tensor: torch.Tensor) -> torch.Tensor:
+    """Elementwise maximum of ``tensor`` over all processes, in place, and return it (unchanged
+    when single). On 0/1 flags it is "any process": how the ranks agree to stop together."""
+    if get_world_size() > 1:
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return tensor
 
 

@@ -35,7 +35,25 @@ from avssl.data.transforms import AugmentConfig, augment
 from avssl.models.tracking import TrackingOptions
 from avssl.tasks import TASKS
 
-__all__ = ["DataConfig", "OptimConfig", "RunConfig", "TrainConfig", "main_train", "train"]
+__all__ = [
+    "EXIT_PREEMPTED",
+    "STOP_SIGNALS",
+    "DataConfig",
+    "OptimConfig",
+    "RunConfig",
+    "TrainConfig",
+    "main_train",
+    "train",
+]
+
+# Exit status of avssl-train stopped by a stop signal after writing its checkpoint: "preempted,
+# resume me with --resume" (sysexits.h EX_TEMPFAIL), distinct from 0 (finished, or stopped by
+# run.max_minutes after its final evaluation), 1 (an error) and 2 (bad arguments).
+EXIT_PREEMPTED = 75
+# The signals that make avssl-train checkpoint at the end of the current step and exit with
+# EXIT_PREEMPTED: SIGTERM (a scheduler's kill, SLURM preemption, torchrun's shutdown) and SIGUSR1
+# (SLURM's advance warning, sbatch --signal=USR1@120).
+STOP_SIGNALS = tuple(s for s in (signal.SIGTERM, getattr(signal, "SIGUSR1", None)) if s is not None)
 
 
 @dataclass
@@ -456,6 +474,19 @@ def build_pair_model(cfg: TrainConfig) -> nn.Module:
     )
 
 
+def _ignore_stop_signals(worker_id: int) -> None:
+    """Loader workers ignore the stop signals: a scheduler signals every process of the job
+    (torchrun signals each worker's whole process group), and a worker killed by one would fail
+    the main process's next batch before it could write its checkpoint. The main process decides
+    when to stop; its workers end when it does. They start with the signals blocked (see
+    :meth:`EpochLoader.batches`), so one that comes while a worker imports waits and is dropped
+    here."""
+    for s in STOP_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
 class EpochLoader:
     """One ``DataLoader`` for the whole run: its workers (``data.num_workers``) start once and
     keep their decoded-video caches from epoch to epoch. ``batches(epoch, indices)`` iterates
@@ -473,11 +504,20 @@ class EpochLoader:
             drop_last=False,
             persistent_workers=workers > 0,
             multiprocessing_context="spawn" if workers else None,
+            worker_init_fn=_ignore_stop_signals if workers else None,
         )
 
     def batches(self, epoch: int, indices: list[int]) -> Any:
         self.keys[:] = [(epoch, i) for i in indices]
-        return iter(self.loader)
+        if not self.loader.num_workers or not hasattr(signal, "pthread_sigmask"):
+            return iter(self.loader)
+        # the workers (started by the first iter) inherit this mask: a stop signal stays
+        # pending until they ignore it, and here until the mask is restored
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            return iter(self.loader)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def epoch_indices(
@@ -737,7 +777,26 @@ def wrap_model(model: nn.Module, run: RunConfig, env: dist.DistEnv) -> nn.Module
 
 
 def train(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
-    """Run (or resume) a training run; returns the last evaluation metrics."""
+    """Run (or resume) a training run; returns the last evaluation metrics.
+
+    A stop signal (:data:`STOP_SIGNALS`) ends the run after the current step with a checkpoint
+    on every rank's agreement; the metrics are then ``{"stopped_at_step", "preempted"}`` (the
+    signal's name) and :func:`main_train` returns :data:`EXIT_PREEMPTED`."""
+    caught: dict[str, str | None] = {"signal": None}
+
+    def on_stop_signal(signum: int, _frame: Any) -> None:
+        caught["signal"] = caught["signal"] or signal.Signals(signum).name
+
+    # installed first, so a signal that comes while the data loads still stops at step one
+    old_handlers = {s: signal.signal(s, on_stop_signal) for s in STOP_SIGNALS}
+    try:
+        return _train(cfg, resume, caught)
+    finally:
+        for s, h in old_handlers.items():
+            signal.signal(s, h)
+
+
+def _train(cfg: TrainConfig, resume: bool, caught: dict[str, str | None]) -> dict[str, Any]:
     env = dist.init_distributed(cfg.run.device)
     run_dir = Path(cfg.run.out or f"runs/{cfg.task}")
     ckpt_path = run_dir / "checkpoint.pt"
@@ -757,14 +816,19 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
     steps = state["steps_per_epoch"]
     log = Logger(run_dir, cfg, env, start_epoch * steps + start_step)
     t0 = time.monotonic()
-    term = {"flag": False}
-    old = signal.signal(signal.SIGTERM, lambda *_: term.update(flag=True))
+    stopping = {"signal": False}
 
     def stop(step: int, epoch: int) -> bool:
+        """After every step: checkpoint when due and say whether to stop. A stop signal or the
+        time limit on any rank stops every rank after the same step (an all-reduced decision:
+        a rank that stopped alone would leave the others hanging in the next all-reduce)."""
         in_epoch = step - epoch * steps
         over = cfg.run.max_minutes is not None and time.monotonic() - t0 > 60 * cfg.run.max_minutes
+        flags = torch.tensor([caught["signal"] is not None, over], dtype=torch.int32)
+        sig, over = (bool(v) for v in dist.all_reduce_max(flags.to(env.device)).tolist())
+        stopping["signal"] = sig
         if (
-            term["flag"]
+            sig
             or over
             or (
                 cfg.run.ckpt_every_steps
@@ -776,16 +840,28 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
                 save_checkpoint(ckpt_path, state, cfg, epoch, in_epoch)
         if cfg.run.crash_at_step is not None and step == cfg.run.crash_at_step:
             os.kill(os.getpid(), signal.SIGKILL)
-        return term["flag"] or over
+        return sig or over
 
     metrics: dict[str, Any] = {}
     try:
         for epoch in range(start_epoch, cfg.optim.epochs):
             step = train_one_epoch(state, cfg, env, epoch, start_step, log, stop)
             start_step = 0
-            if step < (epoch + 1) * steps:  # stopped early (SIGTERM or time limit)
+            if step < (epoch + 1) * steps:  # stopped early (a stop signal or the time limit)
                 metrics = {"stopped_at_step": step}
-                if not term["flag"]:  # the time limit: evaluate what there is
+                if stopping["signal"]:  # preempted: the checkpoint is written, resume later
+                    metrics["preempted"] = caught["signal"] or "signal on another rank"
+                    if env.is_main:
+                        print(
+                            f"\n{metrics['preempted']}: checkpoint of step {step} in "
+                            f"{ckpt_path}; continue with --resume (exit status "
+                            f"{EXIT_PREEMPTED})",
+                            file=sys.stderr,
+                        )
+                    # no rank leaves before rank 0 has written the checkpoint (torchrun stops
+                    # the other workers as soon as one exits with a failure status)
+                    dist.barrier()
+                else:  # the time limit: evaluate what there is
                     metrics = {"step": step - 1, "epoch": epoch, **evaluate(state, cfg, env)}
                     log.write(metrics)
                 break
@@ -804,7 +880,6 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
         if state["task"].pair and env.is_main and "stopped_at_step" not in metrics:
             metrics.update(_localization(cfg, state, run_dir))
     finally:
-        signal.signal(signal.SIGTERM, old)
         dist.cleanup()
     return metrics
 
@@ -860,4 +935,4 @@ def main_train(
     metrics = train(cfg, resume=resume)
     if dist.is_main():
         print(json.dumps(metrics))
-    return 0
+    return EXIT_PREEMPTED if "preempted" in metrics else 0

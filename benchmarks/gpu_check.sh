@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# One prepared GPU check (about 5 minutes on one H100/H200): training throughput on the GPU and
+# One prepared GPU check (about 5-8 minutes on one H100/H200; not run yet): training throughput on the GPU and
 # whether the CPU side keeps it fed. Run from the repository root on the GPU machine:
 #
 #   here, once:  bash benchmarks/gpu_check.sh --fetch-wheels   # PyAV etc. for the GPU's Python
 #   there:       bash benchmarks/gpu_check.sh                  # (the device tool: carry .whl)
 #
-# Results land in $OUT (or bench-out/): training-cuda.json, gpu_check.log, nvidia-smi.txt.
+# Results land in $OUT (or bench-out/): training-cuda.json, train_throughput-cuda.json,
+# nvdec.json, gpu_check.log, nvidia-smi.txt.
 # Steps: (1) the built-in set (avssl-prep synth --temporal, 16 workers); (2) benchmarks/training.py
 # --device cuda for the three temporal tasks -- compute-only bound, cold and warm frame cache,
-# 0 / 4 / 8 loader workers; (3) one short end-to-end run of the arrow-of-time demo on cuda with
-# bf16 autocast and channels_last, resumed once, so the GPU path of avssl-train is exercised.
+# 0 / 4 / 8 loader workers; (2b) benchmarks/train_throughput.py --device cuda (Shuffle & Learn,
+# AVE-Net, SimCLR; bf16) and benchmarks/nvdec.py (torchcodec CUDA vs CPU decoding, skipped with a
+# message when torchcodec or NVDEC is missing); (3) one short end-to-end run of the
+# arrow-of-time demo on cuda with bf16 autocast and channels_last, resumed once, so the GPU path
+# of avssl-train is exercised.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +23,11 @@ if [[ "${1:-}" == "--fetch-wheels" ]]; then
   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
     -d .whl "${WHEELS[@]}"
+  # optional: torchcodec for the NVDEC comparison (benchmarks/nvdec.py skips, saying so, when it
+  # is absent or does not match the GPU image's torch)
+  python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+    -d .whl torchcodec || echo "torchcodec wheel not fetched: the NVDEC step will be skipped"
   exit 0
 fi
 
@@ -39,6 +48,15 @@ export AVSSL_DATA="${AVSSL_DATA:-/tmp/avssl-data}"
 time python3 -m data_prep.cli synth --temporal --workers 16
 
 time python3 -m benchmarks.training --device cuda --steps 50 --workers 0 4 8 --out "$OUT"
+
+# Per task family, bf16 autocast: Shuffle & Learn (temporal) and AVE-Net (pair) training rates,
+# compute-only vs loader-fed (the "x compute" column: the GPU's share of the wall time), decode
+# rate per worker and the data-bound / compute-bound diagnosis -> $OUT/train_throughput-cuda.json.
+# A family whose data cannot be built here (av-digits needs ../shared/data) is skipped, said so.
+time python3 -m benchmarks.train_throughput --device cuda --steps 30 --workers 0 4 8 \
+  --families temporal pair image --set run.amp=true --out "$OUT" || echo "train_throughput failed"
+# torchcodec on CUDA (NVDEC) against torchcodec on the CPU, same files -> $OUT/nvdec.json
+time python3 -m benchmarks.nvdec --files 8 --frames 32 --out "$OUT" || echo "nvdec check failed"
 
 RUN=/tmp/gpu-arrow
 time python3 -m avssl.cli train arrow_of_time --config configs/demo_arrow_of_time.yaml --out "$RUN" \

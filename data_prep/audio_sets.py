@@ -220,6 +220,46 @@ def probe_audio_files(
     return ok, bad
 
 
+def _probe_or_shard(
+    command: str,
+    params: dict[str, Any],
+    root: Path,
+    out: Path,
+    relpaths: Sequence[str],
+    *,
+    workers: int | None,
+    progress: bool,
+    label: str,
+    timeout_s: float,
+    shard: tuple[int, int] | None,
+    probed: dict[str, Any] | None,
+) -> tuple[dict[str, dict[str, Any]], list[dict[str, str]]] | AudioPrepResult:
+    """:func:`probe_audio_files` for an unsharded run; for ``shard`` I/N, probe ``relpaths[I::N]``
+    and write the shard note (data_prep/shards.py), returned as the run's result; with
+    ``probed`` (a merge: the shards' results by path), probe nothing and use those."""
+    from data_prep import shards
+
+    if probed is not None:
+        res = shards.take_results(relpaths, probed)
+        ok = {f: r[0] for f, r in zip(relpaths, res, strict=True) if r[0] is not None}
+        bad = [{"path": f, "reason": r[1], "message": r[2]}
+               for f, r in zip(relpaths, res, strict=True) if r[0] is None]  # fmt: skip
+        return ok, sorted(bad, key=lambda b: b["path"])
+    t0 = time.monotonic()
+    todo = shards.select(relpaths, shard)
+    ok, bad = probe_audio_files(root, todo, workers=workers, progress=progress, label=label,
+                                timeout_s=timeout_s)  # fmt: skip
+    if shard is None:
+        return ok, bad
+    why = {b["path"]: b for b in bad}
+    results = [[ok.get(f), why[f]["reason"] if f in why else "",
+                why[f]["message"] if f in why else ""] for f in todo]  # fmt: skip
+    note = shards.write_note(out, command, shard, params, todo, results)
+    card = {"dataset": params.get("dataset", command), "shard": list(shard), "note": str(note)}
+    counts = {"probed": len(todo), "quarantined": len(bad)}
+    return AudioPrepResult(out, counts, time.monotonic() - t0, card)
+
+
 # --------------------------------------------------------------------------------------------
 # result
 # --------------------------------------------------------------------------------------------
@@ -234,6 +274,13 @@ class AudioPrepResult:
 
     def summary(self) -> str:
         c, n = self.card, self.counts
+        if "shard" in c:  # a shard run: results in its note, no manifest yet
+            i, k = c["shard"]
+            return (
+                f"{c['dataset']} shard {i}/{k}: probed {n.get('probed', 0)} files in "
+                f"{self.seconds:.1f} s ({n.get('quarantined', 0)} bad) -> {c['note']}; when all "
+                f"{k} shards are done run 'avssl-prep merge {self.out} SHARD_DIRS...'"
+            )
         lines = [f"{c.get('dataset', 'audio')} clip manifest in {self.out / 'clips.jsonl'}"]
         parts = [f"{n.get('ok', 0)} ok", f"{n.get('quarantined', 0)} quarantined (quarantine.csv)"]
         if "missing" in n:
@@ -395,8 +442,13 @@ def prep_esc50(
     workers: int | None = None,
     progress: bool = True,
     timeout_s: float = AUDIO_TIMEOUT_S,
+    shard: tuple[int, int] | None = None,
+    probed: dict[str, Any] | None = None,
 ) -> AudioPrepResult:
     """ESC-50 in its published layout -> ``out/clips.jsonl`` with the official folds.
+
+    ``shard`` I/N probes only every N-th listed wav and writes a shard note instead of the
+    manifests; ``probed`` is for ``avssl-prep merge`` (data_prep/shards.py).
 
     ``root`` is the ``ESC-50-master`` folder (``audio/*.wav``, ``meta/esc50.csv``) or its
     parent. The csv is validated (:func:`read_esc50_csv`); every listed wav on disk is probed.
@@ -420,10 +472,14 @@ def prep_esc50(
     unlisted = sorted(on_disk - listed)
     o = Path(out).resolve()
     o.mkdir(parents=True, exist_ok=True)
-    ok, bad = probe_audio_files(
-        r, [f"audio/{e.filename}" for e in present], workers=workers, progress=progress,
-        label="prep esc50", timeout_s=timeout_s,
+    got = _probe_or_shard(
+        "esc50", {"root": str(r)}, r, o, [f"audio/{e.filename}" for e in present],
+        workers=workers, progress=progress, label="prep esc50", timeout_s=timeout_s,
+        shard=shard, probed=probed,
     )  # fmt: skip
+    if isinstance(got, AudioPrepResult):
+        return got
+    ok, bad = got
 
     names = {e.target: e.category for e in entries}
     classes: list[str | None] = [names.get(t) for t in range(max(names) + 1)]
@@ -610,8 +666,11 @@ def prep_audio_folder(
     workers: int | None = None,
     progress: bool = True,
     timeout_s: float = AUDIO_TIMEOUT_S,
+    shard: tuple[int, int] | None = None,
+    probed: dict[str, Any] | None = None,
 ) -> AudioPrepResult:
     """Any labelled audio set -> ``out/clips.jsonl``, labels and folds read from the paths.
+    ``shard`` and ``probed``: as :func:`prep_esc50`.
 
     Every file under ``root`` (recursive, hidden names skipped) whose name ends with one of
     ``suffixes`` (case-insensitive) is matched against ``pattern`` (:class:`PathPattern`);
@@ -678,10 +737,16 @@ def prep_audio_folder(
 
     o = Path(out).resolve()
     o.mkdir(parents=True, exist_ok=True)
-    ok, bad = probe_audio_files(
-        r, list(matched), workers=workers, progress=progress, label=f"prep {dataset}",
-        timeout_s=timeout_s,
+    params = {"root": str(r), "pattern": pattern, "label_field": label_field,
+              "fold_field": fold_field, "num_folds": num_folds, "suffixes": list(pat.suffixes),
+              "dataset": dataset}  # fmt: skip
+    got = _probe_or_shard(
+        "audio-folder", params, r, o, list(matched), workers=workers, progress=progress,
+        label=f"prep {dataset}", timeout_s=timeout_s, shard=shard, probed=probed,
     )  # fmt: skip
+    if isinstance(got, AudioPrepResult):
+        return got
+    ok, bad = got
     rows = []
     for rel, fields in matched.items():  # sorted by path
         if rel in ok:

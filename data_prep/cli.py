@@ -44,7 +44,9 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
             "silent distractors move too; still stretches between motions; per-frame boxes of "
             "every object. Writes H.264/AAC .mp4 and (1 in 4) Xvid/MP3 .avi files, labels.csv, "
             "manifest.jsonl, boxes/ and dataset.json. Re-running resumes: finished clips are "
-            "skipped, so an interrupted build is finished by running the same command again."
+            "skipped, so an interrupted build is finished by running the same command again. "
+            "No --shard: a seeded built-in set of about a minute on 2 cores (--workers spreads "
+            "it over the cores)."
         ),
     )
     p.add_argument(
@@ -715,13 +717,24 @@ def _add_audio_common(p: argparse.ArgumentParser) -> None:
         help="per-file decode time limit in seconds (default 120); a file that exceeds it is "
         "quarantined",
     )
+    from data_prep.shards import SHARD_HELP, parse_shard
+
+    p.add_argument(
+        "--shard",
+        type=parse_shard,
+        default=None,
+        metavar="I/N",
+        help=SHARD_HELP.format(command=p.prog.split()[-1]),
+    )
 
 
 def _run_esc50(args: argparse.Namespace) -> int:
     from data_prep.audio_sets import prep_esc50
 
     try:
-        result = prep_esc50(args.root, args.out, workers=args.workers, timeout_s=args.timeout)
+        result = prep_esc50(
+            args.root, args.out, workers=args.workers, timeout_s=args.timeout, shard=args.shard
+        )
     except (OSError, ValueError) as e:
         print(f"avssl-prep esc50: {e}", file=sys.stderr)
         return 2
@@ -811,6 +824,7 @@ def _run_audio_folder(args: argparse.Namespace) -> int:
             dataset=args.name,
             workers=args.workers,
             timeout_s=args.timeout,
+            shard=args.shard,
         )
     except (OSError, ValueError) as e:
         print(f"avssl-prep audio-folder: {e}", file=sys.stderr)
@@ -822,12 +836,17 @@ def _run_audio_folder(args: argparse.Namespace) -> int:
 def _add_merge(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "merge",
-        help="combine the shards of a sharded ucf101/folder/audioset run into one set of manifests",
+        help="combine the shards of a sharded prep (ucf101, folder, audioset, esc50, "
+        "audio-folder, images) into one set of manifests",
         description=(
-            "After 'avssl-prep ucf101|folder|audioset ... --shard I/N' has run for every I (on one "
-            "machine or many), write the manifests into OUT from the shards' records. Shard "
-            "directories may be OUT itself (a shared file system) or copies; the result is "
-            "identical to an unsharded run."
+            "After 'avssl-prep COMMAND ... --shard I/N' has run for every I (on one machine or "
+            "many), write the manifests into OUT from the shards' outputs: the video preps' "
+            "records (ucf101, folder, audioset: shard-I-of-N.json) or the per-file preps' notes "
+            "(esc50, audio-folder, images: COMMAND-shard-I-of-N.json; the merge re-reads the "
+            "source folder, which must be where the shards saw it). Shard directories may be OUT "
+            "itself (a shared file system) or copies; the result is identical to an unsharded "
+            "run. Not sharded: digits and av-digits (one sheet, seconds) and synth (the built-in "
+            "set, about a minute, resumes clip by clip)."
         ),
     )
     p.add_argument("out", type=Path, metavar="OUT", help="where the merged manifests go")
@@ -841,11 +860,37 @@ def _add_merge(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_merge)
 
 
+def merge_file_shards(out: Path, notes: list[Path]) -> str:
+    """Merge the per-file preps' shard notes (data_prep/shards.py) into ``out``; the summary."""
+    from data_prep import shards
+
+    command, params, results = shards.merge_notes(notes)
+    if command == "esc50":
+        from data_prep.audio_sets import prep_esc50
+
+        return prep_esc50(params["root"], out, probed=results, progress=False).summary()
+    if command == "audio-folder":
+        from data_prep.audio_sets import prep_audio_folder
+
+        return prep_audio_folder(
+            params.pop("root"), out, probed=results, progress=False, **params
+        ).summary()
+    from data_prep.image_folder import prep_images
+
+    return prep_images(params.pop("root"), out, checked=results, **params).summary()
+
+
 def _run_merge(args: argparse.Namespace) -> int:
+    from data_prep.shards import find_notes
     from data_prep.videos import merge_shards
 
+    dirs = list(args.shards) or [args.out]
     try:
-        result = merge_shards(args.out, list(args.shards) or [args.out])
+        notes = find_notes(dirs)
+        if notes:
+            print(merge_file_shards(args.out, notes))
+            return 0
+        result = merge_shards(args.out, dirs)
     except (OSError, ValueError) as e:
         print(f"avssl-prep merge: {e}", file=sys.stderr)
         return 2

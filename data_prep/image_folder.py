@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from data_prep import shards
 from data_prep.images import _write_if_changed
 from data_prep.parallel import Progress, default_workers, imap_jobs
 
@@ -68,6 +69,25 @@ class ImagesResult:
         return (
             f"images: {c['images']} images of {c['classes']} classes ({splits}); "
             f"{c['quarantined']} quarantined (quarantine.csv); manifest {self.manifest}"
+        )
+
+
+@dataclass
+class ShardResult:
+    """A shard run of ``avssl-prep images``: its note, files opened, how many would not read."""
+
+    command: str
+    shard: tuple[int, int]
+    note: Path
+    opened: int
+    bad: int
+
+    def summary(self) -> str:
+        i, n = self.shard
+        return (
+            f"{self.command} shard {i}/{n}: opened {self.opened} files ({self.bad} bad) -> "
+            f"{self.note}; when all {n} shards are done run "
+            f"'avssl-prep merge {self.note.parent} SHARD_DIRS...'"
         )
 
 
@@ -104,8 +124,14 @@ def prep_images(
     seed: int = 0,
     name: str | None = None,
     workers: int | None = 1,
-) -> ImagesResult:
-    """Index the images under ``root`` into ``out`` (module docstring)."""
+    shard: tuple[int, int] | None = None,
+    checked: dict[str, Any] | None = None,
+) -> ImagesResult | ShardResult:
+    """Index the images under ``root`` into ``out`` (module docstring).
+
+    ``shard`` I/N opens only every N-th image and writes a shard note instead of the manifest
+    (a :class:`ShardResult`); ``checked`` is for ``avssl-prep merge``: the shards' results by
+    path, used instead of opening the files (data_prep/shards.py)."""
     src = Path(root).resolve()
     if not src.is_dir():
         raise FileNotFoundError(f"{src}: not a folder of images")
@@ -137,13 +163,28 @@ def prep_images(
 
     ok: dict[str, bool] = {}
     bad: list[tuple[str, str, str]] = []
-    bar = Progress("images", len(files), "files")
-    jobs = [(str(src), f) for f in files]
-    for rel, reason, message in imap_jobs(_check, jobs, default_workers(workers)):
+    if checked is not None:
+        got = [(f, *r) for f, r in zip(files, shards.take_results(files, checked), strict=True)]
+    else:
+        todo = shards.select(files, shard)
+        bar = Progress("images", len(todo), "files")
+        got = []
+        for rel, reason, message in imap_jobs(
+            _check, [(str(src), f) for f in todo], default_workers(workers)
+        ):
+            got.append((rel, reason, message))
+            bar.step(note=f", {sum(1 for g in got if g[1])} quarantined")
+        if shard is not None:
+            by = {g[0]: [g[1], g[2]] for g in got}
+            params = {"root": str(src), "test_fraction": test_fraction, "seed": seed,
+                      "name": name}  # fmt: skip
+            note = shards.write_note(Path(out), "images", shard, params, todo,
+                                     [by[f] for f in todo])  # fmt: skip
+            return ShardResult("images", shard, note, len(todo), sum(1 for g in got if g[1]))
+    for rel, reason, message in got:
         ok[rel] = not reason
         if reason:
             bad.append((rel, reason, message))
-        bar.step(note=f", {len(bad)} quarantined" if bad else "")
     bad.sort()
 
     rows: list[dict[str, Any]] = []
@@ -232,13 +273,21 @@ def register_images(sub: argparse._SubParsersAction) -> None:
         metavar="W",
         help="processes that open the images (default: one per core, at most 8)",
     )
+    p.add_argument(
+        "--shard",
+        type=shards.parse_shard,
+        default=None,
+        metavar="I/N",
+        help=shards.SHARD_HELP.format(command="images"),
+    )
     p.set_defaults(func=_run_images)
 
 
 def _run_images(args: argparse.Namespace) -> int:
     try:
         result = prep_images(args.root, args.out, test_fraction=args.test_fraction,
-                             seed=args.seed, name=args.name, workers=args.workers)  # fmt: skip
+                             seed=args.seed, name=args.name, workers=args.workers,
+                             shard=args.shard)  # fmt: skip
     except (OSError, ValueError) as e:
         print(f"avssl-prep images: {e}", file=sys.stderr)
         return 2

@@ -196,7 +196,8 @@ def register_digits(sub: argparse._SubParsersAction) -> None:
             "{row}_{col}.png and write OUT/images.jsonl (path, class_id, label, split, fold) and "
             "OUT/prep.json. Split: columns 0-49 train, 50-99 test (the OpenCV tutorial); fold "
             "1 + (col // 10) % 5, 500 train and 500 test images each. Re-running gives "
-            "identical files. The image set for 'avssl-eval linear | knn | retrieval'."
+            "identical files. The image set for 'avssl-eval linear | knn | retrieval'. No "
+            "--shard: one sheet sliced in about a second, nothing to spread over machines."
         ),
     )
     p.add_argument("png", type=Path, metavar="PNG", help="the digits sheet (digits.png)")

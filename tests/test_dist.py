@@ -58,6 +58,7 @@ def test_single_process_helpers_are_noops(
     assert avdist.get_rank() == 0 and avdist.get_world_size() == 1 and avdist.is_main()
     t = torch.tensor([1.0, 2.0])
     assert avdist.all_reduce_sum(t) is t and t.tolist() == [1.0, 2.0]
+    assert avdist.all_reduce_max(t) is t and t.tolist() == [1.0, 2.0]
     x = torch.ones(3, 2, requires_grad=True)
     gathered = avdist.all_gather_with_grad(x)
     assert gathered is x
@@ -138,6 +139,8 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
     t = torch.tensor([rank + 1.0, 10.0])
     result["all_reduce_same_object"] = avdist.all_reduce_sum(t) is t
     result["all_reduce"] = t.tolist()
+    flags = torch.tensor([rank, 1 - rank, 0], dtype=torch.int32)  # one rank's flag stops all
+    result["all_reduce_max"] = avdist.all_reduce_max(flags).tolist()
 
     x = local_rows(rank).requires_grad_(True)
     gathered = avdist.all_gather_with_grad(x)
@@ -202,6 +205,7 @@ def test_two_processes_gloo(tmp_path: Path) -> None:
         assert res["distributed"] is True and res["backend"] == "gloo"
         assert res["threads"] == max(1, (cpus or 1) // WORLD)
         assert res["all_reduce_same_object"] and res["all_reduce"] == [3.0, 20.0]
+        assert res["all_reduce_max"] == [1, 1, 0]
         assert res["gathered"] == full
         # d(sum_r loss_r)/d(local rows): every process's weights on this process's rows
         rows = slice(rank * ROWS, (rank + 1) * ROWS)

@@ -3,6 +3,7 @@ saves and exits cleanly, two processes under torchrun (gloo), export into the ba
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -18,7 +19,7 @@ from avssl import cli
 from avssl.data.dataset import split_by_video
 from avssl.data.manifest import read_manifest
 from avssl.models.backbones import build_backbone
-from avssl.train import TIMING_KEYS
+from avssl.train import EXIT_PREEMPTED, TIMING_KEYS
 from data_prep import synth
 from data_prep.scan import scan_folder
 from data_prep.videos import MineConfig, prep_videos
@@ -202,9 +203,54 @@ def test_sigterm_saves_and_exits_cleanly(manifests: Path, tmp_path: Path) -> Non
         time.sleep(0.05)
     time.sleep(0.5)
     p.send_signal(signal.SIGTERM)
-    assert p.wait(timeout=120) == 0
+    assert p.wait(timeout=120) == EXIT_PREEMPTED
     c = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
     assert c["epoch"] < 50
+
+
+def _wait_for_steps(run: Path, n: int, p: subprocess.Popen, timeout: float = 120) -> None:
+    """Block until ``run``'s metrics.jsonl holds ``n`` step records (the run is under way)."""
+    deadline = time.monotonic() + timeout
+    path = run / "metrics.jsonl"
+    while time.monotonic() < deadline and p.poll() is None:
+        if path.is_file() and sum('"loss"' in ln for ln in path.read_text().splitlines()) >= n:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"{run}: no {n} step records (exit {p.poll()})")
+
+
+def test_sigusr1_checkpoints_and_resume_equals_uninterrupted(
+    manifests: Path, tmp_path: Path
+) -> None:
+    """SLURM's warning (sbatch --signal=USR1@120): checkpoint after the current step, exit with
+    EXIT_PREEMPTED, and --resume then ends exactly where an uninterrupted run does."""
+    common = ["--set", "optim.epochs=2", "--set", "optim.steps_per_epoch=6",
+              "--set", "run.device=cpu"]  # fmt: skip
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    p = _run_cli(_args(manifests, "shuffle_learn", ref, *common))
+    assert p.wait(timeout=300) == 0, p.stdout.read().decode() if p.stdout else ""
+    p = _run_cli(_args(manifests, "shuffle_learn", cut, *common))
+    _wait_for_steps(cut, 2, p)
+    p.send_signal(signal.SIGSTOP)  # frozen at once, so the signal surely lands mid-run
+    p.send_signal(signal.SIGUSR1)
+    p.send_signal(signal.SIGCONT)
+    out = p.stdout.read().decode() if p.stdout else ""
+    assert p.wait(timeout=120) == EXIT_PREEMPTED, out
+    assert "SIGUSR1: checkpoint of step" in out and "--resume" in out
+    last = json.loads(out.strip().splitlines()[-1])
+    assert last["preempted"] == "SIGUSR1"
+    c = torch.load(cut / "checkpoint.pt", map_location="cpu", weights_only=True)
+    done = 6 * c["epoch"] + c["step_in_epoch"]
+    assert done == last["stopped_at_step"] and 2 <= done < 12  # complete, mid-run
+    assert {"model", "optimizer", "config", "task"} <= set(c)
+    rows = [r for r in _metrics(cut) if "loss" in r]
+    assert [r["step"] for r in rows] == list(range(done))  # stopped after the step it saved
+    p = _run_cli(_args(manifests, "shuffle_learn", cut, *common, "--resume"))
+    assert p.wait(timeout=300) == 0, p.stdout.read().decode() if p.stdout else ""
+    assert _metrics(cut) == _metrics(ref)
+    a = torch.load(ref / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(cut / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_torchrun_two_processes_gloo(manifests: Path, tmp_path: Path) -> None:
@@ -225,6 +271,58 @@ def test_torchrun_two_processes_gloo(manifests: Path, tmp_path: Path) -> None:
     ev = [x for x in rows if "val_balanced_acc" in x]
     _, val = split_by_video(read_manifest(manifests / "shuffle_learn.jsonl"), 0.2, 0)
     assert len(ev) == 1 and ev[0]["val_samples"] == len(val)  # both ranks' halves summed
+
+
+def _torchrun(argv: list[str]) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "avssl.cli", "train", *argv]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+
+
+def _rank_pid(agent: int, rank: int, timeout: float = 60) -> int:
+    """The pid of torchrun ``agent``'s worker process of global ``rank`` (read from /proc)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            kids = Path(f"/proc/{agent}/task/{agent}/children").read_text().split()
+            for kid in kids:
+                env = Path(f"/proc/{kid}/environ").read_bytes().split(b"\0")
+                if f"RANK={rank}".encode() in env:
+                    return int(kid)
+        time.sleep(0.05)
+    raise AssertionError(f"no worker of rank {rank} under torchrun pid {agent}")
+
+
+@pytest.mark.skipif(
+    not Path(f"/proc/self/task/{os.getpid()}/children").is_file(), reason="needs /proc children"
+)
+def test_ddp_ranks_stop_together_on_one_ranks_signal(manifests: Path, tmp_path: Path) -> None:
+    """SIGUSR1 to rank 1 alone: both ranks stop after the same step (the all-reduced decision;
+    alone, rank 1 would leave rank 0 hanging in DDP's next all-reduce), rank 0 writes the
+    checkpoint before either exits, both exit with EXIT_PREEMPTED, --resume completes the run."""
+    run = tmp_path / "ddp_stop"
+    argv = _args(manifests, "shuffle_learn", run, "--set", "optim.epochs=2",
+                 "--set", "optim.steps_per_epoch=6", "--set", "run.device=cpu")  # fmt: skip
+    p = _torchrun(argv)
+    worker = _rank_pid(p.pid, 1)
+    _wait_for_steps(run, 2, p)
+    os.kill(worker, signal.SIGSTOP)
+    os.kill(worker, signal.SIGUSR1)
+    os.kill(worker, signal.SIGCONT)
+    out, _ = p.communicate(timeout=120)
+    assert p.returncode != 0, out  # torchrun reports its workers' status 75 as a failure
+    assert f"exitcode  : {EXIT_PREEMPTED}" in out or f"exitcode: {EXIT_PREEMPTED}" in out, out
+    assert "signal on another rank: checkpoint of step" in out, out  # rank 0 agreed
+    c = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
+    done = 6 * c["epoch"] + c["step_in_epoch"]
+    assert 2 <= done < 12, out
+    assert [r["step"] for r in _metrics(run) if "loss" in r] == list(range(done))
+    p = _torchrun([*argv, "--resume"])
+    out, _ = p.communicate(timeout=300)
+    assert p.returncode == 0, out[-3000:]
+    assert [r["step"] for r in _metrics(run) if "loss" in r] == list(range(12))
 
 
 def test_video_folds_hold_out_every_video_once() -> None:
