@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from data_prep.av_digits import register_av_digits
 from data_prep.image_folder import register_images
 from data_prep.images import register_digits
+from data_prep.shards import parse_shard
 
 if TYPE_CHECKING:
     from data_prep.av_prep import PairConfig
@@ -184,16 +185,6 @@ def _run_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _shard(text: str) -> tuple[int, int]:
-    try:
-        i, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected I/N such as 0/4, got {text!r}") from None
-    if n < 1 or not 0 <= i < n:
-        raise argparse.ArgumentTypeError(f"shard I/N needs 0 <= I < N, got {text!r}")
-    return i, n
-
-
 def _fraction(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:
@@ -228,7 +219,7 @@ def _add_common_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--shard",
-        type=_shard,
+        type=parse_shard,
         default=None,
         metavar="I/N",
         help="process only shard I of N (0-based), e.g. one per machine; then "
@@ -717,7 +708,7 @@ def _add_audio_common(p: argparse.ArgumentParser) -> None:
         help="per-file decode time limit in seconds (default 120); a file that exceeds it is "
         "quarantined",
     )
-    from data_prep.shards import SHARD_HELP, parse_shard
+    from data_prep.shards import SHARD_HELP
 
     p.add_argument(
         "--shard",
