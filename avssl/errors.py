@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
+
 
 class MediaError(Exception):
     """Base class for problems with one media file. ``reason`` is a short quarantine code."""
@@ -17,6 +21,12 @@ class MediaNotFoundError(MediaError, FileNotFoundError):
     reason = "missing"
 
 
+class BrokenLinkError(MediaNotFoundError):
+    """A symbolic link whose target does not exist."""
+
+    reason = "broken-link"
+
+
 class EmptyMediaError(MediaError):
     reason = "empty-file"
 
@@ -25,6 +35,32 @@ class NotMediaError(MediaError):
     """The file could not be opened as a media container at all."""
 
     reason = "not-media"
+
+
+class NotAFileError(NotMediaError):
+    """A directory, FIFO, socket or device where a media file was expected (a FIFO would block
+    a reader forever, so it is refused before anything opens it)."""
+
+    reason = "not-a-file"
+
+
+class LinkLoopError(NotMediaError):
+    """A symbolic link that leads back to itself (``a -> b -> a``)."""
+
+    reason = "link-loop"
+
+
+class PermissionDeniedError(NotMediaError, PermissionError):
+    """The file (or a folder above it) may not be read by this user."""
+
+    reason = "permission-denied"
+
+
+class StillImageError(NotMediaError):
+    """A single image (PNG, JPEG, ...) where a video was expected: FFmpeg opens it as a one-frame
+    "video", which no temporal or audio-visual task can use."""
+
+    reason = "still-image"
 
 
 class CorruptMediaError(MediaError):
@@ -80,3 +116,33 @@ class BackendRefusedError(MediaError):
     """A backend was asked for on a kind of file where it fails the exact-frame tests."""
 
     reason = "backend-refused"
+
+
+def check_file_entry(path: str | os.PathLike[str]) -> os.stat_result:
+    """``os.stat`` of a media file that is safe to open, else the precise error.
+
+    Without opening anything: a dangling link is :class:`BrokenLinkError`, a link loop
+    :class:`LinkLoopError`, a directory, FIFO, socket or device :class:`NotAFileError`, a file
+    this user may not read :class:`PermissionDeniedError`, an absent one
+    :class:`MediaNotFoundError`. Emptiness is left to the caller.
+    """
+    p = os.fspath(path)
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        if os.path.islink(p):
+            raise BrokenLinkError(p, f"dangling symbolic link (to {os.readlink(p)!r})") from None
+        raise MediaNotFoundError(p, "no such file") from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise LinkLoopError(p, "symbolic link loop (too many levels of links)") from None
+        if e.errno in (errno.EACCES, errno.EPERM):
+            raise PermissionDeniedError(p, f"cannot stat: {e.strerror or e}") from None
+        raise NotMediaError(p, f"cannot stat: {e.strerror or e}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise NotAFileError(p, "is a directory, not a media file")
+    if not stat.S_ISREG(st.st_mode):
+        raise NotAFileError(p, "is not a regular file (FIFO, socket or device)")
+    if not os.access(p, os.R_OK):
+        raise PermissionDeniedError(p, "file is not readable (permissions)")
+    return st

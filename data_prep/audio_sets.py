@@ -116,14 +116,16 @@ def _write_card(path: Path, card: Mapping[str, Any]) -> None:
 
 
 def _audio_files(root: Path, suffixes: Sequence[str]) -> list[str]:
-    """POSIX paths (relative to ``root``) of the files under it with one of ``suffixes``,
+    """POSIX paths (relative to ``root``) of the entries under it with one of ``suffixes``,
     case-insensitive; hidden files and folders (``.name``, e.g. macOS ``._x.wav``) skipped."""
     out = []
     for p in root.rglob("*"):
         rel = p.relative_to(root).as_posix()
         if any(part.startswith(".") for part in rel.split("/")):
             continue
-        if p.name.lower().endswith(tuple(suffixes)) and p.is_file():
+        # Any entry, not only regular files: a dangling link, a FIFO or a folder named like
+        # audio is quarantined with its reason by the probe, not skipped without a trace.
+        if p.name.lower().endswith(tuple(suffixes)):
             out.append(rel)
     return sorted(out)
 
@@ -463,13 +465,19 @@ def prep_esc50(
         raise FileNotFoundError(
             f"{audio}: no audio folder (expected ROOT/audio/*.wav next to ROOT/meta/esc50.csv)"
         )
-    on_disk = {
-        e.name for e in os.scandir(audio) if not e.name.startswith(".") and e.is_file()
-    }  # fmt: skip
+    # A listed name that is a dangling link, a FIFO or a folder is probed (and quarantined with
+    # that reason), not reported missing; unlisted.csv names files, not sub-folders.
+    on_disk: dict[str, bool] = {}  # name -> is a folder
+    for d in os.scandir(audio):
+        if not d.name.startswith("."):
+            try:
+                on_disk[d.name] = d.is_dir()
+            except OSError:  # a link loop
+                on_disk[d.name] = False
     listed = {e.filename for e in entries}
     present = sorted((e for e in entries if e.filename in on_disk), key=lambda e: e.filename)
     missing = sorted((e for e in entries if e.filename not in on_disk), key=lambda e: e.filename)
-    unlisted = sorted(on_disk - listed)
+    unlisted = sorted(n for n, is_dir in on_disk.items() if n not in listed and not is_dir)
     o = Path(out).resolve()
     o.mkdir(parents=True, exist_ok=True)
     got = _probe_or_shard(

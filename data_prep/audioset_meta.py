@@ -495,7 +495,10 @@ def _media_files(root: Path, suffixes: Iterable[str]) -> list[str]:
         visited.add(real)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))  # first path wins
         rel_dir = Path(dirpath).relative_to(root)
-        for name in filenames:
+        # Folders named like media count too (and are searched): the prep quarantines them
+        # (not-a-file) rather than reporting their segment missing. FIFOs and broken links are
+        # in filenames already.
+        for name in [*filenames, *dirnames]:
             if not name.startswith(".") and Path(name).suffix.lower() in wanted:
                 out.append((rel_dir / name).as_posix())
     return sorted(out)

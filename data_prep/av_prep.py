@@ -33,7 +33,8 @@ from data_prep.scan import Entry
 __all__ = ["PAIR_TASKS", "PairConfig", "load_cached_pair", "mine_pairs", "pair_rows"]
 
 PAIR_TASKS = ("avc", "sync")
-RECORD_VERSION = 1
+# 2: the stricter probe of data_prep.videos (bad-media corpus): old records are re-checked
+RECORD_VERSION = 2
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,11 @@ relative to ``root`` in prep.json -- the trainer and the evaluations both resolv
 * **fold** -- ``1 + k % 5`` for the k-th image of its (class, split) in path order.
 
 Every file is opened with the reader ``avssl-train`` and ``avssl-eval`` use
-(:func:`avssl.data.image.read_image`); one that fails -- zero bytes (``empty``), not an image
-OpenCV can decode (``unreadable``), not 8-bit (``not-8-bit``) -- goes to quarantine.csv with
-the reason, and the run goes on. Writes are atomic; a file whose bytes would not change is not
+(:func:`avssl.data.image.read_image`); one that fails -- zero bytes (``empty``), a PNG or JPEG
+cut short (``truncated``), not an image OpenCV can decode or will allocate (``unreadable``), not
+8-bit (``not-8-bit``), or not a readable regular file at all (``broken-link``, ``link-loop``,
+``not-a-file``, ``permission-denied``) -- goes to quarantine.csv with the reason, and the run
+goes on. Writes are atomic; a file whose bytes would not change is not
 rewritten, so a re-run on the same folder changes nothing (not even modification times, which
 key the evaluations' feature caches).
 """
@@ -97,18 +99,68 @@ def _suffixes() -> frozenset[str]:
     return IMAGE_SUFFIXES
 
 
+def _truncation(data: bytes) -> str | None:
+    """Why a PNG or JPEG stops early (None when it ends as its format says; other formats are
+    not checked). OpenCV decodes a cut JPEG with a warning, grey below the cut, so a cut must be
+    found before decoding: a PNG's chunks must run to its IEND chunk, a JPEG must hold its
+    end-of-image marker (entropy-coded data never contains it: 0xFF is stuffed there)."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        if data[12:16] != b"IHDR" and len(data) >= 16:
+            return None  # not a PNG past its signature: the decoder says "unreadable"
+        pos = 8
+        while pos + 8 <= len(data):
+            length = int.from_bytes(data[pos : pos + 4], "big")
+            kind = data[pos + 4 : pos + 8]
+            if not kind.isalpha():
+                return None  # garbage, not a cut: left to the decoder
+            if kind == b"IEND":
+                return None
+            if pos + 12 + length > len(data):
+                name = kind.decode("latin-1")
+                return (
+                    f"PNG chunk '{name}' at byte {pos} needs {12 + length} bytes, the file ends "
+                    f"at {len(data)}"
+                )
+            pos += 12 + length
+        return f"PNG ends at byte {len(data)} without its IEND chunk"
+    if data.startswith(b"\xff\xd8\xff") and b"\xff\xd9" not in data:
+        return f"JPEG ends at byte {len(data)} without its end-of-image marker"
+    return None
+
+
 def _check(job: tuple[str, str]) -> tuple[str, str, str]:
-    """``(rel, reason, message)`` for one file; reason ``""`` when it reads."""
+    """``(rel, reason, message)`` for one file; reason ``""`` when it reads.
+
+    Reasons: those of :func:`avssl.errors.check_file_entry` (``broken-link``, ``link-loop``,
+    ``not-a-file``, ``permission-denied``; nothing is opened before it passes: a FIFO would
+    block), ``empty``, ``truncated``, ``unreadable`` (OpenCV cannot decode it, or refuses its
+    declared size) and ``not-8-bit``."""
+    from avssl import errors
+
     root, rel = job
     path = Path(root, rel)
-    if path.stat().st_size == 0:
+    try:
+        st = errors.check_file_entry(path)
+    except errors.MediaError as e:
+        return rel, e.reason, str(e)
+    if st.st_size == 0:
         return rel, "empty", "zero bytes"
+    import cv2
+
     from avssl.data.image import read_image
 
     try:
+        cut = _truncation(path.read_bytes())
+        if cut:
+            return rel, "truncated", f"{path}: {cut}"
         read_image(path)
     except ValueError as e:
         return rel, "not-8-bit" if "8-bit" in str(e) else "unreadable", str(e)
+    except cv2.error as e:  # e.g. a header declaring more pixels than OpenCV accepts
+        last = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        return rel, "unreadable", f"{path}: OpenCV refused it: {last}"
+    except OSError as e:  # vanished or unreadable between the check and the read
+        return rel, "unreadable", f"{path}: {e}"
     return rel, "", ""
 
 
@@ -140,9 +192,8 @@ def prep_images(
     suffixes = _suffixes()
     files = sorted(
         p.relative_to(src).as_posix()
-        for p in src.rglob("*")
-        if p.is_file()
-        and p.suffix.lower() in suffixes
+        for p in src.rglob("*")  # any entry: a link, FIFO or folder named x.png is quarantined
+        if p.suffix.lower() in suffixes
         and not any(part.startswith(".") for part in p.relative_to(src).parts)
     )
     if not files:

@@ -86,7 +86,9 @@ def scan_ucf101(root: str | Path, splits_dir: str | Path, split: str = "1") -> S
                 info[c.relpath] = (c.class_name, c.label, c.group)
     # Compare case-insensitively: the lists and the folders disagree in case in places
     # (HandstandPushups/v_HandStandPushups_*), and some file systems fold case.
-    on_disk = {p.relative_to(r).as_posix(): p for p in r.glob("*/*") if p.is_file()}
+    # Every entry, not only regular files: a listed clip that is a dangling link, a FIFO or a
+    # folder is quarantined with that reason by the prep, not reported as missing.
+    on_disk = {p.relative_to(r).as_posix(): p for p in r.glob("*/*")}
     by_lower = {k.lower(): k for k in on_disk}
     entries: list[Entry] = []
     missing: list[str] = []
@@ -115,6 +117,10 @@ def scan_ucf101(root: str | Path, splits_dir: str | Path, split: str = "1") -> S
 def scan_folder(root: str | Path) -> Scan:
     """Every video file under ``root`` (recursively; hidden files and folders skipped).
 
+    Every entry named like a video counts, not only regular files: a dangling or looping link,
+    a FIFO or a folder named ``x.mp4`` is quarantined by the prep with its reason instead of
+    vanishing without a trace (folders are still searched).
+
     The class of a video is the first-level sub-folder it is in (``root/<class>/.../x.mp4``);
     files directly in ``root`` have none. There is no official split: every video is "train"
     of the split "all".
@@ -126,8 +132,7 @@ def scan_folder(root: str | Path) -> Scan:
     rels = sorted(
         p.relative_to(r).as_posix()
         for p in r.rglob("*")
-        if p.is_file()
-        and p.suffix.lower() in VIDEO_SUFFIXES
+        if p.suffix.lower() in VIDEO_SUFFIXES
         and not any(part.startswith(".") for part in p.relative_to(r).parts)
     )
     classes = sorted({rel.split("/")[0] for rel in rels if "/" in rel})

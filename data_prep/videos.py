@@ -46,7 +46,9 @@ __all__ = ["FORMAT_VERSION", "MineConfig", "PrepResult", "assemble", "prep_video
 #: Version of the manifest rows (the ``"v"`` field of every row); see docs/manifests.md.
 FORMAT_VERSION = 1
 #: Bump when a change alters what a record holds for the same input and settings.
-RECORD_VERSION = 2  # 2: Shuffle & Learn keeps its class through rejected draws
+# 2: Shuffle & Learn keeps its class through rejected draws; 3: stricter probe (bad-media corpus:
+# concealed damage, still images, headers claiming lost frames, links / FIFOs / folders)
+RECORD_VERSION = 3
 TASKS = ("shuffle_learn", "odd_one_out", "arrow_of_time")
 
 # Below these energies a window is "still" whatever the video's own statistics say (measured on
@@ -124,10 +126,19 @@ def _settings_key(job: _Job) -> str:
     return _hash(json.dumps([job.config.key(), job.cache_dir], sort_keys=True))
 
 
+def _source_stat(src: Path) -> os.stat_result:
+    """``stat`` of a source, or of the link itself when it is dangling or loops: such an entry
+    is quarantined, and its record reused while the link stays as it is."""
+    try:
+        return src.stat()
+    except OSError:
+        return src.lstat()
+
+
 def _is_current(rec_path: Path, src: Path, job: _Job) -> bool:
     try:
         rec = json.loads(rec_path.read_text())
-        st = src.stat()
+        st = _source_stat(src)
         return bool(
             rec["settings"] == _settings_key(job)
             and rec["size_bytes"] == st.st_size
@@ -215,16 +226,15 @@ def _process(job: _Job) -> tuple[str, str]:
     e = job.entry
     src = Path(job.root) / e.relpath
     rec_path = Path(job.out) / "records" / record_name(e.relpath)
-    st = src.stat()
-    rec: dict[str, Any] = {
-        "relpath": e.relpath,
-        "settings": _settings_key(job),
-        "size_bytes": st.st_size,
-        "mtime_ns": st.st_mtime_ns,
-    }
+    rec: dict[str, Any] = {"relpath": e.relpath, "settings": _settings_key(job)}
     try:
+        st = _source_stat(src)
+        rec.update(size_bytes=st.st_size, mtime_ns=st.st_mtime_ns)
+        # Before anything opens it: a FIFO would block the fingerprint's read forever.
+        errors.check_file_entry(src)
         rec["fingerprint"] = file_fingerprint(src)
-        info = probe(src, timeout_s=job.timeout_s)
+        info = probe(src, timeout_s=job.timeout_s, conceal=False)
+        check_video(src, info)
         cfg = job.config
         if isinstance(cfg, PairConfig):
             cache = Path(job.cache_dir) if job.cache_dir is not None else None
@@ -267,6 +277,33 @@ def _process(job: _Job) -> tuple[str, str]:
         rec.update(status="quarantined", reason="error", message=f"{src}: {last}")
     atomic_write_text(rec_path, json.dumps(rec, separators=(",", ":")) + "\n")
     return e.relpath, rec["status"]
+
+
+#: Demuxers FFmpeg opens a single image with (a one-frame "video": StillImageError), besides
+#: every ``*_pipe`` one (png_pipe, jpeg_pipe, ...). Animated GIF ("gif") is a video.
+_IMAGE_FORMATS = frozenset({"image2", "image2pipe"})
+#: A header may claim this many frames more than decode (rounding of a B-frame delay; every
+#: real and generated test clip decodes exactly its header's count). More means frames are gone.
+HEADER_SLACK_FRAMES = 2
+HEADER_SLACK_SHARE = 0.05
+
+
+def check_video(src: Path, info: Any) -> None:
+    """Refuse what probes as a video but is none, or lost frames: a single image opened as a
+    one-frame video (:class:`~avssl.errors.StillImageError`), and a container whose header
+    declares more frames than decode (:class:`~avssl.errors.TruncatedMediaError`: an AVI cut
+    at a chunk boundary with its sizes patched looks whole to every other check)."""
+    fmt = str(info.container).split(",")[0]
+    if fmt in _IMAGE_FORMATS or fmt.endswith("_pipe"):
+        raise errors.StillImageError(
+            str(src), f"a single image ({fmt}, {info.width}x{info.height}), not a video"
+        )
+    slack = max(HEADER_SLACK_FRAMES, int(HEADER_SLACK_SHARE * info.num_frames))
+    if info.header_num_frames > info.num_frames + slack:
+        raise errors.TruncatedMediaError(
+            str(src), f"truncated: the header declares {info.header_num_frames} frames but only "
+            f"{info.num_frames} decode",
+        )  # fmt: skip
 
 
 def _video_row(e: Entry, info: Any, fingerprint: str) -> dict[str, Any]:

@@ -32,7 +32,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-import stat
 import threading
 import time
 import zlib
@@ -174,20 +173,9 @@ def choose_backend(info: VideoInfo) -> str:
 # --------------------------------------------------------------------------------------------
 def _check_file(path: str | os.PathLike[str]) -> Path:
     p = Path(path)
-    try:
-        st = p.stat()
-    except FileNotFoundError:
-        raise errors.MediaNotFoundError(str(p), "no such file") from None
-    except OSError as e:  # symlink loops, permissions on a parent folder, ...
-        raise errors.NotMediaError(str(p), f"cannot stat: {e.strerror or e}") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise errors.NotMediaError(str(p), "is a directory, not a media file")
-    if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block the demuxer forever
-        raise errors.NotMediaError(str(p), "is not a regular file (FIFO, socket or device)")
+    st = errors.check_file_entry(p)  # links, folders, FIFOs (would block the demuxer), permissions
     if st.st_size == 0:
         raise errors.EmptyMediaError(str(p), "file is empty (0 bytes)")
-    if not os.access(p, os.R_OK):
-        raise errors.NotMediaError(str(p), "file is not readable (permissions)")
     return p
 
 
@@ -276,7 +264,7 @@ class _KeyPacket:
     pos: int
 
 
-_PROBE_CACHE: OrderedDict[tuple[str, int, int, bool], VideoInfo] = OrderedDict()
+_PROBE_CACHE: OrderedDict[tuple[str, int, int, bool, bool], VideoInfo] = OrderedDict()
 _PROBE_CACHE_SIZE = 4096
 _PROBE_LOCK = threading.Lock()
 
@@ -286,6 +274,7 @@ def probe(
     *,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     strict: bool = True,
+    conceal: bool = True,
 ) -> VideoInfo:
     """Decode the whole file once and describe it (cached per process by path, size and mtime).
 
@@ -293,15 +282,19 @@ def probe(
     a seek target, and only those from which decoding reproduces the sequential frames exactly
     become ``seek_points``. With ``strict`` (the default) any decode error or truncated packet
     raises :class:`~avssl.errors.CorruptMediaError`; without it the decodable frames are kept.
+    ``conceal=False`` (with ``strict``) also fails on damage the decoder would otherwise paint
+    over silently (FFmpeg ``err_detect=explode``: a corrupt MPEG-4 macroblock decodes to a
+    concealed frame, not an error): ``avssl-prep`` probes this way, readers need not.
     """
     p = _check_file(path)
     st = p.stat()
-    key = (str(p.resolve()), st.st_size, st.st_mtime_ns, strict)
+    explode = strict and not conceal
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns, strict, explode)
     with _PROBE_LOCK:
         if key in _PROBE_CACHE:
             _PROBE_CACHE.move_to_end(key)
             return _PROBE_CACHE[key]
-    info = _probe_uncached(p, st, timeout_s=timeout_s, strict=strict)
+    info = _probe_uncached(p, st, timeout_s=timeout_s, strict=strict, explode=explode)
     with _PROBE_LOCK:
         _PROBE_CACHE[key] = info
         while len(_PROBE_CACHE) > _PROBE_CACHE_SIZE:
@@ -309,13 +302,17 @@ def probe(
     return info
 
 
-def _probe_uncached(p: Path, st: os.stat_result, *, timeout_s: float, strict: bool) -> VideoInfo:
+def _probe_uncached(
+    p: Path, st: os.stat_result, *, timeout_s: float, strict: bool, explode: bool = False
+) -> VideoInfo:
     deadline = time.monotonic() + timeout_s
     cut = _truncation(p, st.st_size)
     if cut and strict:
         raise errors.TruncatedMediaError(str(p), f"truncated: {cut}")
     with _open(p) as c:
         vs = _video_stream(c, p)
+        if explode:
+            vs.codec_context.options = {**vs.codec_context.options, "err_detect": "explode"}
         astreams = list(c.streams.audio)
         tb = vs.time_base or Fraction(1, 1000)
         key_packets: list[_KeyPacket] = []
