@@ -106,7 +106,13 @@ def export_main(argv: Sequence[str] | None = None) -> int:
     if not ckpt_path.is_file():
         print(f"avssl-export: {ckpt_path}: no checkpoint", file=sys.stderr)
         return 2
-    ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    from avssl.checkpoints import load_checkpoint, load_weights
+
+    try:
+        ck = load_checkpoint(ckpt_path)
+    except ValueError as e:
+        print(f"avssl-export: {e}", file=sys.stderr)
+        return 2
     prefixes = ("encoder.net.", "net.")
     sd = {}
     for k, v in ck["model"].items():
@@ -117,7 +123,11 @@ def export_main(argv: Sequence[str] | None = None) -> int:
     import json
 
     net = build_backbone(ck["backbone"], **json.loads(ck.get("backbone_kwargs", "{}")))
-    net.load_state_dict(sd)
+    try:
+        load_weights(net, sd, ckpt_path, what=f"{ck['backbone']} backbone")
+    except ValueError as e:
+        print(f"avssl-export: {e}", file=sys.stderr)
+        return 2
     out = args.out or args.run_dir / "backbone.pt"
     with atomic_output(out) as tmp:
         torch.save(export_backbone(ck["backbone"], net), tmp)

@@ -74,14 +74,24 @@ def load_config(
 
     Raises:
         ValueError: an unknown key, a value of the wrong type, a malformed override, or a file
-            that does not hold a mapping.
+            that does not hold a mapping or is not plain YAML (``yaml.safe_load``: no tags that
+            build Python objects).
     """
     cfg = _defaults(cls)
     if base:
         cfg = _apply_mapping(cfg, base, prefix="", source="<task defaults>")
     if yaml_path is not None:
         path = Path(yaml_path)
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        try:  # safe_load: plain YAML only; a tag such as !!python/object is refused
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as e:
+            why = (
+                "refused: a tag that builds a Python object (such as !!python/object); a "
+                "configuration holds plain values only"
+                if isinstance(e, yaml.constructor.ConstructorError)
+                else "not valid YAML"
+            )
+            raise ValueError(f"{path}: {why}: {' '.join(str(e).split())}") from None
         if data is not None:
             cfg = _apply_mapping(cfg, data, prefix="", source=str(path))
     return apply_overrides(cfg, overrides)

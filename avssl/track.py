@@ -131,10 +131,12 @@ def _checkpoint_path(p: Path) -> Path:
 
 def _model_from_checkpoint(path: Path, *, load_weights: bool) -> tuple[Any, dict[str, Any]]:
     """The :class:`ColourTracker` of a checkpoint (weights loaded or random) and its config."""
+    from avssl.checkpoints import load_checkpoint
+    from avssl.checkpoints import load_weights as fit_weights
     from avssl.config import config_from_dict
     from avssl.models.tracking import ColourTracker, TrackingOptions
 
-    ck = torch.load(path, map_location="cpu", weights_only=True)
+    ck = load_checkpoint(path)
     if ck.get("task") != "colorization_tracking":
         raise ValueError(f"{path}: a {ck.get('task')!r} checkpoint, not colorization_tracking")
     cfg = json.loads(ck["config"])
@@ -150,7 +152,7 @@ def _model_from_checkpoint(path: Path, *, load_weights: bool) -> tuple[Any, dict
         **json.loads(ck.get("backbone_kwargs", "{}")),
     )  # fmt: skip
     if load_weights:
-        model.load_state_dict(ck["model"])
+        fit_weights(model, ck["model"], path, what="model")
     return model.eval(), cfg
 
 

@@ -67,6 +67,10 @@ class DataConfig:
     frame_size: int = 64  # frames are decoded at this short side (square crop from it)
     cache_mb: int = 2048  # per-process cache of decoded videos (0: read_frames every time)
     num_workers: int = 0  # data-loader processes
+    # batches each worker keeps ready (DataLoader prefetch_factor; with num_workers > 0)
+    prefetch_factor: int = 2
+    # page-locked host batches for asynchronous copies to the GPU; "auto": on when training on CUDA
+    pin_memory: Literal["auto", "on", "off"] = "auto"
     shuffle_labels: bool = False  # leak check: targets permuted across rows
     # probability of showing a training row played backwards, for the tasks whose label survives
     # it (shuffle_learn, odd_one_out): twice the distinct inputs, no "which way" shortcut
@@ -448,8 +452,8 @@ def build(cfg: TrainConfig, env: dist.DistEnv) -> dict[str, Any]:
         "opt": opt,
         "train": ds,
         "val": val,
-        "train_loader": EpochLoader(ds, cfg),
-        "val_loader": EpochLoader(val, cfg),
+        "train_loader": EpochLoader(ds, cfg, env.device),
+        "val_loader": EpochLoader(val, cfg, env.device),
         "steps_per_epoch": steps,
         "where": where,
         "reader": reader,
@@ -493,9 +497,14 @@ class EpochLoader:
     the batches of those dataset rows; the keys ``(epoch, index)`` travel to the workers, so the
     random stream of every sample is fixed by (seed, epoch, index) whatever the worker count."""
 
-    def __init__(self, ds: ManifestDataset, cfg: TrainConfig) -> None:
+    def __init__(
+        self, ds: ManifestDataset, cfg: TrainConfig, device: torch.device | None = None
+    ) -> None:
         self.keys: list[tuple[int, int]] = []
         workers = cfg.data.num_workers
+        pin = cfg.data.pin_memory == "on" or (
+            cfg.data.pin_memory == "auto" and device is not None and device.type == "cuda"
+        )
         self.loader = torch.utils.data.DataLoader(
             ds,
             batch_size=cfg.optim.batch_size,
@@ -503,6 +512,8 @@ class EpochLoader:
             num_workers=workers,
             drop_last=False,
             persistent_workers=workers > 0,
+            prefetch_factor=cfg.data.prefetch_factor if workers else None,
+            pin_memory=pin and torch.cuda.is_available(),
             multiprocessing_context="spawn" if workers else None,
             worker_init_fn=_ignore_stop_signals if workers else None,
         )
@@ -688,7 +699,19 @@ def save_checkpoint(
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """Tensors and primitives only (``weights_only=True``); anything else is refused with a
+    ValueError naming the file (:func:`avssl.checkpoints.load_checkpoint`)."""
+    from avssl.checkpoints import load_checkpoint as load_safely
+
+    return load_safely(path)
+
+
+def _step_of(line: str) -> float:
+    """The ``step`` of a metrics.jsonl line; +inf for a line that is not whole JSON."""
+    try:
+        return float(json.loads(line).get("step", -1))
+    except (json.JSONDecodeError, AttributeError):
+        return math.inf
 
 
 class Logger:
@@ -708,9 +731,11 @@ class Logger:
             keep = [
                 ln
                 for ln in self.path.read_text().splitlines()
-                if json.loads(ln).get("step", -1) < resume_step
+                if _step_of(ln) < resume_step  # (a line torn by a kill mid-append: dropped)
             ]
-            self.path.write_text("".join(k + "\n" for k in keep))
+            from avssl.data.manifest import atomic_write_text
+
+            atomic_write_text(self.path, "".join(k + "\n" for k in keep))
         if cfg.run.tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -802,9 +827,16 @@ def _train(cfg: TrainConfig, resume: bool, caught: dict[str, str | None]) -> dic
     ckpt_path = run_dir / "checkpoint.pt"
     state = build(cfg, env)
     start_epoch, start_step = 0, 0
+    if env.is_main and run_dir.is_dir():  # temporary files a kill mid-write left (checkpoint,
+        # metrics, config: top level only; RUN/eval belongs to avssl-eval, which may be running)
+        for tmp in run_dir.glob(".*.tmp*"):
+            if tmp.is_file():
+                tmp.unlink(missing_ok=True)
     if resume and ckpt_path.is_file():
+        from avssl.checkpoints import load_weights
+
         ck = load_checkpoint(ckpt_path)
-        state["model"].load_state_dict(ck["model"])
+        load_weights(state["model"], ck["model"], ckpt_path, what="model")
         state["opt"].load_state_dict(ck["optimizer"])
         start_epoch, start_step = int(ck["epoch"]), int(ck["step_in_epoch"])
     if env.is_main:

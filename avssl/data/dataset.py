@@ -31,6 +31,7 @@ import torch
 
 from avssl.data import decode
 from avssl.data.image import read_image
+from avssl.data.manifest import resolve_under
 from avssl.types import VideoInfo
 
 __all__ = [
@@ -80,12 +81,17 @@ class FrameReader:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else self.root
         self._mmaps: dict[str, np.ndarray] = {}
 
+    def path(self, rel: str) -> Path:
+        """The file of manifest path ``rel``: under :attr:`root`, or a :class:`ValueError`
+        (absolute paths and ``..`` out of the root are refused: ``resolve_under``)."""
+        return resolve_under(self.root, rel)
+
     def _info(self, rel: str) -> VideoInfo | None:
         """The prep's probe, unless the file changed since (iter_frames does not check; read_frames
         does, so the per-sample path passes ``infos`` straight through)."""
         info = self.infos.get(rel)
         if info is not None:
-            st = (self.root / rel).stat()
+            st = self.path(rel).stat()
             if (st.st_size, st.st_mtime_ns) != (info.size_bytes, info.mtime_ns):
                 return None  # the file changed since the prep: probe again
         return info
@@ -101,7 +107,7 @@ class FrameReader:
                 [
                     f
                     for _, f in decode.iter_frames(
-                        self.root / rel, size=self.size, info=self._info(rel)
+                        self.path(rel), size=self.size, info=self._info(rel)
                     )
                 ]
             ).transpose(0, 3, 1, 2)
@@ -123,7 +129,7 @@ class FrameReader:
         key = f"image:{rel}"
         arr = self._cache.get(key)
         if arr is None:
-            rgb = decode._resize(read_image(self.root / rel), self.size)
+            rgb = decode._resize(read_image(self.path(rel)), self.size)
             arr = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None])
             if self.cache_bytes > 0:
                 self._keep(key, arr)
@@ -145,8 +151,8 @@ class FrameReader:
             info = self._info(rel)
             dur = max((a.duration_s for a in info.audio), default=0.0) if info else 0.0
             if dur <= 0:
-                dur = max((a.duration_s for a in decode.probe(self.root / rel).audio), default=0)
-            track = decode.read_audio(self.root / rel, 0.0, dur, sample_rate=sr).data.numpy()[0]
+                dur = max((a.duration_s for a in decode.probe(self.path(rel)).audio), default=0)
+            track = decode.read_audio(self.path(rel), 0.0, dur, sample_rate=sr).data.numpy()[0]
             self._keep(key, track)
         else:
             self._cache.move_to_end(key)
@@ -154,7 +160,7 @@ class FrameReader:
 
     def _mmap(self, rel: str) -> np.ndarray:
         if rel not in self._mmaps:
-            self._mmaps[rel] = np.load(self.cache_dir / rel, mmap_mode="r")
+            self._mmaps[rel] = np.load(resolve_under(self.cache_dir, rel), mmap_mode="r")
         return self._mmaps[rel]
 
     def cached_frame(
@@ -174,7 +180,7 @@ class FrameReader:
         if self.cache_bytes > 0:
             return torch.from_numpy(self._whole(rel)[list(indices)])
         clip = decode.read_frames(
-            self.root / rel, list(indices), size=self.size, info=self.infos.get(rel)
+            self.path(rel), list(indices), size=self.size, info=self.infos.get(rel)
         )
         return clip.data.contiguous()
 

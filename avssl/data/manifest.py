@@ -29,6 +29,7 @@ __all__ = [
     "atomic_write_text",
     "read_manifest",
     "remove_stale_temps",
+    "resolve_under",
     "write_manifest",
 ]
 
@@ -83,6 +84,39 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+
+
+def resolve_under(
+    root: str | os.PathLike[str], rel: str | os.PathLike[str], *, where: str = ""
+) -> Path:
+    """``root / rel`` for a manifest row's path ``rel``, refusing one that leaves ``root``.
+
+    The check is lexical (:func:`os.path.normpath`, no file system access): ``rel`` must be a
+    non-empty relative path whose ``..`` parts never climb above ``root`` -- so a manifest cannot
+    make avssl read (or write) ``/etc/passwd`` or ``../../x``. Symbolic links inside the root are
+    followed as the operating system does (datasets are often trees of links; docs/manifests.md).
+
+    Raises:
+        ValueError: ``rel`` is empty, absolute (or a Windows drive path), holds a NUL byte or
+            climbs out of ``root``; the message starts with ``where`` (e.g. the manifest and row).
+    """
+    head = f"{where}: " if where else ""
+    text = os.fspath(rel) if isinstance(rel, (str, os.PathLike)) else rel
+    if not isinstance(text, str) or not text or "\0" in text:
+        raise ValueError(f"{head}bad path {text!r} in a manifest row (empty or not text)")
+    posix = text.replace("\\", "/")  # checked as Windows would read it too: ..\\..\\x
+    norm = os.path.normpath(posix)
+    if (
+        os.path.isabs(posix)
+        or (posix[:1].isalpha() and posix[1:2] == ":" and posix[2:3] in ("", "/"))  # C:/
+        or norm in (".", "..")
+        or norm.startswith("../")
+    ):
+        raise ValueError(
+            f"{head}path {text!r} of a manifest row is not inside the dataset root {root} "
+            "(row paths must be relative to the root, without '..' that climbs out of it)"
+        )
+    return Path(root) / os.path.normpath(text)
 
 
 def _format(path: Path) -> str:

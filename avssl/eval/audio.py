@@ -81,7 +81,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from avssl.data.manifest import atomic_output, atomic_write_text, read_manifest
+from avssl.checkpoints import load_checkpoint, load_weights
+from avssl.data.manifest import atomic_output, atomic_write_text, read_manifest, resolve_under
 from avssl.errors import MediaError
 from avssl.eval.encoders import ModelInfo, _checkpoint, _fingerprint
 from avssl.eval.metrics import (
@@ -445,7 +446,7 @@ def load_audio_model(
         kwargs = dict(model_kwargs or {})
         fe_cfg = dict(frontend or {})
         if like is not None:
-            ck = torch.load(_checkpoint(like), map_location="cpu", weights_only=True)
+            ck = load_checkpoint(_checkpoint(like))
             if ck.get("audio_backbone") != name:
                 raise ValueError(
                     f"like={like}: its audio backbone is {ck.get('audio_backbone')}, not {name}"
@@ -463,8 +464,8 @@ def load_audio_model(
         if like is not None:
             raise ValueError("like= applies to random:NAME baselines only")
         path = _checkpoint(spec)
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-        name = ck.get("audio_backbone")
+        ck = load_checkpoint(path)
+        name = str(ck.get("audio_backbone") or "")
         if not name:
             raise ValueError(
                 f"{path}: no audio tower (no 'audio_backbone' entry; a vision-only "
@@ -482,7 +483,7 @@ def load_audio_model(
                 f"{path}: no {name} weights under {' or '.join(_AUDIO_PREFIXES)} (expected "
                 f"keys ending in e.g. {keys[0]!r}; found {sample or 'none'})"
             )
-        net.load_state_dict(state)
+        load_weights(net, state, path, what=f"{name} audio tower")
         info = ModelInfo(
             "run" if Path(spec).is_dir() else "checkpoint", spec, str(name), kwargs,
             task=ck.get("task"), path=str(path), fingerprint=_fingerprint(state), in_channels=1,
@@ -633,7 +634,7 @@ def _features(
         print(f"features: loaded from cache {cache}")
         extra["cache_hit"] = True
         return feats, model, layer, extra
-    paths = [data.root / p for p in data.paths]
+    paths = [resolve_under(data.root, p, where=str(data.manifest)) for p in data.paths]
     progress = _Progress(len(data), f"{KIND} {data.name} features")
     if encoder is None:
         sr = MFCC_RECIPE["sample_rate"]

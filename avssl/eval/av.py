@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from avssl.checkpoints import load_checkpoint, load_weights
 from avssl.data.dataset import FrameReader, load_probe_infos
 from avssl.data.manifest import atomic_output, atomic_write_text, read_manifest
 from avssl.eval import metrics
@@ -81,7 +82,7 @@ def load_av_model(spec: str) -> LoadedAV:
     ck_path = p / "checkpoint.pt" if p.is_dir() else p
     if not ck_path.is_file():
         raise FileNotFoundError(f"{spec}: no checkpoint (a run directory or a checkpoint.pt)")
-    ck = torch.load(ck_path, map_location="cpu", weights_only=True)
+    ck = load_checkpoint(ck_path)
     task = ck.get("task")
     if task not in TASKS or not TASKS[task].pair:
         raise ValueError(f"{spec}: a {task} run; localization needs an audio-visual run "
@@ -91,7 +92,7 @@ def load_av_model(spec: str) -> LoadedAV:
     model = build_pair_model(cfg)
     assert isinstance(model, AVNet)
     if not random_init:
-        model.load_state_dict(ck["model"])
+        load_weights(model, ck["model"], ck_path, what="model")
     model.eval()
     return LoadedAV(model, cfg, ("random:" if random_init else "") + str(ck_path))
 

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from avssl.checkpoints import load_checkpoint, load_weights
 from avssl.models.backbones import BACKBONES, build_backbone
 
 __all__ = ["ModelInfo", "load_encoder", "backbone_state"]
@@ -98,7 +99,7 @@ def load_encoder(
             raise ValueError(f"unknown backbone {name!r}; available: {sorted(BACKBONES)}")
         kwargs = dict(model_kwargs or {})
         if like is not None:
-            ck = torch.load(_checkpoint(like), map_location="cpu", weights_only=True)
+            ck = load_checkpoint(_checkpoint(like))
             if ck["backbone"] != name:
                 raise ValueError(f"like={like}: its backbone is {ck['backbone']}, not {name}")
             kwargs = {**json.loads(ck.get("backbone_kwargs", "{}")), **kwargs}
@@ -110,14 +111,14 @@ def load_encoder(
         info = ModelInfo("random", spec, name, kwargs, fingerprint=f"random-{fp}")
     else:
         path = _checkpoint(spec)
-        ck = torch.load(path, map_location="cpu", weights_only=True)
+        ck = load_checkpoint(path)
         name = ck["backbone"]
         kwargs = {**json.loads(ck.get("backbone_kwargs", "{}")), **(model_kwargs or {})}
         net = build_backbone(name, **kwargs)
         state = backbone_state(ck["model"])
         if not state:
             raise ValueError(f"{path}: no backbone weights (keys under {' or '.join(_PREFIXES)})")
-        net.load_state_dict(state)
+        load_weights(net, state, path, what=f"{name} backbone")
         source = "run" if Path(spec).is_dir() else "checkpoint"
         info = ModelInfo(
             source, spec, name, kwargs, task=ck.get("task"), path=str(path),

@@ -87,8 +87,9 @@ import torch
 from torch import nn
 
 from avssl import dist
+from avssl.checkpoints import load_checkpoint, load_weights
 from avssl.data.dataset import FrameReader, ManifestDataset, load_probe_infos
-from avssl.data.manifest import atomic_output, atomic_write_text, read_manifest
+from avssl.data.manifest import atomic_output, atomic_write_text, read_manifest, resolve_under
 from avssl.data.transforms import AugmentConfig, AugmentParams, apply_params, augment
 from avssl.eval.encoders import ModelInfo, load_encoder
 from avssl.eval.metrics import accuracy, balanced_accuracy, confusion_matrix
@@ -373,6 +374,7 @@ def _read_rows(manifest: Path) -> tuple[list[dict[str, Any]], Path, Path | None,
     card, card_dir = _card(manifest)
     root = Path(card["root"]) if isinstance(card.get("root"), str) else manifest.parent
     first = _row_path(rows[0], manifest, 0)
+    resolve_under(root, first, where=f"{manifest}: row 1")  # before any look at the disk
     if not (root / first).exists() and (manifest.parent / first).exists():
         root = manifest.parent
     if not (root / first).exists():
@@ -383,6 +385,7 @@ def _read_rows(manifest: Path) -> tuple[list[dict[str, Any]], Path, Path | None,
         if "v" in r and r["v"] != 1:
             raise ValueError(f"{manifest}: row {i + 1} has format version {r['v']}, expected 1")
         rel = _row_path(r, manifest, i)
+        resolve_under(root, rel, where=f"{manifest}: row {i + 1}")  # never outside the root
         if "class_id" not in r:
             raise ValueError(f"{manifest}: row {i + 1} ({rel}) has no class_id")
         image = Path(rel).suffix.lower() in IMAGE_SUFFIXES
@@ -523,9 +526,9 @@ class ClipReader(FrameReader):
             return cache[rel]
         import cv2
 
-        raw = cv2.imread(str(self.root / rel), cv2.IMREAD_COLOR)
+        raw = cv2.imread(str(self.path(rel)), cv2.IMREAD_COLOR)
         if raw is None:
-            raise ValueError(f"{self.root / rel}: not an image OpenCV can read")
+            raise ValueError(f"{self.path(rel)}: not an image OpenCV can read")
         h, w = self.size
         interp = cv2.INTER_AREA if raw.shape[0] > h or raw.shape[1] > w else cv2.INTER_LINEAR
         img = cv2.resize(raw, (w, h), interpolation=interp)[:, :, ::-1]  # BGR -> RGB
@@ -841,8 +844,8 @@ def _build(
         "clip_length": length,
         "train": train,
         "test": test,
-        "train_loader": EpochLoader(train, _train_view(cfg)),
-        "test_loader": EpochLoader(test, _train_view(cfg, cfg.eval.batch_size)),
+        "train_loader": EpochLoader(train, _train_view(cfg), env.device),
+        "test_loader": EpochLoader(test, _train_view(cfg, cfg.eval.batch_size), env.device),
         "steps_per_epoch": steps,
         "num_classes": data.num_classes,
         "classes": data.classes,
@@ -889,7 +892,7 @@ def _finetune(
     steps = state["steps_per_epoch"]
     start_epoch, start_step = 0, 0
     if resume and ckpt_path.is_file():
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        ck = load_checkpoint(ckpt_path)
         if ck.get("task") != "finetune":
             raise ValueError(f"{ckpt_path}: not a fine-tuning checkpoint")
         was, now = _comparable(ck["config"]), _comparable(state["config_json"])
@@ -902,7 +905,7 @@ def _finetune(
         src = json.loads(ck["source_model"])
         if src.get("fingerprint") != state["info"].fingerprint:
             raise ValueError(f"{ckpt_path}: fine-tuned from {src.get('spec')}, not {info.spec}")
-        _raw(state["model"]).load_state_dict(ck["model"])
+        load_weights(_raw(state["model"]), ck["model"], ckpt_path, what="model")
         state["opt"].load_state_dict(ck["optimizer"])
         start_epoch, start_step = int(ck["epoch"]), int(ck["step_in_epoch"])
         state["sums"] = np.array(ck["epoch_sums"], dtype=np.float64)

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from avssl.data.manifest import read_manifest
+from avssl.data.manifest import read_manifest, resolve_under
 
 __all__ = [
     "boundary_f",
@@ -284,8 +284,10 @@ def evaluate_tracking(
     clips = []
     pics: list[str] = []
     for n, row in enumerate(rows):
-        truth = json.loads((manifest.parent / row["boxes"]).read_text())
-        recs, pic = _clip_tracks(embedder, manifest.parent / row["file"], truth, size, opts)
+        where = f"{manifest}: row of clip {row.get('clip_id')}"
+        truth = json.loads(resolve_under(manifest.parent, row["boxes"], where=where).read_text())
+        clip = resolve_under(manifest.parent, row["file"], where=where)
+        recs, pic = _clip_tracks(embedder, clip, truth, size, opts)
         for r in recs:
             r["clip"] = row["clip_id"]
         tracks += recs

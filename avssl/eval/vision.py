@@ -87,7 +87,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from avssl import errors
-from avssl.data.manifest import atomic_output, atomic_write_text, read_manifest
+from avssl.checkpoints import load_checkpoint
+from avssl.data.manifest import atomic_output, atomic_write_text, read_manifest, resolve_under
 from avssl.data.transforms import IMAGENET_MEAN, IMAGENET_STD, AugmentConfig, augment
 
 __all__ = [
@@ -267,7 +268,7 @@ def _rows_to_samples(
         samples.append(
             Sample(
                 id=rel,
-                path=root / rel,
+                path=resolve_under(root, rel, where=where),
                 label=label,
                 split=split,
                 class_name=name,
@@ -367,7 +368,7 @@ def _checkpoint_config(path: str | os.PathLike[str] | None) -> dict[str, Any] | 
     ck_path = p / "checkpoint.pt" if p.is_dir() else p
     if not ck_path.is_file():
         return None
-    ck = torch.load(ck_path, map_location="cpu", weights_only=True)
+    ck = load_checkpoint(ck_path)
     raw = ck.get("config")
     if isinstance(raw, str):
         cfg = json.loads(raw)
