@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from avssl import errors
-from avssl.data.manifest import atomic_write_text, write_manifest
+from avssl.data.manifest import atomic_write_text, remove_stale_temps, write_manifest
 from data_prep.parallel import Progress, default_workers, imap_jobs
 
 __all__ = [
@@ -480,6 +480,7 @@ def prep_esc50(
     unlisted = sorted(n for n, is_dir in on_disk.items() if n not in listed and not is_dir)
     o = Path(out).resolve()
     o.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(o, recursive=False)  # a killed run's half-written manifests
     got = _probe_or_shard(
         "esc50", {"root": str(r)}, r, o, [f"audio/{e.filename}" for e in present],
         workers=workers, progress=progress, label="prep esc50", timeout_s=timeout_s,
@@ -745,6 +746,7 @@ def prep_audio_folder(
 
     o = Path(out).resolve()
     o.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(o, recursive=False)  # a killed run's half-written manifests
     params = {"root": str(r), "pattern": pattern, "label_field": label_field,
               "fold_field": fold_field, "num_folds": num_folds, "suffixes": list(pat.suffixes),
               "dataset": dataset}  # fmt: skip

@@ -66,7 +66,7 @@ from typing import Any
 
 import numpy as np
 
-from avssl.data.manifest import write_manifest
+from avssl.data.manifest import remove_stale_temps, write_manifest
 from data_prep.images import CELL, ROWS_PER_CLASS, _split_fold, _write_if_changed, slice_grid
 
 __all__ = [
@@ -378,6 +378,7 @@ def prep_av_digits(
 
     root = Path(out) if out is not None else default_out()
     root.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(root)  # a killed run's half-written files
     written: list[str] = []
     for name, arr in (("frames.npy", frames), ("audio.npy", audio), ("mosaics.npy", tiles)):
         if _write_if_changed(root / name, _npy_bytes(arr)):

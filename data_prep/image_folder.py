@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from avssl.data.manifest import remove_stale_temps
 from data_prep import shards
 from data_prep.images import _write_if_changed
 from data_prep.parallel import Progress, default_workers, imap_jobs
@@ -254,6 +255,7 @@ def prep_images(
 
     o = Path(out)
     o.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(o, recursive=False)  # a killed run's half-written manifests (not the images)
     manifest = o / "images.jsonl"
     _write_if_changed(manifest, "".join(json.dumps(r) + "\n" for r in rows).encode())
     buf = io.StringIO()

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from avssl.data.manifest import atomic_output
+from avssl.data.manifest import atomic_output, remove_stale_temps
 
 __all__ = ["DigitsResult", "default_out", "prep_digits", "register_digits", "slice_grid"]
 
@@ -136,6 +136,7 @@ def prep_digits(
     cols = sheet.shape[1] // cell
     root = Path(out) if out is not None else default_out()
     root.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(root)  # a killed run's half-written files
 
     rows: list[dict[str, Any]] = []
     written = 0

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from avssl.data import decode
-from avssl.data.manifest import read_manifest
+from avssl.data.manifest import read_manifest, resolve_under
 from avssl.types import VideoInfo
 
 __all__ = ["decode_report"]
@@ -48,7 +48,8 @@ def _files(root: Path) -> list[tuple[Path, int | None]]:
         out = []
         for r in read_manifest(manifest):
             n = r.get("num_frames")
-            out.append((root / r["file"], int(n) if n not in (None, "") else None))
+            path = resolve_under(root, r["file"], where=f"{manifest}: row {r['file']!r}")
+            out.append((path, int(n) if n not in (None, "") else None))
         return out
     return [
         (p, None)

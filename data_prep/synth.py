@@ -68,7 +68,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from avssl.data.manifest import atomic_write_text, read_manifest, write_manifest
+from avssl.data.manifest import atomic_write_text, read_manifest, remove_stale_temps, write_manifest
 from data_prep.parallel import Progress, default_workers, imap_jobs
 
 __all__ = [
@@ -669,6 +669,7 @@ def build_synth(
         raise ValueError(f"seed must be >= 0, got {seed}")
     out = Path(root) if root is not None else default_root()
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out)  # a killed run's half-written files
     workers = default_workers(workers)
     t0 = time.monotonic()
     todo = [i for i in range(num_clips) if not _is_done(out, cfg, seed, i)]

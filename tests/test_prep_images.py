@@ -123,3 +123,18 @@ def test_the_trainer_and_the_evaluation_read_it(folder: Path, tmp_path: Path) ->
     ev = load_eval_set(out / "images.jsonl")
     assert ev.kind == "image" and all(s.path.is_file() for s in ev.samples)
     assert ev.classes[:2] == ["cat", "dog"]
+
+
+def test_a_killed_runs_temps_go_and_the_users_files_stay(folder: Path) -> None:
+    """In place (OUT = the image tree): the half-written manifest of a killed run goes; a file of
+    the same shape inside the user's class folders is not the prep's and stays."""
+    prep_images(folder, folder, workers=1)
+    before = (folder / "images.jsonl").read_bytes()
+    stale = folder / ".images.ab12cd34.tmp.jsonl"
+    stale.write_text('{"path": "cut')
+    theirs = next(p for p in folder.iterdir() if p.is_dir()) / ".notes.tmp.txt"
+    theirs.write_text("mine")
+    prep_images(folder, folder, workers=1)
+    assert not stale.exists()
+    assert theirs.read_text() == "mine"
+    assert (folder / "images.jsonl").read_bytes() == before

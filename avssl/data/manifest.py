@@ -67,11 +67,13 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
-def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
+def remove_stale_temps(folder: str | os.PathLike[str], *, recursive: bool = True) -> list[Path]:
     """Delete the temporary files :func:`atomic_output` left below ``folder`` when its process was
     killed mid-write (``.NAME.XXXX.tmpSUFFIX``); returns them. Call it only on a folder this process
-    owns (a prep's output at start-up): a live writer's temporary file looks the same."""
-    gone = [p for p in Path(folder).rglob(".*.tmp*") if p.is_file() and ".tmp" in p.name]
+    owns (a prep's output at start-up): a live writer's temporary file looks the same.
+    ``recursive=False``: ``folder``'s own files only (an output written into a user's tree)."""
+    found = Path(folder).rglob(".*.tmp*") if recursive else Path(folder).glob(".*.tmp*")
+    gone = [p for p in found if p.is_file() and ".tmp" in p.name]
     for p in gone:
         p.unlink(missing_ok=True)
     return gone
