@@ -1,4 +1,7 @@
-"""No leak: RSS stays flat over thousands of reads (every container is closed)."""
+"""No leak: RSS stays flat over thousands of reads (every container is closed).
+
+The long version, per backend and through the training loader with workers:
+``python -m benchmarks.memory_soak`` (BENCHMARKS.md, "Memory soak")."""
 
 from __future__ import annotations
 
@@ -10,15 +13,14 @@ import pytest
 
 from avssl.data.decode import clear_caches, probe, read_audio, read_frames
 from avssl.data.encode import write_video
+from benchmarks.memory_soak import rss_mb
 
 
 def _rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    pytest.skip("no /proc/self/status on this platform")
-    return 0.0
+    mb = rss_mb()
+    if mb is None:
+        pytest.skip("no psutil and no /proc/self/status on this platform")
+    return mb
 
 
 @pytest.fixture(scope="module")
