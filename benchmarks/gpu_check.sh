@@ -6,7 +6,7 @@
 #   there:       bash benchmarks/gpu_check.sh                  # (the device tool: carry .whl)
 #
 # Results land in $OUT (or bench-out/): training-cuda.json, train_throughput-cuda.json,
-# nvdec.json, gpu_check.log, nvidia-smi.txt.
+# nvdec.json, doctor.json, gpu_check.log, nvidia-smi.txt.
 # Steps: (1) the built-in set (avssl-prep synth --temporal, 16 workers); (2) benchmarks/training.py
 # --device cuda for the three temporal tasks -- compute-only bound, cold and warm frame cache,
 # 0 / 4 / 8 loader workers; (2b) benchmarks/train_throughput.py --device cuda (Shuffle & Learn,
@@ -43,6 +43,8 @@ fi
 export PYTHONPATH="$PWD:${PYTHONPATH:-}"  # the repo itself, no install needed
 nvidia-smi >"$OUT/nvidia-smi.txt" || true
 python3 -c "import torch, av; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'av', av.__version__)"
+# the install as avssl sees it: decoders, FFmpeg builds, exact-frame self-test, GPU and NVDEC
+python3 -m avssl.doctor doctor --json >"$OUT/doctor.json" || echo "avssl doctor: a backend failed its self-test"
 
 export AVSSL_DATA="${AVSSL_DATA:-/tmp/avssl-data}"
 time python3 -m data_prep.cli synth --temporal --workers 16
