@@ -11,6 +11,9 @@ import numpy as np
 import pytest
 
 from benchmarks import memory_soak as ms
+from data_prep import synth
+from data_prep.scan import scan_folder
+from data_prep.videos import MineConfig, prep_videos
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -90,10 +93,18 @@ def test_quick_decode_soak_report(tmp_path: Path) -> None:
     assert code == (0 if rep["verdict"] == "flat" else 1) and code == (1 if rep["failed"] else 0)
 
 
-def test_quick_loader_soak_reports_each_worker(tmp_path: Path) -> None:
+def test_quick_loader_soak_reports_each_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = Path(os.environ.get("AVSSL_DATA", "avssl-data"))
     if not (data / "synth" / "temporal" / "shuffle_learn.jsonl").is_file():
-        pytest.skip("needs the temporal set (avssl-prep synth --temporal)")
+        # a small temporal set of its own (8 clips), where the built-in one is not there (CI)
+        data = tmp_path / "data"
+        synth.build_synth(data / "synth", num_clips=8, seed=3, workers=1, progress=False)
+        cfg = MineConfig(tuples_per_video=12, questions_per_video=6, clips_per_video=6)
+        videos = scan_folder(data / "synth" / "videos")
+        prep_videos(videos, data / "synth" / "temporal", config=cfg, workers=1, progress=False)
+        monkeypatch.setenv("AVSSL_DATA", str(data))
     rep = ms.soak_loader(samples=128, workers=1, cache_mb=16, warmup=0.2, threshold=1.0)
     assert rep["samples"] == 128 and rep["workers"] == 1 and rep["task"] == "shuffle_learn"
     names = [r["name"] for r in rep["rows"]]
