@@ -20,9 +20,21 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["load_checkpoint", "load_weights"]
+__all__ = ["checkpoint_file", "load_checkpoint", "load_weights"]
 
 _SHOW = 8  # keys listed per kind of mismatch (the count says how many more)
+
+
+def checkpoint_file(
+    spec: str | os.PathLike[str], *, expected: str = "a run directory or a checkpoint.pt"
+) -> Path:
+    """The checkpoint a command-line spec names: ``RUN/checkpoint.pt`` for a run directory, else
+    the file itself. Raises :class:`FileNotFoundError` saying what was ``expected``."""
+    p = Path(spec)
+    ck = p / "checkpoint.pt" if p.is_dir() else p
+    if not ck.is_file():
+        raise FileNotFoundError(f"{spec}: no checkpoint (expected {expected})")
+    return ck
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:

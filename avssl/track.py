@@ -120,13 +120,13 @@ def _pixels(spec: str, device: torch.device) -> Embedder:
 
 
 def _checkpoint_path(p: Path) -> Path:
-    ck = p / "checkpoint.pt" if p.is_dir() else p
-    if not ck.is_file():
-        raise FileNotFoundError(
-            f"{p}: no checkpoint (expected a colorization_tracking run directory, its "
-            "checkpoint.pt, random:RUN, random:BACKBONE, pixels[:S] or lab-pixels[:S])"
-        )
-    return ck
+    from avssl.checkpoints import checkpoint_file
+
+    return checkpoint_file(
+        p,
+        expected="a colorization_tracking run directory, its checkpoint.pt, random:RUN, "
+        "random:BACKBONE, pixels[:S] or lab-pixels[:S]",
+    )
 
 
 def _model_from_checkpoint(path: Path, *, load_weights: bool) -> tuple[Any, dict[str, Any]]:

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from avssl.checkpoints import load_checkpoint, load_weights
+from avssl.checkpoints import checkpoint_file, load_checkpoint, load_weights
 from avssl.data.dataset import FrameReader, load_probe_infos
 from avssl.data.manifest import atomic_output, atomic_write_text, read_manifest
 from avssl.eval import metrics
@@ -79,9 +79,7 @@ def load_av_model(spec: str) -> LoadedAV:
 
     random_init = spec.startswith("random:")
     p = Path(spec.split(":", 1)[1] if random_init else spec)
-    ck_path = p / "checkpoint.pt" if p.is_dir() else p
-    if not ck_path.is_file():
-        raise FileNotFoundError(f"{spec}: no checkpoint (a run directory or a checkpoint.pt)")
+    ck_path = checkpoint_file(p)
     ck = load_checkpoint(ck_path)
     task = ck.get("task")
     if task not in TASKS or not TASKS[task].pair:

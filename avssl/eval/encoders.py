@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from avssl.checkpoints import load_checkpoint, load_weights
+from avssl.checkpoints import checkpoint_file, load_checkpoint, load_weights
 from avssl.models.backbones import BACKBONES, build_backbone
 
 __all__ = ["ModelInfo", "load_encoder", "backbone_state"]
@@ -68,14 +68,9 @@ def _fingerprint(state: dict[str, torch.Tensor]) -> str:
 
 
 def _checkpoint(spec: str) -> Path:
-    p = Path(spec)
-    ck = p / "checkpoint.pt" if p.is_dir() else p
-    if not ck.is_file():
-        raise FileNotFoundError(
-            f"{spec}: no checkpoint (expected a run directory with checkpoint.pt, a checkpoint "
-            "file, or random:BACKBONE)"
-        )
-    return ck
+    return checkpoint_file(
+        spec, expected="a run directory with checkpoint.pt, a checkpoint file, or random:BACKBONE"
+    )
 
 
 def _in_channels(net: nn.Module) -> int:

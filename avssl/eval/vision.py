@@ -87,7 +87,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from avssl import errors
-from avssl.checkpoints import load_checkpoint
+from avssl.checkpoints import checkpoint_file, load_checkpoint
 from avssl.data.manifest import atomic_output, atomic_write_text, read_manifest, resolve_under
 from avssl.data.transforms import IMAGENET_MEAN, IMAGENET_STD, AugmentConfig, augment
 
@@ -364,9 +364,9 @@ class LoadedModel:
 def _checkpoint_config(path: str | os.PathLike[str] | None) -> dict[str, Any] | None:
     if path is None:
         return None
-    p = Path(path)
-    ck_path = p / "checkpoint.pt" if p.is_dir() else p
-    if not ck_path.is_file():
+    try:
+        ck_path = checkpoint_file(path)
+    except FileNotFoundError:
         return None
     ck = load_checkpoint(ck_path)
     raw = ck.get("config")

@@ -75,6 +75,22 @@ class FrameEncoder(nn.Module):
         return feats.view(b, t, -1)
 
 
+def row_num_frames(row: dict[str, Any], reader: FrameReader, fields: str, purpose: str) -> int:
+    """The frame count of a video row: its ``num_frames``, else the prep's probe of its video.
+
+    Raises:
+        ValueError: neither is known; the message lists ``fields`` (the row fields the caller
+            would also have taken) and what the frames were for.
+    """
+    n = row.get("num_frames")
+    info = reader.infos.get(row["video"])
+    n = n if n is not None else (info.num_frames if info is not None else None)
+    if not n:
+        where = f"manifest row of {row['video']}"
+        raise ValueError(f"{where}: no {fields} or 'num_frames' to {purpose}")
+    return int(n)
+
+
 def stack_of_differences(clips: torch.Tensor) -> torch.Tensor:
     """``(..., L, C, H, W)`` -> ``(..., (L-1)*C, H, W)``: the L - 1 consecutive frame differences
     as one image (O3N's "stack of differences", a cheap stand-in for stacked optical flow: motion

@@ -71,7 +71,7 @@ from torch import nn
 from avssl import dist
 from avssl.data.dataset import FrameReader
 from avssl.data.transforms import IMAGENET_MEAN, IMAGENET_STD, AugmentConfig, augment
-from avssl.tasks.common import FrameEncoder, Prepared, Task, classification
+from avssl.tasks.common import FrameEncoder, Prepared, Task, classification, row_num_frames
 from avssl.tasks.image_ops import (
     ab_bins,
     ab_weights,
@@ -105,15 +105,8 @@ def frame_index(row: dict[str, Any], reader: FrameReader, rng: np.random.Generat
     if "frames" in row or "subsequences" in row:
         frames = row.get("frames") or [f for s in row["subsequences"] for f in s]
         return int(frames[int(rng.integers(len(frames)))])
-    n = row.get("num_frames")
-    info = reader.infos.get(row["video"])
-    n = n if n is not None else (info.num_frames if info is not None else None)
-    if not n:
-        raise ValueError(
-            f"manifest row of {row['video']}: no 'frame', 'window', 'frames' or 'num_frames' to "
-            "draw a frame from"
-        )
-    return int(rng.integers(int(n)))
+    n = row_num_frames(row, reader, "'frame', 'window', 'frames'", "draw a frame from")
+    return int(rng.integers(n))
 
 
 def read_frame(row: dict[str, Any], reader: FrameReader, rng: np.random.Generator) -> torch.Tensor:

@@ -28,7 +28,7 @@ import torch
 from avssl.data.dataset import FrameReader
 from avssl.data.manifest import read_manifest
 from avssl.models.tracking import ColourTracker, TrackingOptions
-from avssl.tasks.common import Prepared, Task
+from avssl.tasks.common import Prepared, Task, row_num_frames
 
 __all__ = ["TASK", "kmeans", "make_example", "prepare", "synth_split"]
 
@@ -40,15 +40,9 @@ def _window(row: dict[str, Any], reader: FrameReader) -> tuple[int, int]:
         return int(lo), int(hi)
     if "frames" in row:
         return int(min(row["frames"])), int(max(row["frames"])) + 1
-    n = row.get("num_frames")
-    info = reader.infos.get(row["video"])
-    n = n if n is not None else (info.num_frames if info is not None else None)
-    if not n:
-        raise ValueError(
-            f"manifest row of {row['video']}: no 'window', 'frames' or 'num_frames' to draw "
-            "reference and target frames from"
-        )
-    return 0, int(n)
+    return 0, row_num_frames(
+        row, reader, "'window', 'frames'", "draw reference and target frames from"
+    )
 
 
 def make_example(
