@@ -92,6 +92,9 @@ class DataConfig:
     audio_gain_db: float = 0.0
     audio_speed: float = 0.0
     audio_time_mask: float = 0.0
+    # training: show a frame up to this many frames off the row's (0: the row's own; with
+    # options.when_stream only the map's frame moves, the stack stays)
+    av_frame_jitter: int = 0
     # after training a pair task: sound-source localization on these trials (rows with bbox);
     # None: localization_test.jsonl beside the held-out manifest, if there is one
     localization_manifest: str | None = None
@@ -154,6 +157,12 @@ class TaskOptions:
     # pair tasks with batch_negatives: weight of a symmetric InfoNCE term on the same (B, B)
     # match logits (each positive ranked above its row's and column's negatives); 0: off
     contrastive: float = 0.0
+    # avol_net with data.av_frames = T > 1: the map's tower sees the centre frame only and a second
+    # tower reads the T-frame stack against the sound's time course (*when*); their logits add
+    when_stream: bool = False
+    # avol_net: average each cell's cosine over its k x k neighbourhood before the score (odd k;
+    # 1: the paper's per-cell score)
+    map_smooth: int = 1
 
     # --- image tasks (avssl/tasks/image.py; docs/image_tasks.md) ---
     # a whole-video row (videos.jsonl) becomes this many rows, one per segment of the video
@@ -191,6 +200,7 @@ class ModelConfig:
     width: float = 0.0  # caffenet, vgg_av: channel multiplier
     blocks: int = 0  # vgg_av: how many conv blocks (each halves the map)
     convs: int = 0  # vgg_av: conv layers per block (2: the papers)
+    pools: int = -1  # vgg_av: how many blocks end with a 2x2 pool (-1: all; fewer: a finer map)
     channels: list[int] = field(default_factory=list)  # convnet_tiny: block channels
     spatial: int = 0  # convnet_tiny: keep an s x s map in the feature
     patch_size: int = 0  # vit_tiny: patch side in pixels (16)
@@ -206,6 +216,8 @@ class ModelConfig:
             out["blocks"] = self.blocks
         if self.convs:
             out["convs"] = self.convs
+        if self.pools >= 0:
+            out["pools"] = self.pools
         if self.channels:
             out["channels"] = tuple(self.channels)
         if self.spatial:
@@ -409,7 +421,8 @@ def build(cfg: TrainConfig, env: dist.DistEnv) -> dict[str, Any]:
         aug = AudioAug(cfg.data.audio_gain_db, cfg.data.audio_speed, cfg.data.audio_time_mask)
         make_train = task.bind(
             train_rows, curriculum_epochs=cfg.data.sync_curriculum_epochs,
-            audio_aug=aug if aug else None, **opts,
+            audio_aug=aug if aug else None, jitter=cfg.data.av_frame_jitter,
+            where_frame=cfg.options.when_stream, **opts,
         )  # fmt: skip
         # held out: the final negatives (all hard for av_sync), half the pairs, fixed
         make_val = task.bind(val_rows, **{**opts, "neg_fraction": 0.5})
@@ -474,6 +487,8 @@ def build_pair_model(cfg: TrainConfig) -> nn.Module:
         frames=cfg.data.av_frames,
         embed_dim=cfg.audio.embed_dim,
         batch_negatives=cfg.options.batch_negatives,
+        when_stream=cfg.options.when_stream,
+        map_smooth=cfg.options.map_smooth,
         contrastive=cfg.options.contrastive,
     )
 

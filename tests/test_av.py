@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from avssl import cli
 from avssl.data import decode
@@ -61,6 +62,43 @@ def test_heads_shapes_and_pairwise_consistency(head: str) -> None:
     loss, _ = m(b)
     loss.backward()
     assert all(p.grad is not None for p in m.net.parameters() if p.requires_grad)
+
+
+def test_when_stream_adds_a_global_term_to_the_where_map() -> None:
+    torch.manual_seed(0)
+    m = AVNet("avol", frames=3, when_stream=True, batch_negatives=True, **SMALL).eval()
+    b = _batch(4, frames=3)
+    first = [
+        next(c for c in t.modules() if isinstance(c, torch.nn.Conv2d)) for t in (m.net, m.when_net)
+    ]
+    assert [c.in_channels for c in first] == [3, 9]
+    with torch.no_grad():
+        where, when = m.pair_logits(b["frames"], b["audio"], parts=True)
+        own = m.match_logit(b["frames"], b["audio"])
+        heat = m.localize(b["frames"], b["audio"])
+        # the map's tower sees the stack's centre frame, or the extra T+1-th frame when given
+        extra = torch.cat([b["frames"], b["frames"][:, :1]], 1)
+        where_x, when_x = m.pair_logits(extra, b["audio"], parts=True)
+        first = torch.cat([b["frames"][:, :1]] * 3, 1)
+        where_f, _ = m.pair_logits(first, b["audio"], parts=True)
+    torch.testing.assert_close(torch.diagonal(where + when), own, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(when_x, when)  # the stack is the same
+    torch.testing.assert_close(where_x, where_f)  # the map reads the extra frame
+    assert not torch.allclose(where_x, where)
+    # the when term moves the whole map, never where its maximum is
+    w_only = m.score(torch.einsum(
+        "bdhw,bd->bhw", F.normalize(m.v_embed(m.vision_map(b["frames"])), dim=1),
+        F.normalize(m.a_embed(m.audio_feature(b["audio"])), dim=1))[:, None])[:, 0]  # fmt: skip
+    assert torch.equal(heat.flatten(1).argmax(1), w_only.flatten(1).argmax(1))
+    m.train()
+    loss, _ = m(b)
+    loss.backward()
+    for tower in (m.net, m.when_net, m.audio_net):
+        assert all(p.grad is not None for p in tower.parameters() if p.requires_grad)
+    with pytest.raises(ValueError, match="when_stream"):
+        AVNet("avol", frames=1, when_stream=True, **SMALL)
+    with pytest.raises(ValueError, match="when_stream"):
+        AVNet("ave", frames=3, when_stream=True, **SMALL)
 
 
 def test_ave_head_starts_with_the_right_sign() -> None:
@@ -151,6 +189,39 @@ class _FakeReader(FrameReader):
 
     def audio(self, rel: str, start_s: float, seconds: float) -> np.ndarray:
         return np.zeros(round(seconds * self.sample_rate), np.float32)
+
+
+class _IndexReader:
+    """Frames whose pixels hold their index; sound that is all zeros."""
+
+    infos: dict = {}
+    sample_rate = 8000
+
+    def __call__(self, video: str, idx: list[int]) -> torch.Tensor:
+        return torch.tensor(idx, dtype=torch.uint8)[:, None, None, None].expand(-1, 3, 4, 4)
+
+    def audio(self, video: str, start_s: float, seconds: float) -> np.ndarray:
+        return np.zeros(round(seconds * self.sample_rate), np.float32)
+
+
+def test_frame_jitter_moves_the_shown_frame_or_adds_the_where_frame() -> None:
+    rows, reader = _rows(), _IndexReader()
+    seen, extra = set(), set()
+    for i in range(60):
+        row = rows[i % len(rows)]
+        f = int(row["frame"])
+        plain = PairMaker(rows, frames=3, frame_step=2)(row, reader, np.random.default_rng(i))
+        assert plain["frames"][:, 0, 0, 0].tolist() == [f - 2, f, f + 2]
+        moved = PairMaker(rows, jitter=4)(row, reader, np.random.default_rng(i))
+        seen.add(int(moved["frames"][0, 0, 0, 0]) - f)
+        both = PairMaker(rows, frames=3, frame_step=2, jitter=4, where_frame=True)(
+            row, reader, np.random.default_rng(i)
+        )
+        got = both["frames"][:, 0, 0, 0].tolist()
+        assert got[:3] == [f - 2, f, f + 2]  # the stack stays on the row's frame
+        extra.add(got[3] - f)
+    assert seen <= set(range(-4, 5)) and len(seen) >= 6
+    assert extra <= set(range(-4, 5)) and len(extra) >= 6
 
 
 def test_grid_ticks_land_on_the_source_grid() -> None:
@@ -326,3 +397,42 @@ def test_av_sync_resume_after_kill_equals_uninterrupted(av_set: Path, tmp_path: 
     a = torch.load(ref / "checkpoint.pt", weights_only=True)["model"]
     b = torch.load(cut / "checkpoint.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _av_configs() -> list[Path]:
+    import yaml
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    tasks = {"ave_net", "l3_net", "avol_net", "av_sync"}
+    return [
+        p for p in sorted(root.glob("*.yaml")) if yaml.safe_load(p.read_text()).get("task") in tasks
+    ]
+
+
+@pytest.mark.parametrize("path", _av_configs(), ids=lambda p: p.name)
+def test_av_configs_load_and_build(path: Path) -> None:
+    """Every audio-visual config resolves over its task's defaults and its model builds (the
+    paper-size ones only resolve: their VGG towers are large)."""
+    import yaml
+
+    from avssl.config import load_config
+    from avssl.tasks import TASKS
+    from avssl.train import TrainConfig, build_pair_model
+
+    task = yaml.safe_load(path.read_text())["task"]
+    cfg = load_config(TrainConfig, path, [f"task={task}"], base=TASKS[task].defaults)
+    assert cfg.task == task
+    if "audioset" not in path.name:
+        model = build_pair_model(cfg)
+        assert isinstance(model, AVNet) and model.when_stream == cfg.options.when_stream
+
+
+def test_random_baseline_results_never_overwrite_the_runs_own(tmp_path: Path) -> None:
+    from avssl.eval.av import default_out
+
+    run = tmp_path / "run"
+    run.mkdir()
+    assert default_out(str(run)) == run / "eval"
+    assert default_out(str(run / "checkpoint.pt")) == run / "eval"
+    assert default_out(f"random:{run}") == run / "eval" / "random"
+    assert default_out(f"random:{run / 'checkpoint.pt'}") == run / "eval" / "random"

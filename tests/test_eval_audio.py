@@ -152,6 +152,12 @@ def test_audio_tower_shapes() -> None:
         build_audio_backbone("convnet_tiny")
     with pytest.raises(ValueError, match="blocks"):
         AudioConvNet(blocks=5)
+    # fewer pools than blocks: the later blocks keep their input's size (a finer map)
+    fine = AudioConvNet(width=0.25, blocks=3, pools=2, in_channels=3).eval()
+    with torch.no_grad():
+        assert fine.features(torch.randn(1, 3, 64, 64)).shape == (1, 64, 16, 16)
+    with pytest.raises(ValueError, match="pools"):
+        AudioConvNet(blocks=2, pools=3)
     with pytest.raises(ValueError, match="bad keyword"):
         build_audio_backbone("audio_tiny", depth=3)
     # input standardisation: a shift of the log-spectrogram (a gain change) changes nothing

@@ -3,6 +3,7 @@ consistency within a clip, independence across clips, reproducibility and the co
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Any
 
@@ -345,3 +346,22 @@ def test_bad_input_is_refused_with_its_shape() -> None:
         augment(torch.zeros(1, 1, 3, 8, 8), cfg, train=False)
     with pytest.raises(ValueError, match="parameters for 2 clips"):
         apply_params(torch.zeros(3, 1, 3, 8, 8, dtype=torch.uint8), center_params(2, 8, 8), cfg)
+
+
+@pytest.mark.parametrize("h, w", [(24, 24), (24, 36)])
+def test_rotation_turns_the_crop_about_its_centre(h: int, w: int) -> None:
+    """A quarter turn of the central square equals torch.rot90 of it (either sense, any frame
+    aspect); the draws of crop, flip and colour do not depend on ``rotate``."""
+    x = clips(2, 2, h, w)
+    cfg = replace(NO_JITTER, size=h, flip=False)
+    p = center_params(2, h, w)
+    ref = unit(apply_params(x, p, cfg), cfg)
+    quarter = torch.tensor([math.pi / 2, -math.pi / 2], dtype=torch.float64)
+    turned = unit(apply_params(x, replace(p, angle=quarter), cfg), cfg)
+    # output pixel (i, j) samples the input rotated by +90 degrees about the centre (y down)
+    torch.testing.assert_close(turned[0], ref[0].rot90(1, (-2, -1)), atol=1e-4, rtol=0)
+    torch.testing.assert_close(turned[1], ref[1].rot90(-1, (-2, -1)), atol=1e-4, rtol=0)
+    a = sample_params(replace(cfg, rotate=15.0), 64, h, w, generator=gen(5))
+    b = sample_params(cfg, 64, h, w, generator=gen(5))
+    assert torch.equal(a.box_xywh, b.box_xywh) and b.angle is None and a.angle is not None
+    assert 0 < float(a.angle.abs().max()) <= math.radians(15.0) and float(a.angle.std()) > 0.1

@@ -96,6 +96,7 @@ class AugmentConfig:
     saturation: float = 0.4
     hue: float = 0.0  # max HSV hue shift in turns; 0 (default) skips the step (~10 tensor ops)
     grayscale_p: float = 0.0  # probability that a clip is turned grey (after the jitter)
+    rotate: float = 0.0  # max rotation in degrees about the crop's centre (0: none)
     mean: tuple[float, float, float] = IMAGENET_MEAN  # per-channel RGB mean of [0, 1] values
     std: tuple[float, float, float] = IMAGENET_STD
 
@@ -112,6 +113,8 @@ class AugmentConfig:
                 problems.append(f"{name}={getattr(self, name)} (expected >= 0)")
         if not 0.0 <= self.hue <= 0.5:
             problems.append(f"hue={self.hue} (expected 0 <= hue <= 0.5)")
+        if not 0.0 <= self.rotate <= 180.0:
+            problems.append(f"rotate={self.rotate} (expected 0 <= degrees <= 180)")
         if not 0.0 <= self.grayscale_p <= 1.0:
             problems.append(f"grayscale_p={self.grayscale_p} (expected a probability)")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0.0:
@@ -137,6 +140,7 @@ class AugmentParams:
     saturation: torch.Tensor  # (B,) float64 blend weight against the pixel's grey
     hue: torch.Tensor  # (B,) float64 hue shift in turns of the colour wheel
     grayscale: torch.Tensor  # (B,) bool, replace the clip by its grey version
+    angle: torch.Tensor | None = None  # (B,) float64 rotation in radians about the box centre
 
     @property
     def batch(self) -> int:
@@ -155,7 +159,8 @@ def sample_params(
     """Draw training parameters for ``batch`` clips of ``height x width`` frames.
 
     All draws come from ``generator`` (a CPU generator; ``None`` uses, and advances, torch's
-    global CPU RNG). Exactly ``batch * 28`` uniforms are drawn whatever ``cfg`` says.
+    global CPU RNG). Exactly ``batch * 28`` uniforms are drawn whatever ``cfg`` says, then
+    ``batch`` more for the rotation when ``cfg.rotate`` is set.
     """
     if generator is not None and generator.device.type != "cpu":
         raise ValueError(
@@ -163,6 +168,10 @@ def sample_params(
             f"CPU and moved), got one on {generator.device}"
         )
     u = torch.rand((batch, _NUM_DRAWS), generator=generator, dtype=torch.float64)
+    angle = None
+    if cfg.rotate:  # drawn after the rest, so the other draws do not depend on it
+        r = torch.rand(batch, generator=generator, dtype=torch.float64)
+        angle = math.radians(cfg.rotate) * (2.0 * r - 1.0)
     tries = _CROP_TRIES
 
     # Random resized crop (torchvision's rejection sampling, with continuous boxes).
@@ -201,6 +210,7 @@ def sample_params(
         saturation=_factor(rest[:, 3], cfg.saturation),
         hue=cfg.hue * (2.0 * rest[:, 4] - 1.0),
         grayscale=rest[:, 5] < cfg.grayscale_p,
+        angle=angle,
     )
 
 
@@ -325,7 +335,8 @@ def _affine_theta(params: AugmentParams) -> torch.Tensor:
     With ``align_corners=False`` a normalised coordinate ``n`` in ``[-1, 1]`` is the continuous
     pixel position ``(n + 1) / 2 * W`` (pixel ``j`` covers ``[j, j + 1)``). A box with left edge
     ``x0`` and width ``w`` therefore maps output ``n`` to ``n * w / W + (2 * x0 + w) / W - 1``;
-    a flip negates the scale, mirroring about the box centre. Likewise for y.
+    a flip negates the scale, mirroring about the box centre. Likewise for y. A rotation turns
+    the box about its centre in pixel space (the input's aspect ratio is undone around it).
     """
     x0, y0, w, h = params.box_xywh.unbind(dim=1)
     sign = 1.0 - 2.0 * params.flip.to(torch.float64)
@@ -334,6 +345,14 @@ def _affine_theta(params: AugmentParams) -> torch.Tensor:
     theta[:, 0, 2] = (2.0 * x0 + w) / params.width - 1.0
     theta[:, 1, 1] = h / params.height
     theta[:, 1, 2] = (2.0 * y0 + h) / params.height - 1.0
+    if params.angle is not None:
+        c, s = torch.cos(params.angle), torch.sin(params.angle)
+        # output (n_x, n_y) -> pixel offsets (sign * n_x * w / 2, n_y * h / 2), rotated, -> input
+        ax, ay = sign * w / params.width, h / params.height
+        theta[:, 0, 0] = c * ax
+        theta[:, 0, 1] = -s * ay * params.height / params.width
+        theta[:, 1, 0] = s * ax * params.width / params.height
+        theta[:, 1, 1] = c * ay
     return theta
 
 

@@ -323,7 +323,7 @@ def _cross_modal(args: argparse.Namespace) -> int:
     rel = metrics.label_relevance([_label(r) for r in images], [_label(r) for r in sounds])
     res = cross_modal(v, a, rel, args.ks)
     flat = {f"{d}/{k}": float(x) for d, m in res.items() for k, x in m.items()}
-    out = Path(args.out) if args.out else Path(args.model.split(":", 1)[-1]) / "eval"
+    out = Path(args.out) if args.out else default_out(args.model)
     result = {"format": "avssl-eval", "version": 1, "kind": "cross-modal",
               "model": {"spec": args.model, "path": loaded.path, "task": loaded.cfg.task},
               "dataset": {"images": args.images, "sounds": args.sounds, "num_images": len(images),
@@ -389,7 +389,7 @@ def _correspondence(args: argparse.Namespace) -> int:
         rows = [rows[i] for i in keep]
     t0 = time.monotonic()
     res = correspondence_accuracy(loaded, rows, trial_reader(manifest, loaded), grid=args.grid)
-    out = Path(args.out) if args.out else Path(args.model.split(":", 1)[-1]) / "eval"
+    out = Path(args.out) if args.out else default_out(args.model)
     result = {"format": "avssl-eval", "version": 1, "kind": "correspondence",
               "model": {"spec": args.model, "path": loaded.path, "task": loaded.cfg.task},
               "dataset": {"name": str(manifest)}, "metrics": res,
@@ -403,11 +403,20 @@ def _correspondence(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------- CLI
+def default_out(spec: str) -> Path:
+    """Where an evaluation of ``spec`` writes without ``--out``: ``RUN/eval`` for a run directory
+    (a checkpoint file: its directory's), ``RUN/eval/random`` for the ``random:RUN`` baseline --
+    never over the trained model's own results."""
+    if spec.startswith("random:"):
+        return default_out(spec.split(":", 1)[1]) / "random"
+    p = Path(spec)
+    return (p if p.is_dir() or not p.suffix else p.parent) / "eval"
+
+
 def _localization(args: argparse.Namespace) -> int:
     loaded = load_av_model(args.model)
     manifest = Path(args.trials) if args.trials else _default_trials(loaded)
-    out = Path(args.out) if args.out else Path(args.model if Path(args.model).is_dir()
-                                               else Path(args.model).parent) / "eval"  # fmt: skip
+    out = Path(args.out) if args.out else default_out(args.model)
     rep = localization_report(loaded, manifest, out / "heatmaps", frame_size=args.frame_size,
                               max_trials=args.max_trials, pictures=args.pictures)  # fmt: skip
     result = {"format": "avssl-eval", "version": 1, "kind": "localization",
@@ -462,7 +471,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="trials manifest (rows with bbox): avssl-data/synth/av/"
                    "localization_test.jsonl, avssl-data/av-digits/localization_test.jsonl; "
                    "default: the one beside the run's manifest")  # fmt: skip
-    p.add_argument("--out", default=None, metavar="DIR", help="default: MODEL/eval")
+    p.add_argument(
+        "--out", default=None, metavar="DIR", help="default: RUN/eval (random:RUN: RUN/eval/random)"
+    )
     p.add_argument("--frame-size", type=int, default=None, metavar="PX",
                    help="decode frames at this size (default: the run's data.frame_size; "
                    "the digit mosaics: twice it)")  # fmt: skip
@@ -507,7 +518,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="cut the negatives on the frame grid (--grid) or anywhere (--no-grid); default: "
         "as the run was trained (the shortcut experiment crosses them)",
     )
-    p.add_argument("--out", default=None, metavar="DIR", help="default: MODEL/eval")
+    p.add_argument(
+        "--out", default=None, metavar="DIR", help="default: RUN/eval (random:RUN: RUN/eval/random)"
+    )
     p.set_defaults(func=run_guarded(_correspondence))
 
     p = sub.add_parser(
@@ -538,5 +551,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="K[,K]",
         help="cut-offs (default 1,5,10)",
     )
-    p.add_argument("--out", default=None, metavar="DIR", help="default: MODEL/eval")
+    p.add_argument(
+        "--out", default=None, metavar="DIR", help="default: RUN/eval (random:RUN: RUN/eval/random)"
+    )
     p.set_defaults(func=run_guarded(_cross_modal))

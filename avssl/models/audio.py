@@ -282,6 +282,9 @@ class AudioConvNet(nn.Module):
         pool: global pooling of ``forward``, ``"max"`` (the papers) or ``"avg"``.
         input_norm: ``"instance"`` (see above) or ``"none"``.
         convs: conv layers per block (2: the papers; 1: a CPU-scale variant, ~1/3 the cost).
+        pools: how many of the blocks, from the first, end with the 2x2 pool (default: all); the
+            others keep their input's size (a finer map for the same depth, e.g. a 16x16 grid
+            from a 64 frame with 3 blocks and 2 pools).
 
     Cost per 1 s at 257 x 201 (multiply-adds): ~0.65 G at ``width=0.25``, ~10 G at 1.0.
     """
@@ -296,6 +299,7 @@ class AudioConvNet(nn.Module):
         pool: str = "max",
         input_norm: str = "instance",
         convs: int = 2,
+        pools: int | None = None,
     ) -> None:
         super().__init__()
         if convs not in (1, 2):
@@ -304,6 +308,10 @@ class AudioConvNet(nn.Module):
             raise ValueError(f"blocks must be in 1..{len(self.BASE)}, got {blocks}")
         if width <= 0:
             raise ValueError(f"width must be positive, got {width}")
+        pools = blocks if pools is None else pools
+        if not 0 <= pools <= blocks:
+            raise ValueError(f"pools must be in 0..blocks ({blocks}), got {pools}")
+        self.pools = pools
         if pool not in ("max", "avg"):
             raise ValueError(f"pool must be 'max' or 'avg', got {pool!r}")
         if input_norm not in ("instance", "none"):
@@ -313,7 +321,7 @@ class AudioConvNet(nn.Module):
         self.pool = pool
         layers: list[nn.Module] = []
         cin = in_channels
-        for cout in self.channels:
+        for i, cout in enumerate(self.channels):
             convs_: list[nn.Module] = []
             for k in range(convs):
                 convs_ += [
@@ -321,7 +329,7 @@ class AudioConvNet(nn.Module):
                     nn.BatchNorm2d(cout),
                     nn.ReLU(inplace=True),
                 ]
-            layers.append(nn.Sequential(*convs_, nn.MaxPool2d(2)))
+            layers.append(nn.Sequential(*convs_, nn.MaxPool2d(2) if i < pools else nn.Identity()))
             cin = cout
         self.blocks = nn.ModuleList(layers)
         self.feature_dim = self.channels[-1]

@@ -29,6 +29,22 @@ frame):
   learning: the clip matches if some place does); binary cross-entropy on that maximum.
   Heatmap: the sigmoid map itself.
 
+Two options of the AVOL head, for clips whose *timing* tells a match from a look-alike (the
+built-in set: a frame shows objects of other classes, silent, and with a random other clip's
+sound its class is that of a silent object in 19% of negatives):
+
+* ``when_stream`` (with ``frames = T > 1``): the map's tower sees one frame (the stack's centre,
+  or during training a frame off it: ``data.av_frame_jitter``), and a second tower reads the
+  whole T-frame stack, pooled to one vector, against a sound embedding that keeps the time axis
+  (the audio tower's map, max over frequency, average-pooled to 8 steps, two fc layers). The
+  cosine of the two, times a learnt scale, is *added to every cell's logit*: it moves the whole
+  map up or down (is the motion in time with the sound?) and never moves its maximum, so the
+  localization stays the frame's. Trained on the sum and on the map alone (else the stack could
+  learn *what* too and leave the map idle).
+* ``map_smooth = k``: each cell's cosine is averaged over its k x k neighbourhood before the
+  score, so a place scores by the evidence around it rather than by one distinctive corner of an
+  object (with a per-cell max the map peaks on a corner, often just outside the object's box).
+
 ``forward(batch)`` takes ``batch["frames"]`` (``(B, T, 3, H, W)`` normalised floats),
 ``batch["audio"]`` (``(B, N)`` waveforms at ``sample_rate``) and ``batch["target"]`` and returns
 ``(loss, {"logits": (B, 2)})`` as every task in :mod:`avssl.tasks` does. Checkpoint entries the
@@ -48,6 +64,8 @@ from torch import nn
 __all__ = ["AVNet", "HEADS", "ranking_loss"]
 
 HEADS = ("ave", "l3", "avol")
+#: the when stream keeps the sound's time axis, pooled to this many steps (1 s: 125 ms each)
+WHEN_STEPS = 8
 
 
 class AVNet(nn.Module):
@@ -64,6 +82,8 @@ class AVNet(nn.Module):
         embed_dim: int = 128,
         batch_negatives: bool = False,
         contrastive: float = 0.0,
+        when_stream: bool = False,
+        map_smooth: int = 1,
     ) -> None:
         super().__init__()
         from avssl.models.audio import build_audio_backbone, build_frontend, frontend_config
@@ -79,7 +99,16 @@ class AVNet(nn.Module):
         self.contrastive = float(contrastive)
         if self.contrastive and not batch_negatives:
             raise ValueError("contrastive > 0 needs batch_negatives (it ranks the batch's pairs)")
-        vkw = {**(backbone_kwargs or {}), "in_channels": 3 * frames}
+        if when_stream and (head != "avol" or frames < 2):
+            raise ValueError("when_stream needs head 'avol' and frames >= 2 (the stack it reads)")
+        self.when_stream = bool(when_stream)
+        if map_smooth < 1 or map_smooth % 2 == 0 or (map_smooth > 1 and head != "avol"):
+            raise ValueError(
+                f"map_smooth must be an odd size >= 1 (avol head only), got {map_smooth}"
+            )
+        self.map_smooth = int(map_smooth)
+        # with the when stream the map's tower ("where") sees one frame, the stack goes to when_net
+        vkw = {**(backbone_kwargs or {}), "in_channels": 3 * (1 if when_stream else frames)}
         self.net = build_backbone(backbone, **vkw)
         if not hasattr(self.net, "features"):
             raise ValueError(f"backbone {backbone!r} has no spatial map (features); use vgg_av")
@@ -114,6 +143,19 @@ class AVNet(nn.Module):
             with torch.no_grad():
                 nn.init.constant_(self.score.weight, 5.0)
                 nn.init.zeros_(self.score.bias)  # type: ignore[arg-type]
+        if when_stream:
+            # the when tower is pooled to one vector: it keeps every pool (a finer map is no use)
+            wkw = {k: v for k, v in vkw.items() if k != "pools"}
+            self.when_net = build_backbone(backbone, **{**wkw, "in_channels": 3 * frames})
+            self.when_v = nn.Sequential(
+                nn.Linear(cv, d, bias=False), nn.BatchNorm1d(d), nn.ReLU(inplace=True),
+                nn.Linear(d, d),
+            )  # fmt: skip
+            self.when_a = nn.Sequential(
+                nn.Linear(ca * WHEN_STEPS, d, bias=False), nn.BatchNorm1d(d),
+                nn.ReLU(inplace=True), nn.Linear(d, d),
+            )  # fmt: skip
+            self.when_scale = nn.Parameter(torch.tensor(5.0))
         self.class_weight: torch.Tensor | None = None  # the trainer's balanced-loss hook
 
     @property
@@ -121,8 +163,19 @@ class AVNet(nn.Module):
         return int(self.frontend.sample_rate)
 
     # ------------------------------------------------------------------ the towers
+    def where_frame(self, frames: torch.Tensor) -> torch.Tensor:
+        """With the when stream: the one frame the map's tower sees, ``(B, 1, 3, H, W)`` -- the
+        stack's centre, or a ``T + 1``-th frame when one is given (training shows one off the
+        centre, ``data.av_frame_jitter``). Otherwise ``frames`` itself."""
+        if not self.when_stream or frames.dim() != 5:
+            return frames
+        if frames.shape[1] == self.frames + 1:
+            return frames[:, -1:]
+        return frames[:, (self.frames - 1) // 2 : (self.frames - 1) // 2 + 1]
+
     def vision_map(self, frames: torch.Tensor) -> torch.Tensor:
         """``(B, T, 3, H, W)`` (or ``(B, 3, H, W)`` when T = 1) -> the tower's ``(B, C, h, w)``."""
+        frames = self.where_frame(frames)
         if frames.dim() == 5:
             frames = frames.flatten(1, 2)
         features: Any = self.net.features  # vgg_av's map (checked in __init__)
@@ -133,6 +186,20 @@ class AVNet(nn.Module):
         """``(B, N)`` waveforms -> the tower's globally max-pooled ``(B, C)`` feature."""
         out: torch.Tensor = self.audio_net(self.frontend(audio.float()))
         return out
+
+    def _when_embeddings(
+        self, frames: torch.Tensor, audio: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The when stream: (L2-normalised stack embedding ``(B, d)``, sound embedding ``(B, d)``
+        that keeps the time axis, the where stream's pooled sound feature ``(B, C)``)."""
+        stack = frames[:, : self.frames].flatten(1, 2)
+        features: Any = self.when_net.features
+        v = F.adaptive_max_pool2d(features(stack), 1).flatten(1)
+        amap = self.audio_net.features(self.frontend(audio.float()))  # (B, C, F', T')
+        # the tower's own global pool (forward's), from the same map
+        pooled = amap.amax((2, 3)) if self.audio_net.pool == "max" else amap.mean((2, 3))
+        steps = F.adaptive_avg_pool1d(amap.amax(2), WHEN_STEPS).flatten(1)
+        return F.normalize(self.when_v(v), dim=1), F.normalize(self.when_a(steps), dim=1), pooled
 
     @staticmethod
     def _pooled(e: torch.Tensor) -> torch.Tensor:
@@ -172,7 +239,12 @@ class AVNet(nn.Module):
                 return g[:, 1] - g[:, 0], None
             m = self.fusion(torch.cat([vmap, af.expand(-1, -1, *vmap.shape[2:])], 1))
             return g[:, 1] - g[:, 0], m[:, 1] - m[:, 0]
-        a = self.encode_audio(audio)
+        if self.when_stream:
+            wv, wa, af = self._when_embeddings(frames, audio)
+            a = F.normalize(self.a_embed(af), dim=1)
+            when = self.when_scale * (wv * wa).sum(1)
+        else:
+            a = self.encode_audio(audio)
         e = self.v_embed(vmap)
         if self.head_kind == "ave":
             glob = self._ave_logit((self._pooled(e) - a).norm(dim=1))
@@ -181,13 +253,36 @@ class AVNet(nn.Module):
             emap = F.normalize(e, dim=1)
             return glob, self._ave_logit((emap - a[:, :, None, None]).norm(dim=1))
         cos = (F.normalize(e, dim=1) * a[:, :, None, None]).sum(1, keepdim=True)
-        m = self.score(cos)[:, 0]
+        m = self._cell_scores(cos)[:, 0]
+        if self.when_stream:
+            m = m + when[:, None, None]
         return m.flatten(1).amax(1), m
 
-    def pair_logits(self, frames: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+    def _cell_scores(self, cos: torch.Tensor) -> torch.Tensor:
+        """AVOL-Net's per-cell logits from ``(N, 1, h, w)`` cosines: with ``map_smooth = k > 1``
+        each cell's cosine is first averaged over its k x k neighbourhood (the grid's edge cells
+        over the part inside it), so a place scores by the evidence around it, not one corner."""
+        if self.map_smooth > 1:
+            k = self.map_smooth
+            cos = F.avg_pool2d(cos, k, stride=1, padding=k // 2, count_include_pad=False)
+        out: torch.Tensor = self.score(cos)
+        return out
+
+    def pair_logits(
+        self, frames: torch.Tensor, audio: torch.Tensor, parts: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """The match logit of every frame with every sound of the batch, ``(B_frames, B_audio)``
-        (both towers run once; the fusion runs on all B^2 pairs)."""
+        (both towers run once; the fusion runs on all B^2 pairs). ``parts`` (when stream only):
+        (the where map's logits, the when stream's logits), which add up to the match logit."""
         vmap = self.vision_map(frames)
+        if self.when_stream:
+            wv, wa, af = self._when_embeddings(frames, audio)
+            a = F.normalize(self.a_embed(af), dim=1)
+            emap = F.normalize(self.v_embed(vmap), dim=1)
+            cos = torch.einsum("bdhw,cd->bchw", emap, a)
+            cells = self._cell_scores(cos.reshape(-1, 1, *cos.shape[2:])).reshape(cos.shape)
+            where, when = cells.flatten(2).amax(2), self.when_scale * wv @ wa.t()
+            return (where, when) if parts else where + when
         if self.head_kind == "l3":
             af = self.audio_feature(audio)
             vf = F.adaptive_max_pool2d(vmap, 1).flatten(1)
@@ -201,7 +296,7 @@ class AVNet(nn.Module):
             return self._ave_logit(torch.cdist(self._pooled(e), a))
         emap = F.normalize(e, dim=1)
         cos = torch.einsum("bdhw,cd->bchw", emap, a)
-        cells = self.score(cos.reshape(-1, 1, *cos.shape[2:])).reshape(cos.shape)
+        cells = self._cell_scores(cos.reshape(-1, 1, *cos.shape[2:])).reshape(cos.shape)
         return cells.flatten(2).amax(2)
 
     def match_logit(self, frames: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
@@ -238,15 +333,27 @@ class AVNet(nn.Module):
         ``batch["video_id"]``, are left out), each side weighted 1/2 -- the papers' 50:50
         objective with B - 1 negatives per frame for the cost of one."""
         target = batch["target"]
-        logits = self.pair_logits(batch["frames"], batch["audio"]).float()
         vid = batch["video_id"]
         pos = torch.diag(target == 1)
         neg = (vid[:, None] != vid[None, :]) & (target == 1)[None, :] | torch.diag(target == 0)
-        lp = F.binary_cross_entropy_with_logits(logits[pos], torch.ones_like(logits[pos]))
-        ln = F.binary_cross_entropy_with_logits(logits[neg], torch.zeros_like(logits[neg]))
-        loss = 0.5 * (lp + ln)
-        if self.contrastive:
-            loss = loss + self.contrastive * ranking_loss(logits, pos, neg)
+
+        def loss_of(logits: torch.Tensor) -> torch.Tensor:
+            lp = F.binary_cross_entropy_with_logits(logits[pos], torch.ones_like(logits[pos]))
+            ln = F.binary_cross_entropy_with_logits(logits[neg], torch.zeros_like(logits[neg]))
+            loss = 0.5 * (lp + ln)
+            if self.contrastive:
+                loss = loss + self.contrastive * ranking_loss(logits, pos, neg)
+            return loss
+
+        if self.when_stream:
+            # the where map is also trained on its own (else the stack could learn *what* too
+            # and leave the map idle); the sum learns *when* on top
+            where, when = self.pair_logits(batch["frames"], batch["audio"], parts=True)
+            logits = (where + when).float()
+            loss = loss_of(logits) + loss_of(where.float())
+        else:
+            logits = self.pair_logits(batch["frames"], batch["audio"]).float()  # type: ignore[union-attr]
+            loss = loss_of(logits)
         diag = torch.diagonal(logits)
         out = torch.stack([torch.zeros_like(diag), diag], 1)
         return loss, {"logits": out.detach()}

@@ -18,7 +18,11 @@ index) like everything else), as the method draws them:
   being other-video negatives (the curriculum of Korbar et al. 2018).
 
 ``frames = T > 1`` gives the vision tower T frames centred on the row's frame, ``frame_step``
-apart, stacked as channels (early fusion; 1 = the papers' single frame). ``tick > 0`` adds a
+apart, stacked as channels (early fusion; 1 = the papers' single frame). ``jitter = J > 0``
+(training only, decoded videos): the frame shown is up to J frames off the row's, drawn per
+sample -- with ``where_frame`` (the AVOL when stream) the stack stays where it is and that one
+frame is appended as a (T + 1)-th, for the map's tower. A frame whose timing no longer matches
+the sound leaves the map only *what* to learn, not *when*. ``tick > 0`` adds a
 click of that amplitude at every frame boundary of the source video to its sound -- a recording
 artefact locked to the frame grid, the kind of cue the shortcut rule is about.
 """
@@ -154,6 +158,8 @@ class PairMaker:
         sync_offset_s: tuple[float, float] = (0.5, 2.0),
         neg_fraction: float = 0.5,
         audio_aug: AudioAug | None = None,
+        jitter: int = 0,
+        where_frame: bool = False,
     ) -> None:
         if negatives not in ("other", "sync"):
             raise ValueError(f"negatives must be 'other' or 'sync', got {negatives!r}")
@@ -168,6 +174,7 @@ class PairMaker:
         self.sync_offset_s = sync_offset_s
         self.neg_fraction = neg_fraction
         self.audio_aug = audio_aug
+        self.jitter, self.where_frame = int(jitter), bool(where_frame)
         self.epoch = 0
 
     def hard_share(self) -> float:
@@ -209,7 +216,16 @@ class PairMaker:
     def __call__(
         self, row: dict[str, Any], reader: FrameReader, rng: np.random.Generator
     ) -> dict[str, Any]:
-        frames = read_frames(row, reader, self.frames, self.frame_step)
+        if self.jitter and "cache_frames" not in row:
+            off = int(rng.integers(-self.jitter, self.jitter + 1))
+            shown = {**row, "frame": int(row["frame"]) + off}
+            if self.where_frame:  # the stack where it is, plus one frame off the centre
+                frames = read_frames(row, reader, self.frames, self.frame_step)
+                frames = torch.cat([frames, read_frames(shown, reader, 1)], 0)
+            else:
+                frames = read_frames(shown, reader, self.frames, self.frame_step)
+        else:
+            frames = read_frames(row, reader, self.frames, self.frame_step)
         window = float(row["audio_s"])
         if rng.random() < self.neg_fraction:
             src, start, _ = self.negative(row, rng)
