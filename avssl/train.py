@@ -163,6 +163,8 @@ class TaskOptions:
     # avol_net: average each cell's cosine over its k x k neighbourhood before the score (odd k;
     # 1: the paper's per-cell score)
     map_smooth: int = 1
+    # avol_net: pool the cell logits by log-mean-exp with this sharpness (0: the paper's max)
+    map_pool: float = 0.0
 
     # --- image tasks (avssl/tasks/image.py; docs/image_tasks.md) ---
     # a whole-video row (videos.jsonl) becomes this many rows, one per segment of the video
@@ -489,6 +491,7 @@ def build_pair_model(cfg: TrainConfig) -> nn.Module:
         batch_negatives=cfg.options.batch_negatives,
         when_stream=cfg.options.when_stream,
         map_smooth=cfg.options.map_smooth,
+        map_pool=cfg.options.map_pool,
         contrastive=cfg.options.contrastive,
     )
 

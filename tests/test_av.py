@@ -436,3 +436,24 @@ def test_random_baseline_results_never_overwrite_the_runs_own(tmp_path: Path) ->
     assert default_out(str(run / "checkpoint.pt")) == run / "eval"
     assert default_out(f"random:{run}") == run / "eval" / "random"
     assert default_out(f"random:{run / 'checkpoint.pt'}") == run / "eval" / "random"
+
+
+def test_map_pool_is_log_mean_exp_and_tends_to_the_max() -> None:
+    cells = torch.tensor([[0.0, 1.0, 3.0, -2.0]])
+    m = AVNet("avol", map_pool=1.0, **SMALL)
+    want = torch.log(torch.exp(cells).mean(-1))
+    torch.testing.assert_close(m._pool_cells(cells), want)
+    m.map_pool = 200.0
+    assert abs(float(m._pool_cells(cells)) - 3.0) < 0.01
+    m.map_pool = 0.0
+    assert float(m._pool_cells(cells)) == 3.0
+    b = _batch(4)
+    with torch.no_grad():  # the clip logit is the pooled map, with or without the option
+        for r in (0.0, 1.0):
+            m.map_pool = r
+            m.eval()
+            own = m.match_logit(b["frames"], b["audio"])
+            cells_ = m._logit_maps(b["frames"], b["audio"])[1]
+            torch.testing.assert_close(own, m._pool_cells(cells_.flatten(1)))
+    with pytest.raises(ValueError, match="map_pool"):
+        AVNet("ave", map_pool=1.0, **SMALL)

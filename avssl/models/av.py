@@ -44,6 +44,8 @@ sound its class is that of a silent object in 19% of negatives):
 * ``map_smooth = k``: each cell's cosine is averaged over its k x k neighbourhood before the
   score, so a place scores by the evidence around it rather than by one distinctive corner of an
   object (with a per-cell max the map peaks on a corner, often just outside the object's box).
+* ``map_pool = r > 0``: the clip's logit is the log-mean-exp of the cell logits with sharpness
+  r instead of their maximum, so every cell of the object is trained, not only the best one.
 
 ``forward(batch)`` takes ``batch["frames"]`` (``(B, T, 3, H, W)`` normalised floats),
 ``batch["audio"]`` (``(B, N)`` waveforms at ``sample_rate``) and ``batch["target"]`` and returns
@@ -55,6 +57,7 @@ evaluations read (docs/evaluation.md): the vision tower under ``net.`` (``backbo
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import torch
@@ -84,6 +87,7 @@ class AVNet(nn.Module):
         contrastive: float = 0.0,
         when_stream: bool = False,
         map_smooth: int = 1,
+        map_pool: float = 0.0,
     ) -> None:
         super().__init__()
         from avssl.models.audio import build_audio_backbone, build_frontend, frontend_config
@@ -107,6 +111,9 @@ class AVNet(nn.Module):
                 f"map_smooth must be an odd size >= 1 (avol head only), got {map_smooth}"
             )
         self.map_smooth = int(map_smooth)
+        if map_pool < 0 or (map_pool and head != "avol"):
+            raise ValueError(f"map_pool must be >= 0 (avol head only), got {map_pool}")
+        self.map_pool = float(map_pool)
         # with the when stream the map's tower ("where") sees one frame, the stack goes to when_net
         vkw = {**(backbone_kwargs or {}), "in_channels": 3 * (1 if when_stream else frames)}
         self.net = build_backbone(backbone, **vkw)
@@ -256,7 +263,7 @@ class AVNet(nn.Module):
         m = self._cell_scores(cos)[:, 0]
         if self.when_stream:
             m = m + when[:, None, None]
-        return m.flatten(1).amax(1), m
+        return self._pool_cells(m.flatten(1)), m
 
     def _cell_scores(self, cos: torch.Tensor) -> torch.Tensor:
         """AVOL-Net's per-cell logits from ``(N, 1, h, w)`` cosines: with ``map_smooth = k > 1``
@@ -267,6 +274,15 @@ class AVNet(nn.Module):
             cos = F.avg_pool2d(cos, k, stride=1, padding=k // 2, count_include_pad=False)
         out: torch.Tensor = self.score(cos)
         return out
+
+    def _pool_cells(self, cells: torch.Tensor) -> torch.Tensor:
+        """AVOL-Net's clip logit from ``(..., N)`` cell logits: the maximum (MIL), or with
+        ``map_pool = r > 0`` the log-mean-exp ``log(mean(exp(r x))) / r`` (-> max as r grows):
+        every cell gets gradient in proportion to its share, not only the best one."""
+        if not self.map_pool:
+            return cells.amax(-1)
+        r = self.map_pool
+        return (torch.logsumexp(r * cells, -1) - math.log(cells.shape[-1])) / r
 
     def pair_logits(
         self, frames: torch.Tensor, audio: torch.Tensor, parts: bool = False
@@ -281,7 +297,7 @@ class AVNet(nn.Module):
             emap = F.normalize(self.v_embed(vmap), dim=1)
             cos = torch.einsum("bdhw,cd->bchw", emap, a)
             cells = self._cell_scores(cos.reshape(-1, 1, *cos.shape[2:])).reshape(cos.shape)
-            where, when = cells.flatten(2).amax(2), self.when_scale * wv @ wa.t()
+            where, when = self._pool_cells(cells.flatten(2)), self.when_scale * wv @ wa.t()
             return (where, when) if parts else where + when
         if self.head_kind == "l3":
             af = self.audio_feature(audio)
@@ -297,7 +313,7 @@ class AVNet(nn.Module):
         emap = F.normalize(e, dim=1)
         cos = torch.einsum("bdhw,cd->bchw", emap, a)
         cells = self._cell_scores(cos.reshape(-1, 1, *cos.shape[2:])).reshape(cos.shape)
-        return cells.flatten(2).amax(2)
+        return self._pool_cells(cells.flatten(2))
 
     def match_logit(self, frames: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         """``log p(match) - log p(no match)`` of each (frame, sound) pair, ``(B,)``."""
