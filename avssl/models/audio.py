@@ -363,9 +363,11 @@ class AudioConvNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, F, T)`` -> ``(B, feature_dim)``, globally max (or avg) pooled."""
-        fmap = self.features(x)
-        pooled = F.adaptive_max_pool2d(fmap, 1) if self.pool == "max" else fmap.mean((2, 3))
-        return torch.flatten(pooled, 1)
+        return self.pool_map(self.features(x))
+
+    def pool_map(self, fmap: torch.Tensor) -> torch.Tensor:
+        """A ``(B, C, F', T')`` map of the last block -> ``(B, C)``, pooled as ``forward`` pools."""
+        return fmap.amax((2, 3)) if self.pool == "max" else fmap.mean((2, 3))
 
 
 @dataclass(frozen=True)

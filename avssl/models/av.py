@@ -194,19 +194,20 @@ class AVNet(nn.Module):
         out: torch.Tensor = self.audio_net(self.frontend(audio.float()))
         return out
 
-    def _when_embeddings(
+    def _sound_and_when(
         self, frames: torch.Tensor, audio: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The when stream: (L2-normalised stack embedding ``(B, d)``, sound embedding ``(B, d)``
-        that keeps the time axis, the where stream's pooled sound feature ``(B, C)``)."""
-        stack = frames[:, : self.frames].flatten(1, 2)
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+        """The sound's L2-normalised embedding ``(B, d)`` and, with the when stream, its two
+        L2-normalised vectors ``(B, d)``: the T-frame stack's and the sound's that keeps the time
+        axis (the audio tower runs once for both)."""
+        if not self.when_stream:
+            return self.encode_audio(audio), None
         features: Any = self.when_net.features
-        v = F.adaptive_max_pool2d(features(stack), 1).flatten(1)
+        v = F.adaptive_max_pool2d(features(frames[:, : self.frames].flatten(1, 2)), 1).flatten(1)
         amap = self.audio_net.features(self.frontend(audio.float()))  # (B, C, F', T')
-        # the tower's own global pool (forward's), from the same map
-        pooled = amap.amax((2, 3)) if self.audio_net.pool == "max" else amap.mean((2, 3))
+        a = F.normalize(self.a_embed(self.audio_net.pool_map(amap)), dim=1)
         steps = F.adaptive_avg_pool1d(amap.amax(2), WHEN_STEPS).flatten(1)
-        return F.normalize(self.when_v(v), dim=1), F.normalize(self.when_a(steps), dim=1), pooled
+        return a, (F.normalize(self.when_v(v), dim=1), F.normalize(self.when_a(steps), dim=1))
 
     @staticmethod
     def _pooled(e: torch.Tensor) -> torch.Tensor:
@@ -246,12 +247,7 @@ class AVNet(nn.Module):
                 return g[:, 1] - g[:, 0], None
             m = self.fusion(torch.cat([vmap, af.expand(-1, -1, *vmap.shape[2:])], 1))
             return g[:, 1] - g[:, 0], m[:, 1] - m[:, 0]
-        if self.when_stream:
-            wv, wa, af = self._when_embeddings(frames, audio)
-            a = F.normalize(self.a_embed(af), dim=1)
-            when = self.when_scale * (wv * wa).sum(1)
-        else:
-            a = self.encode_audio(audio)
+        a, ww = self._sound_and_when(frames, audio)
         e = self.v_embed(vmap)
         if self.head_kind == "ave":
             glob = self._ave_logit((self._pooled(e) - a).norm(dim=1))
@@ -261,8 +257,8 @@ class AVNet(nn.Module):
             return glob, self._ave_logit((emap - a[:, :, None, None]).norm(dim=1))
         cos = (F.normalize(e, dim=1) * a[:, :, None, None]).sum(1, keepdim=True)
         m = self._cell_scores(cos)[:, 0]
-        if self.when_stream:
-            m = m + when[:, None, None]
+        if ww is not None:
+            m = m + (self.when_scale * (ww[0] * ww[1]).sum(1))[:, None, None]
         return self._pool_cells(m.flatten(1)), m
 
     def _cell_scores(self, cos: torch.Tensor) -> torch.Tensor:
@@ -291,14 +287,6 @@ class AVNet(nn.Module):
         (both towers run once; the fusion runs on all B^2 pairs). ``parts`` (when stream only):
         (the where map's logits, the when stream's logits), which add up to the match logit."""
         vmap = self.vision_map(frames)
-        if self.when_stream:
-            wv, wa, af = self._when_embeddings(frames, audio)
-            a = F.normalize(self.a_embed(af), dim=1)
-            emap = F.normalize(self.v_embed(vmap), dim=1)
-            cos = torch.einsum("bdhw,cd->bchw", emap, a)
-            cells = self._cell_scores(cos.reshape(-1, 1, *cos.shape[2:])).reshape(cos.shape)
-            where, when = self._pool_cells(cells.flatten(2)), self.when_scale * wv @ wa.t()
-            return (where, when) if parts else where + when
         if self.head_kind == "l3":
             af = self.audio_feature(audio)
             vf = F.adaptive_max_pool2d(vmap, 1).flatten(1)
@@ -306,14 +294,18 @@ class AVNet(nn.Module):
             pairs = torch.cat([vf[:, None].expand(-1, c, -1), af[None].expand(b, -1, -1)], 2)
             out = self.fusion(pairs.reshape(b * c, -1, 1, 1)).reshape(b, c, 2)
             return out[..., 1] - out[..., 0]
-        a = self.encode_audio(audio)
+        a, ww = self._sound_and_when(frames, audio)
         e = self.v_embed(vmap)
         if self.head_kind == "ave":
             return self._ave_logit(torch.cdist(self._pooled(e), a))
         emap = F.normalize(e, dim=1)
         cos = torch.einsum("bdhw,cd->bchw", emap, a)
         cells = self._cell_scores(cos.reshape(-1, 1, *cos.shape[2:])).reshape(cos.shape)
-        return self._pool_cells(cells.flatten(2))
+        where = self._pool_cells(cells.flatten(2))
+        if ww is None:
+            return where
+        when = self.when_scale * ww[0] @ ww[1].t()
+        return (where, when) if parts else where + when
 
     def match_logit(self, frames: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         """``log p(match) - log p(no match)`` of each (frame, sound) pair, ``(B,)``."""
