@@ -73,11 +73,13 @@ def test_shape_dtype_device(device: str, train: bool, shape: tuple[int, ...], si
     assert torch.isfinite(y).all()
 
 
-def test_identical_frames_stay_identical() -> None:
-    """One crop, flip and jitter per clip: frames that were equal are still bit-equal."""
+@pytest.mark.parametrize("rotate", [0.0, 180.0])
+def test_identical_frames_stay_identical(rotate: float) -> None:
+    """One crop, flip, rotation and jitter per clip: frames that were equal are still bit-equal
+    (AVOL-Net's when stream relies on it: its stack and the map's frame turn together)."""
     frame = clips(6, 1, 48, 64)
     x = frame.expand(6, 4, 3, 48, 64).contiguous()
-    y = augment(x, replace(STRONG, size=40), train=True, generator=gen(1))
+    y = augment(x, replace(STRONG, size=40, rotate=rotate), train=True, generator=gen(1))
     for t in range(1, 4):
         assert torch.equal(y[:, t], y[:, 0])
 
@@ -365,3 +367,8 @@ def test_rotation_turns_the_crop_about_its_centre(h: int, w: int) -> None:
     b = sample_params(cfg, 64, h, w, generator=gen(5))
     assert torch.equal(a.box_xywh, b.box_xywh) and b.angle is None and a.angle is not None
     assert 0 < float(a.angle.abs().max()) <= math.radians(15.0) and float(a.angle.std()) > 0.1
+    # up to half a turn either way: upside-down crops are drawn too
+    c = sample_params(replace(cfg, rotate=180.0), 256, h, w, generator=gen(6)).angle
+    assert c is not None and float(c.abs().max()) <= math.pi
+    half = math.pi / 2
+    assert min(float((c > half).float().mean()), float((c < -half).float().mean())) > 0.15
