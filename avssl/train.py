@@ -95,6 +95,9 @@ class DataConfig:
     # training: show a frame up to this many frames off the row's (0: the row's own; with
     # options.when_stream only the map's frame moves, the stack stays)
     av_frame_jitter: int = 0
+    # training: this share of the sampled negatives hear near-silence (white noise at -90 to
+    # -50 dBFS, avssl.tasks.av.near_silence) instead of another video's sound
+    silent_negatives: float = 0.0
     # after training a pair task: sound-source localization on these trials (rows with bbox);
     # None: localization_test.jsonl beside the held-out manifest, if there is one
     localization_manifest: str | None = None
@@ -424,7 +427,8 @@ def build(cfg: TrainConfig, env: dist.DistEnv) -> dict[str, Any]:
         make_train = task.bind(
             train_rows, curriculum_epochs=cfg.data.sync_curriculum_epochs,
             audio_aug=aug if aug else None, jitter=cfg.data.av_frame_jitter,
-            where_frame=cfg.options.when_stream, **opts,
+            where_frame=cfg.options.when_stream, silent_negatives=cfg.data.silent_negatives,
+            **opts,
         )  # fmt: skip
         # held out: the final negatives (all hard for av_sync), half the pairs, fixed
         make_val = task.bind(val_rows, **{**opts, "neg_fraction": 0.5})

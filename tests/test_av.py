@@ -224,6 +224,37 @@ def test_frame_jitter_moves_the_shown_frame_or_adds_the_where_frame() -> None:
     assert extra <= set(range(-4, 5)) and len(extra) >= 6
 
 
+class _LoudReader(_IndexReader):
+    """The index frames, and sound at a constant 0.5 (-6 dBFS)."""
+
+    def audio(self, video: str, start_s: float, seconds: float) -> np.ndarray:
+        return np.full(round(seconds * self.sample_rate), 0.5, np.float32)
+
+
+def test_silent_negatives_replace_a_share_of_the_negatives_sound() -> None:
+    rows, reader = _rows(), _LoudReader()
+
+    def levels(maker: PairMaker) -> list[tuple[int, float]]:
+        out = []
+        for i in range(200):
+            ex = maker(rows[i % len(rows)], reader, np.random.default_rng([7, i]))
+            a = ex["audio"].numpy().astype(np.float64)
+            assert a.shape == (round(float(rows[0]["audio_s"]) * 8000),)
+            out.append((int(ex["target"]), 20 * math.log10(math.sqrt(np.mean(a * a)))))
+        return out
+
+    half = levels(PairMaker(rows, neg_fraction=1.0, silent_negatives=0.5))
+    quiet = [db for t, db in half if db < -40]
+    assert all(t == 0 for t, _ in half) and 70 <= len(quiet) <= 130
+    assert all(-91 < db < -49 for db in quiet) and np.std(quiet) > 5  # levels drawn in a range
+    assert all(abs(db + 6.02) < 0.01 for _, db in half if db >= -40)  # the rest: other sound
+    # positives keep their own sound; without the option no negative is silent
+    assert all(db > -7 for t, db in levels(PairMaker(rows, neg_fraction=0.0, silent_negatives=1.0)))
+    assert all(db > -7 for _, db in levels(PairMaker(rows, neg_fraction=1.0)))
+    with pytest.raises(ValueError, match="silent_negatives"):
+        PairMaker(rows, silent_negatives=1.5)
+
+
 def test_grid_ticks_land_on_the_source_grid() -> None:
     src = {"video": "a.mp4", "fps": 10.0, "span": [0.05, 0.0, 4.0]}
     x = read_sound(src, 0.12, 1.0, _FakeReader(), tick=0.5)

@@ -101,6 +101,19 @@ def read_sound(
     return x
 
 
+#: the level range of :func:`near_silence`, dBFS (RMS of the white noise)
+SILENCE_DBFS = (-90.0, -50.0)
+
+
+def near_silence(n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` samples of white noise at a level uniform in :data:`SILENCE_DBFS`: the sound of a
+    negative that is (nearly) silent (``data.silent_negatives``). A model that only ever hears
+    sounding pairs in training has no reason to say 'no match' to silence; the localization
+    check's silent trials (exact zeros, below every level drawn here) ask it to."""
+    level = 10.0 ** (rng.uniform(*SILENCE_DBFS) / 20.0)
+    return (rng.standard_normal(n) * level).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class AudioAug:
     """Training-time augmentation of a pair's sound (positives and negatives alike), drawn from
@@ -160,6 +173,7 @@ class PairMaker:
         audio_aug: AudioAug | None = None,
         jitter: int = 0,
         where_frame: bool = False,
+        silent_negatives: float = 0.0,
     ) -> None:
         if negatives not in ("other", "sync"):
             raise ValueError(f"negatives must be 'other' or 'sync', got {negatives!r}")
@@ -175,6 +189,9 @@ class PairMaker:
         self.neg_fraction = neg_fraction
         self.audio_aug = audio_aug
         self.jitter, self.where_frame = int(jitter), bool(where_frame)
+        if not 0.0 <= silent_negatives <= 1.0:
+            raise ValueError(f"silent_negatives must be in [0, 1], got {silent_negatives}")
+        self.silent_negatives = float(silent_negatives)
         self.epoch = 0
 
     def hard_share(self) -> float:
@@ -228,11 +245,15 @@ class PairMaker:
             frames = read_frames(row, reader, self.frames, self.frame_step)
         window = float(row["audio_s"])
         if rng.random() < self.neg_fraction:
-            src, start, _ = self.negative(row, rng)
             target = 0
+            if self.silent_negatives and rng.random() < self.silent_negatives:
+                sound = near_silence(round(window * reader.sample_rate), rng)
+            else:
+                src, start, _ = self.negative(row, rng)
+                sound = read_sound(src, start, window, reader, self.tick)
         else:
-            src, start, target = row, float(row["audio_start_s"]), 1
-        sound = read_sound(src, start, window, reader, self.tick)
+            target = 1
+            sound = read_sound(row, float(row["audio_start_s"]), window, reader, self.tick)
         if self.audio_aug is not None:
             sound = self.audio_aug(sound, rng)
         return {
