@@ -73,6 +73,18 @@ class TruncatedMediaError(CorruptMediaError):
     reason = "truncated"
 
 
+class FrameGapError(TruncatedMediaError):
+    """A frame folder whose numbering has gaps: frames that are gone (avssl.data.frame_folder)."""
+
+    reason = "frame-gap"
+
+
+class MixedFrameSizeError(CorruptMediaError):
+    """A frame folder whose images are not all of one size."""
+
+    reason = "mixed-frame-sizes"
+
+
 class NoVideoStreamError(MediaError):
     reason = "no-video-stream"
 

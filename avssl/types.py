@@ -12,6 +12,9 @@ from typing import Any
 
 import torch
 
+#: ``VideoInfo.container`` of a folder of numbered images (avssl.data.frame_folder).
+FRAME_FOLDER_CONTAINER = "frames"
+
 
 @dataclass(frozen=True)
 class AudioStreamInfo:
@@ -76,6 +79,17 @@ class VideoInfo:
     # Packed-B MPEG-4 only: the stream's header bytes (VOL + DivX user data), fed to a fresh
     # decoder before a seek so that it knows the stream is packed.
     prime_headers: bytes = b""
+    # Damage the decoder concealed (errors it logged, packets it flagged) and the display
+    # indices of the frames it touched: the damaged picture and the frames predicted from it
+    # up to the next keyframe. Samplers avoid those frames; ``avssl-prep --strict-decode``
+    # quarantines the file instead.
+    decode_warnings: int = 0
+    damaged_frames: tuple[int, ...] = ()
+    # AVI index entries without data (capture tools write them for dropped frames): the
+    # previous picture is held for that long. Time, not lost frames; pts_s has the gaps.
+    held_frames: int = 0
+    # A frame folder (container "frames"): its image files in frame order.
+    frame_files: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (``prime_headers`` as hex) for manifests; see :meth:`from_dict`."""
@@ -92,7 +106,13 @@ class VideoInfo:
         d["seek_points"] = tuple(SeekPoint(**s) for s in d["seek_points"])
         d["audio"] = tuple(AudioStreamInfo(**a) for a in d.get("audio", ()))
         d["prime_headers"] = bytes.fromhex(d.get("prime_headers", ""))
+        d["damaged_frames"] = tuple(d.get("damaged_frames", ()))
+        d["frame_files"] = tuple(d.get("frame_files", ()))
         return cls(**d)
+
+    @property
+    def is_frame_folder(self) -> bool:
+        return self.container == FRAME_FOLDER_CONTAINER
 
     @property
     def has_audio(self) -> bool:

@@ -97,7 +97,14 @@ def mine_pairs(
     rngs = [np.random.default_rng([cfg.seed, _path_key(entry.relpath), t]) for t in range(2)]
     keep = None if cfg.min_window_peak_dbfs is None else _loud_enough(src, info, span, cfg)
     frames = av_pairs.sample_frames(
-        pts, info.fps, span, cfg.window_s, cfg.frames_per_s, rngs[0], keep
+        pts,
+        info.fps,
+        span,
+        cfg.window_s,
+        cfg.frames_per_s,
+        rngs[0],
+        keep,
+        avoid=info.damaged_frames,
     )
     if not frames:
         raise errors.NoUsableWindowError(

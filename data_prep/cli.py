@@ -233,6 +233,29 @@ def _add_common_options(p: argparse.ArgumentParser) -> None:
         help="per-video decode time limit in seconds (default 600); a video that "
         "exceeds it is quarantined",
     )
+    p.add_argument(
+        "--strict-decode",
+        action="store_true",
+        help="quarantine videos with damage the decoder conceals (FFmpeg logs an error, e.g. "
+        "'non-intra slice in an IDR NAL unit', and paints the picture over). By default such a "
+        "video is kept: videos.jsonl records decode_warnings and damaged_frames (the damaged "
+        "picture up to the next keyframe) and no sample uses those frames",
+    )
+    p.add_argument(
+        "--frame-rate",
+        type=_positive_float,
+        default=None,
+        metavar="FPS",
+        help="frame rate of frame folders (numbered images) that have no sidecar (fps.txt, "
+        "MOTChallenge seqinfo.ini); default 25",
+    )
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
 
 
 def _add_video_options(p: argparse.ArgumentParser) -> None:
@@ -357,7 +380,7 @@ def _run_videos(
     cfg: MineConfig | PairConfig | None = None,
     cache_dir: Path | None = None,
 ) -> int:
-    from data_prep.videos import prep_videos
+    from data_prep.videos import ProbeOptions, prep_videos
 
     if cfg is None:
         cfg, cache_dir = _mine_config(args), args.transcode
@@ -377,6 +400,7 @@ def _run_videos(
         cache_dir=cache_dir,
         shard=args.shard,
         timeout_s=args.timeout,
+        probe=ProbeOptions(strict_decode=args.strict_decode, frame_rate=args.frame_rate),
     )
     if args.shard is not None:
         i, n = args.shard
@@ -447,7 +471,10 @@ def _add_folder(sub: argparse._SubParsersAction) -> None:
         help="any folder of videos -> video manifest and temporal-order pretext samples",
         description=(
             "Probe every video under ROOT (recursively; the class of a video is its first "
-            "sub-folder, if any), quarantine bad files with a reason (OUT/quarantine.csv) and "
+            "sub-folder, if any) -- video files, animated GIFs and frame folders (a folder of 2+ "
+            "numbered images is one video) -- name every file it does not take and why "
+            "(OUT/skipped.csv: hidden, annotation folders such as masks/, single images, sound, "
+            "other suffixes), quarantine bad files with a reason (OUT/quarantine.csv) and "
             "mine Shuffle & Learn tuples, Odd-One-Out questions and arrow-of-time clips from "
             "high-motion windows. Writes OUT/videos.jsonl, OUT/probe.jsonl, "
             "OUT/{shuffle_learn,odd_one_out,arrow_of_time}.jsonl and OUT/prep.json "
@@ -468,7 +495,8 @@ def _run_folder(args: argparse.Namespace) -> int:
         print(f"avssl-prep folder: {e}", file=sys.stderr)
         return 2
     if not scan.entries:
-        print(f"avssl-prep folder: no video files under {args.root}", file=sys.stderr)
+        print(f"avssl-prep folder: no video files or frame folders under {args.root} "
+              f"({len(scan.skipped)} entries not taken)", file=sys.stderr)  # fmt: skip
         return 2
     return _run_videos(args, scan)
 

@@ -7,19 +7,34 @@ files that no list names). Probing and mining happen in :mod:`data_prep.videos`.
 
 from __future__ import annotations
 
+import os
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from avssl.data.decode import VIDEO_SUFFIXES
 from data_prep.ucf101_lists import parse_clip_path, read_splits
 
 __all__ = ["VIDEO_SUFFIXES", "Entry", "Scan", "scan_folder", "scan_ucf101"]
 
-#: File suffixes taken as videos by ``avssl-prep folder`` (case-insensitive).
-VIDEO_SUFFIXES = (
-    ".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp",
-    ".ogv", ".ts", ".mts",
-)  # fmt: skip
+#: Sound-only files (named in skipped.csv as such: the video preps need pictures).
+AUDIO_SUFFIXES = (".wav", ".mp3", ".m4a", ".aac", ".flac", ".opus", ".oga", ".wma", ".aif", ".aiff")
+#: Folders of annotations, not of video frames (DAVIS ``Annotations/``, ``masks/``, ``gt/``):
+#: a scan skips them with everything below, and names them in skipped.csv.
+ANNOTATION_DIRS = frozenset({
+    "annotations", "annotation", "masks", "mask", "gt", "groundtruth", "ground_truth", "labels",
+    "segmentations", "segmentation", "annots", "trimaps",
+})  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file (or a whole folder) a scan did not take, and why; written to ``skipped.csv``."""
+
+    path: str  # relative to the root; a folder's ends with "/"
+    kind: str  # hidden, annotation, image, audio, not-video, frame-folder-extra, ...
+    why: str
 
 
 @dataclass(frozen=True)
@@ -45,6 +60,7 @@ class Scan:
     missing: list[str] = field(default_factory=list)  # listed, not on disk
     unlisted: list[str] = field(default_factory=list)  # on disk, in no list (not processed)
     class_names: dict[str, str] = field(default_factory=dict)  # id -> display name (AudioSet)
+    skipped: list[Skipped] = field(default_factory=list)  # not taken, with the reason
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,7 +69,12 @@ class Scan:
     def from_dict(cls, d: dict[str, Any]) -> Scan:
         d = dict(d)
         d["entries"] = [Entry(**e) for e in d["entries"]]
+        d["skipped"] = [Skipped(**k) for k in d.get("skipped", [])]
         return cls(**d)
+
+    def skipped_counts(self) -> dict[str, int]:
+        """How many skipped entries of each kind."""
+        return dict(Counter(k.kind for k in self.skipped))
 
 
 def _ucf_root(root: Path) -> Path:
@@ -102,46 +123,107 @@ def scan_ucf101(root: str | Path, splits_dir: str | Path, split: str = "1") -> S
         cls, label, group = info[rel]
         entries.append(Entry(disk, cls, label, group, dict(sorted(roles[rel].items()))))
     unlisted = []
+    skipped = []
     for rel in sorted(on_disk):
-        if rel in found or on_disk[rel].name.startswith("."):
+        if rel in found:
+            continue
+        if on_disk[rel].name.startswith("."):
+            skipped.append(Skipped(rel, "hidden", "hidden file"))
             continue
         try:
             parse_clip_path(rel)
         except ValueError:
             if Path(rel).suffix.lower() not in VIDEO_SUFFIXES:
-                continue  # a stray text file is not worth a report line
+                skipped.append(Skipped(rel, "not-video", "not a UCF-101 clip name nor a video "
+                                       "suffix"))  # fmt: skip
+                continue
         unlisted.append(rel)
-    return Scan("ucf101", str(r), classes, entries, wanted, missing, unlisted)
+    return Scan("ucf101", str(r), classes, entries, wanted, missing, unlisted, skipped=skipped)
 
 
 def scan_folder(root: str | Path) -> Scan:
-    """Every video file under ``root`` (recursively; hidden files and folders skipped).
+    """Every video under ``root`` (recursively), and every file it does not take, with why.
 
-    Every entry named like a video counts, not only regular files: a dangling or looping link,
-    a FIFO or a folder named ``x.mp4`` is quarantined by the prep with its reason instead of
-    vanishing without a trace (folders are still searched).
+    Videos are files with a video suffix (:data:`VIDEO_SUFFIXES`, animated GIFs included) and
+    **frame folders**: a folder directly holding two or more numbered images
+    (:mod:`avssl.data.frame_folder`) is one video, named by its path. Every entry named like a
+    video counts, not only regular files: a dangling or looping link, a FIFO or a folder named
+    ``x.mp4`` is quarantined by the prep with its reason instead of vanishing without a trace.
+
+    Not taken, each named in ``skipped`` (``skipped.csv``): hidden files and folders (a hidden
+    folder is one row, not searched), annotation folders (:data:`ANNOTATION_DIRS`, one row
+    each with everything below it: DAVIS ``Annotations/``, ``masks/``), single images, sound
+    files, other files (by suffix), and files inside a frame folder that are not its frames.
 
     The class of a video is the first-level sub-folder it is in (``root/<class>/.../x.mp4``);
-    files directly in ``root`` have none. There is no official split: every video is "train"
+    videos directly in ``root`` have none. There is no official split: every video is "train"
     of the split "all".
     """
+    from avssl.data.frame_folder import IMAGE_SUFFIXES, looks_like_frame_folder
+
     r = Path(root)
     if not r.is_dir():
         raise FileNotFoundError(f"{r}: not a directory")
     r = r.resolve()
-    rels = sorted(
-        p.relative_to(r).as_posix()
-        for p in r.rglob("*")
-        if p.suffix.lower() in VIDEO_SUFFIXES
-        and not any(part.startswith(".") for part in p.relative_to(r).parts)
-    )
+    rels: list[str] = []
+    skipped: list[Skipped] = []
+    for dirpath, dirnames, filenames in os.walk(r, onerror=_raise):
+        d = Path(dirpath)
+        rel_d = d.relative_to(r).as_posix()
+        prefix = "" if rel_d == "." else rel_d + "/"
+        keep = []
+        for name in sorted(dirnames):
+            sub = d / name
+            if name.lower().endswith(VIDEO_SUFFIXES):
+                rels.append(prefix + name)  # quarantined as "not a file", with its reason
+            elif name.startswith("."):
+                skipped.append(
+                    Skipped(prefix + name + "/", "hidden", "hidden folder, not searched")
+                )
+            elif name.lower() in ANNOTATION_DIRS:
+                n = sum(len(f) for _, _, f in os.walk(sub))
+                skipped.append(Skipped(prefix + name + "/", "annotation", f"annotation folder "
+                                       f"({n} file{'s' * (n != 1)}), not frames"))  # fmt: skip
+            elif looks_like_frame_folder(sub):
+                rels.append(prefix + name)
+                keep.append(name)
+            else:
+                keep.append(name)
+        dirnames[:] = keep
+        is_frames = rel_d != "." and rel_d in set(rels)
+        for name in sorted(filenames):
+            rel = prefix + name
+            suffix = os.path.splitext(name)[1].lower()
+            if is_frames:
+                if suffix not in IMAGE_SUFFIXES and name not in ("fps.txt", "seqinfo.ini"):
+                    what = f"in a frame folder, not a frame ({suffix or 'no suffix'})"
+                    skipped.append(Skipped(rel, "frame-folder-extra", what))
+                continue
+            if name.startswith("."):
+                skipped.append(Skipped(rel, "hidden", "hidden file"))
+            elif suffix in VIDEO_SUFFIXES:
+                rels.append(rel)
+            elif suffix in IMAGE_SUFFIXES:
+                skipped.append(Skipped(rel, "image", "a single image, not a video (a folder "
+                                       "of 2+ numbered images is one)"))  # fmt: skip
+            elif suffix in AUDIO_SUFFIXES:
+                skipped.append(Skipped(rel, "audio", "sound only, no pictures"))
+            else:
+                skipped.append(Skipped(rel, "not-video", f"not a video by suffix "
+                                       f"({suffix or 'none'})"))  # fmt: skip
+    rels.sort()
     classes = sorted({rel.split("/")[0] for rel in rels if "/" in rel})
     index = {c: i for i, c in enumerate(classes)}
     entries = []
     for rel in rels:
         cls = rel.split("/")[0] if "/" in rel else ""
         entries.append(Entry(rel, cls, index.get(cls, -1), -1, {"all": "train"}))
-    return Scan("folder", str(r), classes, entries, ["all"])
+    skipped.sort(key=lambda k: k.path)
+    return Scan("folder", str(r), classes, entries, ["all"], skipped=skipped)
+
+
+def _raise(e: OSError) -> None:
+    raise e
 
 
 def scan_audioset(

@@ -35,11 +35,12 @@ import numpy as np
 
 from avssl import errors
 from avssl.data import samplers
+from avssl.data.frame_folder import folder_stat, list_frames
 from avssl.data.manifest import atomic_write_text, remove_stale_temps, write_manifest
 from avssl.data.motion import Motion, load_motion, motion_energy, save_motion
 from data_prep.av_prep import PAIR_TASKS, PairConfig, mine_pairs, pair_rows
 from data_prep.parallel import Progress, default_workers, imap_jobs
-from data_prep.scan import Entry, Scan
+from data_prep.scan import VIDEO_SUFFIXES, Entry, Scan
 
 __all__ = ["FORMAT_VERSION", "MineConfig", "PrepResult", "assemble", "prep_videos"]
 
@@ -48,7 +49,9 @@ FORMAT_VERSION = 1
 #: Bump when a change alters what a record holds for the same input and settings.
 # 2: Shuffle & Learn keeps its class through rejected draws; 3: stricter probe (bad-media corpus:
 # concealed damage, still images, headers claiming lost frames, links / FIFOs / folders)
-RECORD_VERSION = 3
+# 4: concealed decode damage is recorded, not quarantined (--strict-decode brings it back);
+# frame folders and GIFs; AVI held frames are time; trailing bytes after a whole MP4
+RECORD_VERSION = 4
 TASKS = ("shuffle_learn", "odd_one_out", "arrow_of_time")
 
 # Below these energies a window is "still" whatever the video's own statistics say (measured on
@@ -99,11 +102,19 @@ def _hash(text: str) -> str:
 
 
 def file_fingerprint(path: Path, chunk: int = 1 << 20) -> str:
-    """BLAKE2b-128 of the file's bytes (~1 GB/s): names the content, whatever its path or mtime."""
+    """BLAKE2b-128 of the file's bytes (~1 GB/s): names the content, whatever its path or mtime.
+    A frame folder's is over its frame images' names and bytes, in frame order."""
     h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
+    files = [path]
+    if path.is_dir():
+        folder = list_frames(path)
+        files = [path / n for n in folder.names]
+    for p in files:
+        if p is not path:
+            h.update(p.name.encode() + b"\0")
+        with open(p, "rb") as f:
+            while block := f.read(chunk):
+                h.update(block)
     return h.hexdigest()
 
 
@@ -120,29 +131,44 @@ class _Job:
     config: MineConfig | PairConfig  # temporal-order mining, or audio-visual pairs
     cache_dir: str | None  # MineConfig: the --transcode cache; PairConfig: the --cache
     timeout_s: float
+    probe: ProbeOptions = field(default_factory=lambda: ProbeOptions())
+
+
+@dataclass(frozen=True)
+class ProbeOptions:
+    """How every video is probed: ``strict_decode`` quarantines damage the decoder conceals
+    (else it is recorded per video and samplers avoid the frames); ``frame_rate`` is the rate of
+    frame folders without a sidecar (None: avssl.data.frame_folder.DEFAULT_FPS)."""
+
+    strict_decode: bool = False
+    frame_rate: float | None = None
 
 
 def _settings_key(job: _Job) -> str:
-    return _hash(json.dumps([job.config.key(), job.cache_dir], sort_keys=True))
+    return _hash(json.dumps([job.config.key(), job.cache_dir, asdict(job.probe)], sort_keys=True))
 
 
-def _source_stat(src: Path) -> os.stat_result:
-    """``stat`` of a source, or of the link itself when it is dangling or loops: such an entry
-    is quarantined, and its record reused while the link stays as it is."""
+def _source_stat(src: Path) -> tuple[int, int]:
+    """(size, mtime) of a source -- a frame folder's are its images' total and newest -- or of
+    the link itself when it is dangling or loops: such an entry is quarantined, and its record
+    reused while the link stays as it is."""
     try:
-        return src.stat()
+        if src.is_dir():
+            return folder_stat(src)
+        st = src.stat()
     except OSError:
-        return src.lstat()
+        st = src.lstat()
+    return st.st_size, st.st_mtime_ns
 
 
 def _is_current(rec_path: Path, src: Path, job: _Job) -> bool:
     try:
         rec = json.loads(rec_path.read_text())
-        st = _source_stat(src)
+        size, mtime = _source_stat(src)
         return bool(
             rec["settings"] == _settings_key(job)
-            and rec["size_bytes"] == st.st_size
-            and rec["mtime_ns"] == st.st_mtime_ns
+            and rec["size_bytes"] == size
+            and rec["mtime_ns"] == mtime
             and rec.get("reason") != "error"  # an unexpected failure is retried, never reused
             and (rec["status"] != "ok" or _cache_present(job, rec))
         )
@@ -160,8 +186,11 @@ def _cache_present(job: _Job, rec: dict[str, Any]) -> bool:
     return all(f and (Path(job.cache_dir) / f).is_file() for f in files)
 
 
-def mine_samples(motion: Motion, cfg: MineConfig, relpath: str) -> dict[str, Any]:
-    """Windows and the three tasks' samples for one video: deterministic in (seed, relpath)."""
+def mine_samples(
+    motion: Motion, cfg: MineConfig, relpath: str, avoid: tuple[int, ...] = ()
+) -> dict[str, Any]:
+    """Windows and the three tasks' samples for one video: deterministic in (seed, relpath).
+    Frames in ``avoid`` (concealed decode damage) are cut out of the windows, so never drawn."""
     windows = samplers.high_motion_windows(
         motion.energy,
         smooth=cfg.smooth,
@@ -169,6 +198,8 @@ def mine_samples(motion: Motion, cfg: MineConfig, relpath: str) -> dict[str, Any
         floor=cfg.motion_floor(),
         merge_gap=cfg.merge_gap,
     )
+    if avoid:
+        windows = samplers.exclude_frames(windows, avoid)
     # One generator per task, so changing one task's count leaves the others' samples as they were.
     path_key = int(_hash(relpath), 16)
     rngs = [np.random.default_rng([cfg.seed, path_key, t]) for t in range(len(TASKS))]
@@ -228,12 +259,14 @@ def _process(job: _Job) -> tuple[str, str]:
     rec_path = Path(job.out) / "records" / record_name(e.relpath)
     rec: dict[str, Any] = {"relpath": e.relpath, "settings": _settings_key(job)}
     try:
-        st = _source_stat(src)
-        rec.update(size_bytes=st.st_size, mtime_ns=st.st_mtime_ns)
-        # Before anything opens it: a FIFO would block the fingerprint's read forever.
-        errors.check_file_entry(src)
+        rec["size_bytes"], rec["mtime_ns"] = _source_stat(src)
+        if not src.is_dir() or src.name.lower().endswith(VIDEO_SUFFIXES):
+            # (any other folder is a frame folder: list_frames says what is wrong with it)
+            # Before anything opens it: a FIFO would block the fingerprint's read forever.
+            errors.check_file_entry(src)
         rec["fingerprint"] = file_fingerprint(src)
-        info = probe(src, timeout_s=job.timeout_s, conceal=False)
+        info = probe(src, timeout_s=job.timeout_s, conceal=not job.probe.strict_decode,
+                     fps=job.probe.frame_rate)  # fmt: skip
         check_video(src, info)
         cfg = job.config
         if isinstance(cfg, PairConfig):
@@ -267,7 +300,7 @@ def _process(job: _Job) -> tuple[str, str]:
             for k in ("cache_video", "cache_audio"):
                 if video.get(k):
                     video[k] = Path(video[k]).relative_to(tdir).as_posix()
-        samples = mine_samples(motion, cfg, e.relpath)
+        samples = mine_samples(motion, cfg, e.relpath, info.damaged_frames)
         video["high_motion_frames"] = sum(b - a for a, b in samples["windows"])
         rec.update(status="ok", video=video, info=info.to_dict(), **samples)
     except errors.MediaError as err:
@@ -282,6 +315,8 @@ def _process(job: _Job) -> tuple[str, str]:
 #: Demuxers FFmpeg opens a single image with (a one-frame "video": StillImageError), besides
 #: every ``*_pipe`` one (png_pipe, jpeg_pipe, ...). Animated GIF ("gif") is a video.
 _IMAGE_FORMATS = frozenset({"image2", "image2pipe"})
+#: Codecs of animations and frame folders: with a single frame, a still picture.
+_IMAGE_CODECS = frozenset({"gif", "apng", "png", "webp", "mjpeg", "bmp", "tiff"})
 #: A header may claim this many frames more than decode (rounding of a B-frame delay; every
 #: real and generated test clip decodes exactly its header's count). More means frames are gone.
 HEADER_SLACK_FRAMES = 2
@@ -298,11 +333,19 @@ def check_video(src: Path, info: Any) -> None:
         raise errors.StillImageError(
             str(src), f"a single image ({fmt}, {info.width}x{info.height}), not a video"
         )
-    slack = max(HEADER_SLACK_FRAMES, int(HEADER_SLACK_SHARE * info.num_frames))
-    if info.header_num_frames > info.num_frames + slack:
+    if info.num_frames == 1 and info.codec in _IMAGE_CODECS:
+        raise errors.StillImageError(
+            str(src), f"a single picture ({fmt}/{info.codec}, {info.width}x{info.height}): an "
+            "animation with one frame is not a video",
+        )  # fmt: skip
+    # Held frames (AVI index entries without data) are time, not lost frames.
+    shown = info.num_frames + info.held_frames
+    slack = max(HEADER_SLACK_FRAMES, int(HEADER_SLACK_SHARE * shown))
+    if info.header_num_frames > shown + slack:
+        held = f" (and {info.held_frames} held)" if info.held_frames else ""
         raise errors.TruncatedMediaError(
             str(src), f"truncated: the header declares {info.header_num_frames} frames but only "
-            f"{info.num_frames} decode",
+            f"{info.num_frames}{held} decode",
         )  # fmt: skip
 
 
@@ -328,6 +371,10 @@ def _video_row(e: Entry, info: Any, fingerprint: str) -> dict[str, Any]:
         "seek_points": len(info.seek_points),
         "has_audio": info.has_audio,
         "audible": info.audible,
+        "vfr": info.vfr,
+        "held_frames": info.held_frames,
+        "decode_warnings": info.decode_warnings,
+        "damaged_frames": list(info.damaged_frames),
         **e.meta,
     }
 
@@ -352,6 +399,15 @@ class PrepResult:
             f"{v.get('unlisted', 0)} on disk but unlisted; {self.counts.get('processed', 0)} "
             f"processed, {self.counts.get('reused', 0)} reused in {self.seconds:.1f} s"
         )
+        kinds = ", ".join(f"{n} {k}" for k, n in sorted(c.get("skipped", {}).items()))
+        kinds = f" ({kinds})" if kinds else ""
+        lines.append(f"  skipped     {v.get('skipped', 0)} not taken{kinds} (see skipped.csv)")
+        if v.get("decode_warnings"):
+            lines.append(
+                f"  damaged     {v['decode_warnings']} video(s) kept with concealed decode damage;"
+                " their damaged frames are never sampled (videos.jsonl damaged_frames; "
+                "--strict-decode quarantines them)"
+            )
         for name, s in c.get("splits", {}).items():
             counts = ", ".join(f"{t} {n}" for t, n in s["samples"].items())
             videos = "; ".join(f"{s[k]} {k[:-7]} videos" for k in ("train_videos", "test_videos")
@@ -402,6 +458,9 @@ def assemble(
     if scan.dataset in ("ucf101", "audioset"):
         write_manifest(out / "missing.csv", [{"path": p} for p in scan.missing])
         write_manifest(out / "unlisted.csv", [{"path": p} for p in scan.unlisted])
+    write_manifest(
+        out / "skipped.csv", [{"path": k.path, "kind": k.kind, "why": k.why} for k in scan.skipped]
+    )
     if isinstance(config, PairConfig):
         splits = _write_pairs(out, scan, ok, config)
     else:
@@ -421,7 +480,10 @@ def assemble(
             "quarantined": len(bad),
             "missing": len(scan.missing),
             "unlisted": len(scan.unlisted),
+            "skipped": len(scan.skipped),
+            "decode_warnings": sum(1 for r in ok if r["video"].get("decode_warnings")),
         },
+        "skipped": scan.skipped_counts(),
         "quarantine_reasons": dict(Counter(r["reason"] for r in bad)),
         "splits": splits,
         "videos_per_class": dict(sorted(videos_per_class.items())),
@@ -512,6 +574,7 @@ def prep_videos(
     shard: tuple[int, int] | None = None,
     timeout_s: float = 600.0,
     progress: bool = True,
+    probe: ProbeOptions | None = None,
 ) -> PrepResult:
     """Process ``scan``'s videos (or one shard of them) into ``out``; see the module docstring.
 
@@ -529,7 +592,7 @@ def prep_videos(
     counts: Counter[str] = Counter()
     jobs = []
     for e in entries:  # finished videos are skipped here: a finished run starts no workers
-        job = _Job(scan.root, str(o), e, cfg, tdir, timeout_s)
+        job = _Job(scan.root, str(o), e, cfg, tdir, timeout_s, probe or ProbeOptions())
         rec = o / "records" / record_name(e.relpath)
         if _is_current(rec, Path(scan.root) / e.relpath, job):
             counts["reused"] += 1

@@ -22,9 +22,10 @@ Run as a script for the backend x file table (generated set + real clips)::
 from __future__ import annotations
 
 import hashlib
+import re
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,18 +69,15 @@ class Reference:
 
     def _pass(self, want: set[int], on_frame: Callable[[int, np.ndarray], None]) -> None:
         last = max(want)
-        with av.open(str(self.path)) as c:
-            vs = c.streams.video[0]
-            vs.codec_context.thread_count = 1
-            for i, f in enumerate(c.decode(vs)):
-                if i in want:
-                    rgb = f.to_ndarray(format="rgb24")
-                    # Frames come out as displayed: turned by the display matrix (fire2 is
-                    # stored upside down), as players, decord, OpenCV and torchcodec do.
-                    k = round(float(getattr(f, "rotation", 0) or 0) / 90) % 4
-                    on_frame(i, np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb)
-                if i >= last:
-                    break
+        for i, f in enumerate(sequential_frames(self.path)):
+            if i in want:
+                rgb = f.to_ndarray(format="rgb24")
+                # Frames come out as displayed: turned by the display matrix (fire2 is
+                # stored upside down), as players, decord, OpenCV and torchcodec do.
+                k = round(float(getattr(f, "rotation", 0) or 0) / 90) % 4
+                on_frame(i, np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb)
+            if i >= last:
+                break
 
     def ensure(self, indices: Sequence[int] | set[int]) -> None:
         """Make hashes (and, for small files, frames) of ``indices`` available."""
@@ -130,19 +128,31 @@ def reference(path: str | Path) -> Reference:
     pts: list[int | None] = []
     keys: list[int] = []
     h = w = 0
-    with av.open(str(p)) as c:
-        vs = c.streams.video[0]
-        vs.codec_context.thread_count = 1
-        for i, f in enumerate(c.decode(vs)):
-            pts.append(f.pts)
-            if f.key_frame:
-                keys.append(i)
-            h, w = f.height, f.width
+    for i, f in enumerate(sequential_frames(p)):
+        pts.append(f.pts)
+        if f.key_frame:
+            keys.append(i)
+        h, w = f.height, f.width
     if not pts:
         raise ValueError(f"{p}: no video frame decodes")
     ref = Reference(path=p, num_frames=len(pts), height=h, width=w, pts=pts, keyframes=keys)
     _REFS[key] = ref
     return ref
+
+
+def sequential_frames(p: Path) -> Iterator[av.VideoFrame]:
+    """Every frame of a file in decode-output order (PyAV, one thread); for a folder of numbered
+    images, each image in the order of its number (written here independently of avssl)."""
+    if p.is_dir():
+        images = [f for f in p.iterdir() if f.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp"}]
+        for f in sorted(images, key=lambda f: int(re.findall(r"\d+", f.stem)[-1])):
+            with av.open(str(f)) as c:
+                yield next(c.decode(video=0))
+        return
+    with av.open(str(p)) as c:
+        vs = c.streams.video[0]
+        vs.codec_context.thread_count = 1
+        yield from c.decode(vs)
 
 
 def _digest(rgb: np.ndarray) -> bytes:

@@ -97,6 +97,9 @@ class MediaFile:
     channels: int = 0
     clicks: tuple[int, ...] = ()  # click offsets in source samples
     audio_delay: int = 0  # samples the decoded audio lags (MP3 in AVI, see encode.py)
+    # The container's clock starts after 0 (MPEG-PS/TS muxer delay, B-frame delay or AAC priming
+    # without an edit list): probe's pts_s are the file's own timestamps, shifted alike.
+    starts_late: bool = False
     audible: bool = True
 
     @property
@@ -208,6 +211,51 @@ def _specs() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
             ),
             dict(b_frames=True),
         ),
+        # MPEG-2 video with B-frames and MP2 audio in an MPEG program stream (DVD/VCD style;
+        # the muxer starts the clock at 0.5 s, plus the B-frame delay).
+        (
+            "mpeg2_b.mpg",
+            dict(codec="mpeg2video", max_b_frames=2, gop=12, fps=25, n=50, audio=(44100, 2)),
+            dict(b_frames=True, starts_late=True),
+        ),
+        # H.264 with B-frames and AAC in an MPEG transport stream (broadcast, camcorders).
+        (
+            "h264_b.ts",
+            dict(
+                codec="h264",
+                max_b_frames=2,
+                gop=25,
+                fps=25,
+                n=50,
+                audio=(48000, 2),
+                options={"sc_threshold": "0"},
+            ),
+            dict(b_frames=True, keyframes=(0, 25), starts_late=True),
+        ),
+        # VP8 and Vorbis in Ogg (PyAV's FFmpeg has no Theora encoder; VP8 in Ogg is legal).
+        (
+            "vp8_vorbis.ogv",
+            dict(codec="vp8", gop=25, fps=25, n=50, audio=(44100, 2)),
+            dict(keyframes=(0, 25)),
+        ),
+        # MPEG-2 video (long GOP, B-frames) with PCM audio in MXF (broadcast).
+        (
+            "mpeg2_b.mxf",
+            dict(codec="mpeg2video", max_b_frames=2, gop=12, fps=25, n=50, audio=(48000, 2)),
+            dict(b_frames=True),
+        ),
+        # Sorenson H.263 (flv1) and AAC in FLV.
+        (
+            "flv1.flv",
+            dict(codec="flv", gop=25, fps=25, n=50, audio=(44100, 1)),
+            dict(keyframes=(0, 25), starts_late=True),
+        ),
+        # Windows Media: WMV2 and WMA2 in ASF.
+        (
+            "wmv2.wmv",
+            dict(codec="wmv2", gop=25, fps=25, n=50, audio=(44100, 2)),
+            dict(keyframes=(0, 25), starts_late=True),
+        ),
     ]
 
 
@@ -298,6 +346,7 @@ REAL_CLIPS = {
     "fire2_h264_vfr.mp4": "av-clips/moviepy__fire2.mp4",
     "pancake_h264_opus.mkv": "av-clips/decord__flipping_a_pancake.mkv",
     "bbb_vp8_vorbis.webm": "av-clips/moviepy__big_buck_bunny_0_30.webm",
+    "grid_mpeg1_mp2.mpg": "av-faces/bbaf2n.mpg",  # MPEG-1 + MP2 in MPEG-PS, speech
 }
 COCKATOO = "video-clips/imageio__cockatoo_silent_audio.mp4"
 

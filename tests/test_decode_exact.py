@@ -164,7 +164,10 @@ def test_probe_generated(name: str, media: dict[str, MediaFile]) -> None:
         np.testing.assert_allclose(info.pts_s, m.pts_s, atol=1e-4)
     else:
         tick = 1e-3 + 1e-9  # Matroska stores milliseconds
-        np.testing.assert_allclose(info.pts_s, np.arange(m.num_frames) / m.fps, atol=tick)
+        t0 = info.pts_s[0] if m.starts_late else 0.0
+        assert (info.pts_s[0] > tick) == m.starts_late, info.pts_s[0]
+        want = t0 + np.arange(m.num_frames) / m.fps
+        np.testing.assert_allclose(info.pts_s, want, atol=tick)
         assert info.fps == pytest.approx(m.fps, rel=0.01)
     assert info.keyframes[0] == 0
     if m.keyframes is not None:
@@ -179,7 +182,7 @@ def test_probe_generated(name: str, media: dict[str, MediaFile]) -> None:
         assert (a.sample_rate, a.channels) == (m.sample_rate, m.channels)
         assert a.audible == m.audible
         written_s = m.pts_s[-1] + 1 / m.fps if m.pts_s else m.num_frames / m.fps
-        assert a.duration_s == pytest.approx(written_s, abs=0.1)
+        assert a.duration_s == pytest.approx(written_s + info.pts_s[0], abs=0.1)
     assert info.audible == (m.has_audio and m.audible)
 
 

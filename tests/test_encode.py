@@ -338,7 +338,7 @@ def test_atomic_files_get_the_umask_mode(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "kwargs", "match"),
     [
-        ("x.flv", {}, "suffix"),
+        ("x.rm", {}, "suffix"),
         ("x.mp4", {"packed_b_frames": True, "max_b_frames": 1}, "packed_b_frames"),
         ("x.avi", {"codec": "mpeg4", "packed_b_frames": True}, "max_b_frames"),
         ("x.avi", {"codec": "mpeg4", "pts_s": [0.0, 0.1, 0.2]}, "variable frame rate"),

@@ -127,3 +127,38 @@ def test_help_and_bad_arguments(run: Path, capsys: pytest.CaptureFixture[str]) -
     assert localize.main([str(run), "x.mp4", "--out", "o", "--every", "0"]) == 2
     assert localize.main(["/no/such/run", "x.mp4", "--out", "o"]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_frame_folder_and_gif(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A folder of numbered images and an animated GIF are videos here too (no sound: scored
+    against silence, with the warning)."""
+    import cv2
+
+    seq = tmp_path / "seq"
+    seq.mkdir()
+    for i, f in enumerate(_frames()):
+        cv2.imwrite(str(seq / f"img_{i + 1:05d}.png"), f[:, :, ::-1])
+    gif = tmp_path / "square.gif"
+    import av
+
+    with av.open(str(gif), "w", format="gif") as c:
+        s = c.add_stream("gif", rate=FPS)
+        s.height = s.width = SIDE
+        s.pix_fmt = "rgb8"
+        for f in _frames():
+            for p in s.encode(
+                av.VideoFrame.from_ndarray(f, format="rgb24").reformat(format="rgb8")
+            ):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    out = tmp_path / "out"
+    argv = [str(run), str(seq), str(gif), "--out", str(out), "--every", "4", "--device", "cpu"]
+    assert localize.main(argv) == 0
+    assert "no audio" in capsys.readouterr().err
+    for stem in ("seq", "square"):
+        assert np.load(out / stem / "heatmaps.npy").shape[0] == N_FRAMES // 4
+        info = decode.probe(out / stem / f"{stem}_heatmap.mp4")
+        assert (info.num_frames, info.width) == (N_FRAMES, SIDE)

@@ -311,3 +311,39 @@ def test_configs_load_and_build(name: str) -> None:
     stride = 8 if cfg.backbone == "resnet18" else 4
     assert model.encoder.stride == stride and torch.isfinite(loss)
     assert logs["logits"].shape == (1, o.colours, 64 // stride, 64 // stride)
+
+
+def test_track_cli_on_a_frame_folder_and_a_gif(video: Path, tmp_path: Path) -> None:
+    """The same square as numbered JPEGs (mmaction2 rawframes names) and as an animated GIF."""
+    import av
+    import cv2
+
+    from avssl.data import decode
+
+    frames = [f for _, f in decode.iter_frames(video)]
+    seq = tmp_path / "square_frames"
+    seq.mkdir()
+    for i, f in enumerate(frames):
+        cv2.imwrite(str(seq / f"img_{i + 1:05d}.png"), f[:, :, ::-1])
+    gif = tmp_path / "square.gif"
+    with av.open(str(gif), "w", format="gif") as c:
+        s = c.add_stream("gif", rate=10)
+        s.height, s.width, s.pix_fmt = 48, 64, "rgb8"
+        for f in frames:
+            for p in s.encode(
+                av.VideoFrame.from_ndarray(f, format="rgb24").reformat(format="rgb8")
+            ):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    init = tmp_path / "boxes.json"
+    init.write_text(json.dumps({"frame": 0, "boxes": [[4, 16, 20, 32]], "names": ["square"]}))
+    for src in (seq, gif):
+        out = tmp_path / ("out_" + src.stem)
+        argv = ["pixels", str(src), "--init", str(init), "--out", str(out), "--device", "cpu"]
+        assert track.main(argv) == 0
+        rec = json.loads((out / "boxes.json").read_text())
+        assert rec["frames"] == 12
+        last = rec["objects"][0]["boxes"][-1]
+        assert evt.box_iou(last, [26, 16, 42, 32]) > 0.6, (src, last)
+        assert decode.probe(out / f"{src.stem}_track.mp4").num_frames == 12

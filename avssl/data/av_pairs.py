@@ -23,7 +23,7 @@ Random misalignment at training time (L3 jitters up to 1 s) is a dataset option,
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,9 +76,12 @@ def sample_frames(
     rate_hz: float,
     rng: np.random.Generator,
     keep: Callable[[float], bool] | None = None,
+    avoid: Collection[int] = (),
 ) -> list[int]:
     """Frames at about ``rate_hz`` per second whose centred window fits ``span`` (and, with
     ``keep``, whose window start ``s`` passes ``keep(s)``: e.g. only windows with sound).
+    Frames in ``avoid`` (damage the decoder concealed, ``VideoInfo.damaged_frames``) are never
+    drawn.
 
     The usable stretch is cut into slots of ``1 / rate_hz`` s; from each slot one eligible frame
     is drawn uniformly (frames are always on the video's own grid: they are frame indices).
@@ -87,7 +90,10 @@ def sample_frames(
     if rate_hz <= 0 or window_s <= 0:
         raise ValueError(f"rate_hz and window_s must be > 0, got {rate_hz}, {window_s}")
     eligible = []
+    avoid = frozenset(avoid)
     for i in range(len(pts_s)):
+        if i in avoid:
+            continue
         s = centred_start(pts_s, i, fps, window_s)
         if s is not None and span.fits(s, window_s) and (keep is None or keep(s)):
             eligible.append(i)

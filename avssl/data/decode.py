@@ -36,9 +36,10 @@ import threading
 import time
 import zlib
 from bisect import bisect_right
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -49,11 +50,20 @@ import torch
 from scipy.signal import resample_poly
 
 from avssl import errors
-from avssl.types import Audio, AudioStreamInfo, Clip, SeekPoint, VideoInfo
+from avssl.data import frame_folder
+from avssl.types import (
+    FRAME_FOLDER_CONTAINER,
+    Audio,
+    AudioStreamInfo,
+    Clip,
+    SeekPoint,
+    VideoInfo,
+)
 
 __all__ = [
     "AUDIBLE_PEAK_DBFS",
     "BACKENDS",
+    "VIDEO_SUFFIXES",
     "DEFAULT_TIMEOUT_S",
     "available_backends",
     "backend_refusal",
@@ -77,6 +87,15 @@ AUDIBLE_PEAK_DBFS = -60.0
 DEFAULT_TIMEOUT_S = 120.0
 
 _MPEG4_VOP = b"\x00\x00\x01\xb6"
+
+#: File suffixes of videos (case-insensitive), what ``avssl-prep folder`` takes: the containers
+#: read exactly (tests/test_decode_exact.py), animated GIF/APNG, and the MPEG program /
+#: transport stream names. A folder of numbered images is a video too (frame_folder).
+VIDEO_SUFFIXES = (
+    ".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".vob", ".m2v", ".wmv",
+    ".asf", ".flv", ".3gp", ".3g2", ".ogv", ".ogg", ".ts", ".mts", ".m2ts", ".mxf", ".gif",
+    ".apng",
+)  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------
@@ -117,7 +136,13 @@ def _import_backend(name: str) -> Any:
 # Refusals found by the exact-frame suite (tests/test_decode_exact.py, BENCHMARKS.md "Exactness").
 # Each rule: (backend, predicate on VideoInfo, reason). A backend is used for a file only when no
 # rule refuses it. Keep this table in step with the suite's measured table.
+# Containers (FFmpeg demuxer names, by prefix) on which the suite has run every backend.
+_CHECKED_CONTAINERS = ("mov,mp4", "matroska", "avi", "mpeg", "mxf", "ogg", "flv", "asf")
 _REFUSALS: tuple[tuple[str, Any, str], ...] = (
+    *(
+        (name, lambda i: i.is_frame_folder, f"{name} reads video files, not folders of images")
+        for name in ("decord", "opencv", "torchcodec")
+    ),
     (
         "torchcodec",
         lambda i: i.b_frames and i.codec == "mpeg4",
@@ -139,6 +164,39 @@ _REFUSALS: tuple[tuple[str, Any, str], ...] = (
         lambda i: i.vfr,
         "OpenCV's frame seek (CAP_PROP_POS_FRAMES) converts the index to a time at the average "
         "rate and lands on the wrong frame in VFR video",
+    ),
+    (
+        "decord",
+        lambda i: i.container in ("mpeg", "mpegts", "mxf"),
+        "decord 0.6 returns wrong frames in MPEG program/transport streams and MXF (measured: "
+        "MPEG-2 .mpg frame i+2 for i, real GRID MPEG-1 .mpg frame i+12, H.264 .ts frame i+25, "
+        "MPEG-2 .mxf frame i-10)",
+    ),
+    (
+        "decord",
+        lambda i: i.container == "ogg",
+        "decord 0.6 cannot open Ogg video ('Failed to measure duration/frame-count')",
+    ),
+    (
+        "opencv",
+        lambda i: i.container in ("mpeg", "mpegts"),
+        "OpenCV's frame seek lands on the wrong frame in MPEG program/transport streams "
+        "(measured: the next keyframe or later instead of frames 1..12 of .mpg and .ts)",
+    ),
+    (
+        "torchcodec",
+        lambda i: i.container in ("mpeg", "mpegts"),
+        "torchcodec 0.17 returns wrong frames and raises 'Requested next frame while there are "
+        "no more frames' in MPEG program/transport streams (measured on .mpg and .ts)",
+    ),
+    *(
+        (
+            name,
+            lambda i: not any(i.container.startswith(k) for k in _CHECKED_CONTAINERS),
+            "this container has not been through the exact-frame suite "
+            "(tests/test_decode_exact.py); only pyav is trusted on it",
+        )
+        for name in ("decord", "opencv", "torchcodec")
     ),
 )
 
@@ -198,32 +256,65 @@ def _truncation(p: Path, size: int) -> str | None:
             return None
         if head[4:8] not in _ISO_BOXES:
             return None
-        pos = 0
-        while pos + 8 <= size:
-            f.seek(pos)
-            box = f.read(16)
-            box_size, kind = int.from_bytes(box[:4], "big"), box[4:8]
-            if box_size == 1 and len(box) == 16:
-                box_size = int.from_bytes(box[8:16], "big")
-            elif box_size == 0:  # extends to the end of the file
+        return _iso_truncation(f, size)
+
+
+#: Top-level boxes that hold media or its index: one cut short means samples are gone.
+_ISO_MEDIA_BOXES = {b"moov", b"mdat", b"moof"}
+
+
+def _iso_truncation(f: Any, size: int) -> str | None:
+    """Walk an MP4/MOV's top-level boxes. After a complete ``moov`` and ``mdat`` the media is
+    whole: bytes that are not a box there (trailing junk some tools append) or a cut
+    non-media box (``free``, ``udta``) are ignored, as players ignore them. A cut ``moov``,
+    ``mdat`` or ``moof``, or junk before the media is complete, is truncation."""
+    pos = 0
+    seen: set[bytes] = set()
+    while pos + 8 <= size:
+        f.seek(pos)
+        box = f.read(16)
+        box_size, kind = int.from_bytes(box[:4], "big"), box[4:8]
+        name = kind.decode("latin-1")
+        complete = {b"moov", b"mdat"} <= seen
+        if not _is_box_type(kind):
+            if complete:
+                return None  # trailing bytes after the whole movie
+            return f"bytes at {pos} are not an MP4 box ({name!r}) before the movie is complete"
+        if box_size == 1 and len(box) == 16:
+            box_size = int.from_bytes(box[8:16], "big")
+        elif box_size == 0:  # extends to the end of the file
+            return None
+        if box_size < 8:
+            return f"box '{name}' at byte {pos} has an invalid size {box_size}"
+        if pos + box_size > size:
+            if complete and kind not in _ISO_MEDIA_BOXES:
                 return None
-            if box_size < 8:
-                return f"box at byte {pos} has an invalid size {box_size}"
-            if pos + box_size > size:
-                name = kind.decode("latin-1")
-                return f"box '{name}' at byte {pos} declares {box_size} bytes, file ends at {size}"
-            pos += box_size
+            return f"box '{name}' at byte {pos} declares {box_size} bytes, file ends at {size}"
+        seen.add(kind)
+        pos += box_size
     return None
 
 
+def _is_box_type(kind: bytes) -> bool:
+    """Four printable characters (letters, digits, space, '©'), as every ISO box type is."""
+    return len(kind) == 4 and all(
+        48 <= b <= 57 or 65 <= b <= 90 or 97 <= b <= 122 or b in (32, 0xA9) for b in kind
+    )
+
+
 _FAST_OPEN = {"probesize": "32", "analyzeduration": "0"}
+# FFmpeg's default probing (5 MB, 5 s), for audio the fast open (_FAST_OPEN) leaves unknown.
+_FULL_PROBE = {"probesize": str(5 << 20), "analyzeduration": "5000000"}
 
 
-def _open(path: Path) -> av.container.InputContainer:
+def _open(path: Path, *, full: bool = False) -> av.container.InputContainer:
+    """Open a media file. Reads use the fast open: stream parameters from the container
+    headers (the default probing decodes frames to guess more: 43 ms of a 720p file's open,
+    for nothing a read uses). ``full`` probes as FFmpeg does by default, which MPEG-PS/TS and
+    FLV need to see every stream (they create streams as packets turn up): probe uses it."""
     try:
-        # Stream parameters come from the container headers; the default probing decodes
-        # frames to guess more (43 ms of a 720p file's open, for nothing we use).
-        return av.open(str(path), mode="r", metadata_errors="ignore", container_options=_FAST_OPEN)
+        opts = _FULL_PROBE if full else _FAST_OPEN
+        return av.open(str(path), mode="r", metadata_errors="ignore", container_options=opts)
     except av.error.FFmpegError as e:
         raise errors.NotMediaError(str(path), f"cannot open as media ({e})") from None
     except (OSError, UnicodeDecodeError, ValueError) as e:
@@ -276,7 +367,7 @@ class _KeyPacket:
     pos: int
 
 
-_PROBE_CACHE: OrderedDict[tuple[str, int, int, bool, bool], VideoInfo] = OrderedDict()
+_PROBE_CACHE: OrderedDict[tuple[str, int, int, bool, bool, float | None], VideoInfo] = OrderedDict()
 _PROBE_CACHE_SIZE = 4096
 _PROBE_LOCK = threading.Lock()
 
@@ -287,26 +378,56 @@ def probe(
     timeout_s: float = DEFAULT_TIMEOUT_S,
     strict: bool = True,
     conceal: bool = True,
+    fps: float | None = None,
 ) -> VideoInfo:
     """Decode the whole file once and describe it (cached per process by path, size and mtime).
 
     Frames are counted by decoding, never taken from the header. Every keyframe is then tried as
     a seek target, and only those from which decoding reproduces the sequential frames exactly
-    become ``seek_points``. With ``strict`` (the default) any decode error or truncated packet
-    raises :class:`~avssl.errors.CorruptMediaError`; without it the decodable frames are kept.
-    ``conceal=False`` (with ``strict``) also fails on damage the decoder would otherwise paint
-    over silently (FFmpeg ``err_detect=explode``: a corrupt MPEG-4 macroblock decodes to a
-    concealed frame, not an error): ``avssl-prep`` probes this way, readers need not.
+    become ``seek_points``. With ``strict`` (the default) a decode that fails (an error the
+    decoder raises, a truncated packet) raises :class:`~avssl.errors.CorruptMediaError`; without
+    it the decodable frames are kept. Damage the decoder conceals (it logs an error and paints
+    the picture over) is *recorded*, not fatal: ``decode_warnings`` counts it and
+    ``damaged_frames`` lists the frames it touched. ``conceal=False`` (with ``strict``) makes
+    that damage fatal too (FFmpeg ``err_detect=explode``): ``avssl-prep --strict-decode``.
+
+    ``path`` may also be a folder of numbered images (:mod:`avssl.data.frame_folder`); ``fps``
+    is then its frame rate when the folder has no sidecar (default 25). AVI index entries
+    without data (held frames) are time: ``pts_s`` keeps their gaps and ``vfr`` is set.
     """
+    if _is_folder(path):
+        return _probe_cached(Path(path), timeout_s, strict, not conceal and strict, fps)
     p = _check_file(path)
+    return _probe_cached(p, timeout_s, strict, strict and not conceal, None)
+
+
+def _is_folder(path: str | os.PathLike[str]) -> bool:
+    """A folder taken as a frame folder: any, except one named like a video file (``x.mp4``),
+    which is refused as not a file."""
+    return os.path.isdir(path) and not os.fspath(path).lower().endswith(VIDEO_SUFFIXES)
+
+
+def _identity(p: Path) -> tuple[int, int]:
+    """(size, mtime) a probe is cached under: the file's, or a frame folder's images' total."""
+    if p.is_dir():
+        return frame_folder.folder_stat(p)
     st = p.stat()
-    explode = strict and not conceal
-    key = (str(p.resolve()), st.st_size, st.st_mtime_ns, strict, explode)
+    return st.st_size, st.st_mtime_ns
+
+
+def _probe_cached(
+    p: Path, timeout_s: float, strict: bool, explode: bool, fps: float | None
+) -> VideoInfo:
+    size, mtime = _identity(p)
+    key = (str(p.resolve()), size, mtime, strict, explode, fps)
     with _PROBE_LOCK:
         if key in _PROBE_CACHE:
             _PROBE_CACHE.move_to_end(key)
             return _PROBE_CACHE[key]
-    info = _probe_uncached(p, st, timeout_s=timeout_s, strict=strict, explode=explode)
+    if p.is_dir():
+        info = _probe_folder(p, strict=strict, fps=fps)
+    else:
+        info = _probe_uncached(p, size, mtime, timeout_s=timeout_s, strict=strict, explode=explode)
     with _PROBE_LOCK:
         _PROBE_CACHE[key] = info
         while len(_PROBE_CACHE) > _PROBE_CACHE_SIZE:
@@ -314,112 +435,130 @@ def probe(
     return info
 
 
+def _probe_folder(p: Path, *, strict: bool, fps: float | None) -> VideoInfo:
+    """A frame folder: list, check the numbering, decode every image once (sizes, damage)."""
+    fl = frame_folder.list_frames(p, fps=fps)
+    if fl.gaps and strict:
+        raise errors.FrameGapError(str(p), f"frame numbers have gaps: {fl.gap_text()}")
+    sizes: Counter[tuple[int, int]] = Counter()
+    first_of: dict[tuple[int, int], str] = {}
+    codecs: Counter[str] = Counter()
+    for name in fl.names:
+        f = frame_folder.decode_image(p / name)
+        sizes[(f.width, f.height)] += 1
+        first_of.setdefault((f.width, f.height), name)
+        codecs[_image_codec(name)] += 1
+    if len(sizes) > 1:
+        (w, h), n = sizes.most_common(1)[0]
+        odd = ", ".join(f"{a}x{b} x{k} (first {first_of[(a, b)]})"
+                        for (a, b), k in sizes.most_common()[1:3])  # fmt: skip
+        raise errors.MixedFrameSizeError(
+            str(p), f"frames differ in size: {w}x{h} x{n}, then {odd}; a video has one size"
+        )
+    (w, h), n = sizes.most_common(1)[0]
+    pts_s = fl.pts_s()
+    return VideoInfo(
+        path=str(p), size_bytes=fl.size_bytes, mtime_ns=fl.mtime_ns,
+        container=FRAME_FOLDER_CONTAINER, codec=codecs.most_common(1)[0][0], codec_tag="",
+        width=w, height=h, fps=fl.fps, num_frames=n, header_num_frames=n, num_packets=n,
+        pts_s=pts_s, pts_trusted=True, keyframes=tuple(range(n)), seek_points=(),
+        b_frames=False, packed_b_frames=False, vfr=bool(fl.gaps),
+        duration_s=pts_s[-1] + 1.0 / fl.fps, video_stream_index=0, frame_files=fl.names,
+    )  # fmt: skip
+
+
+def _image_codec(name: str) -> str:
+    ext = os.path.splitext(name)[1].lower()
+    return {".jpg": "mjpeg", ".jpeg": "mjpeg", ".tif": "tiff"}.get(ext, ext.lstrip("."))
+
+
+@dataclass
+class _Pass:
+    """What the sequential pass of probe collects."""
+
+    pts: list[int | None] = field(default_factory=list)  # per decoded frame, display order
+    keyframes: list[int] = field(default_factory=list)
+    prints: list[int] = field(default_factory=list)  # luma checksums of the frames
+    key_packets: list[_KeyPacket] = field(default_factory=list)
+    entries: list[int] = field(default_factory=list)  # AVI: index entry number of each packet
+    n_packets: int = 0
+    packed: bool = False
+    headers: bytes = b""
+    rotation: int = 0
+    errors: list[str] = field(default_factory=list)  # decode failures (fatal when strict)
+    warnings: list[str] = field(default_factory=list)  # damage the decoder concealed
+    damage_at: list[int] = field(default_factory=list)  # first display index each one touched
+
+
 def _probe_uncached(
-    p: Path, st: os.stat_result, *, timeout_s: float, strict: bool, explode: bool = False
+    p: Path, size: int, mtime: int, *, timeout_s: float, strict: bool, explode: bool = False
 ) -> VideoInfo:
     deadline = time.monotonic() + timeout_s
-    cut = _truncation(p, st.st_size)
+    cut = _truncation(p, size)
     if cut and strict:
         raise errors.TruncatedMediaError(str(p), f"truncated: {cut}")
-    with _open(p) as c:
+    with _open(p, full=True) as c:
         vs = _video_stream(c, p)
         if explode:
             vs.codec_context.options = {**vs.codec_context.options, "err_detect": "explode"}
         astreams = list(c.streams.audio)
         tb = vs.time_base or Fraction(1, 1000)
-        key_packets: list[_KeyPacket] = []
-        n_packets = 0
-        packed = False
-        pts: list[int | None] = []
-        keyframes: list[int] = []
-        prints: list[int] = []  # per-frame luma checksums of this sequential decode
         audio_acc = {s.index: _AudioStats() for s in astreams}
-        decode_errors: list[str] = []
-        rotation = 0
-        headers = b""
-        try:
-            for pk in _demux(c, vs, *astreams):
-                _check_deadline(deadline, p, "probe")
-                if pk.stream.type == "audio":
-                    _audio_stats_add(audio_acc[pk.stream.index], pk)
-                    continue
-                if pk.size:
-                    n_packets += 1
-                    if pk.is_corrupt:
-                        decode_errors.append(f"truncated packet at byte {pk.pos}")
-                    if pk.is_keyframe:
-                        pos = pk.pos if pk.pos is not None else -1
-                        key_packets.append(_KeyPacket(pk.pts, pk.dts, pos))
-                    if vs.codec_context.name == "mpeg4":
-                        data = bytes(pk)
-                        packed = packed or data.count(_MPEG4_VOP) > 1
-                        if n_packets == 1:  # VOS/VOL headers and user data before the 1st VOP
-                            headers = data[: max(data.find(_MPEG4_VOP), 0)]
-                try:
-                    frames = cast(list[av.VideoFrame], pk.decode())
-                except av.error.FFmpegError as e:
-                    decode_errors.append(f"frame {len(pts)}: {e}")
-                    continue
-                for f in frames:
-                    if not pts:
-                        rotation = round(float(getattr(f, "rotation", 0) or 0) / 90) * 90 % 360
-                    if f.key_frame:
-                        keyframes.append(len(pts))
-                    prints.append(_fingerprint(f))
-                    pts.append(f.pts)
-        except av.error.FFmpegError as e:
-            decode_errors.append(f"demux stopped after {n_packets} video packets: {e}")
+        sp = _sequential_pass(c, vs, p, audio_acc, deadline)
+        pts = sp.pts
         if not pts:
             raise errors.CorruptMediaError(
-                str(p), "no video frame could be decoded" + _first(decode_errors)
+                str(p), "no video frame could be decoded" + _first(sp.errors + sp.warnings)
             )
-        if decode_errors and strict:
+        fatal = sp.errors + (sp.warnings if explode else [])
+        if fatal and strict:
             cls = (
                 errors.TruncatedMediaError
-                if any("truncated" in m or "partial" in m for m in decode_errors)
+                if any("truncated" in m or "partial" in m for m in fatal)
                 else errors.CorruptMediaError
             )
             raise cls(
                 str(p),
-                f"{len(decode_errors)} decode error(s) after {len(pts)} good frames"
-                + _first(decode_errors),
+                f"{len(fatal)} decode error(s) after {len(pts)} good frames" + _first(fatal),
             )
         num_frames = len(pts)
-        header_frames = int(vs.frames or 0)
+        avi = c.format.name == "avi"
         known = [t for t in pts if t is not None]
-        # AVI has no presentation times: FFmpeg hands out packet counters, which are off by
-        # the B-frame delay (plain B-frames) or out of order (packed). Time = index / fps there.
+        # AVI has no presentation times: FFmpeg hands out index-entry counters, which are off
+        # by the B-frame delay (plain B-frames) or out of order (packed) per frame. Sorted, the
+        # entries of the packets are the frames' times (an empty entry holds the last picture).
         pts_ok = (
-            c.format.name != "avi"
+            not avi
             and len(known) == num_frames
             and all(b > a for a, b in zip(known, known[1:], strict=False))
         )
         rate = vs.average_rate or vs.guessed_rate or vs.base_rate
+        held = 0
         if pts_ok and num_frames > 1:
-            span = float((known[-1] - known[0]) * tb)
-            fps = (num_frames - 1) / span if span > 0 else float(rate or 0)
             pts_s = tuple(float(t * tb) for t in known)
-            durations = np.diff(np.asarray(pts_s))
-            # Containers store times in ticks (mkv: 1 ms), so a 30 fps file alternates 33/34 ms:
-            # that is rounding, not a variable rate.
-            slack = max(0.01 * durations.mean(), 1.5 * float(tb))
-            vfr = bool(np.abs(durations - durations.mean()).max() > slack)
+        elif avi and len(sp.entries) == num_frames and len(set(sp.entries)) == num_frames:
+            entries = sorted(sp.entries)
+            held = entries[-1] - entries[0] + 1 - num_frames
+            step = 1.0 / float(rate) if rate else float(tb)
+            pts_s = tuple((e - entries[0]) * step for e in entries)
         else:
-            fps = float(rate) if rate else 25.0
-            pts_s = tuple(i / fps for i in range(num_frames))
-            vfr = False
+            step = 1.0 / float(rate) if rate else 1 / 25.0
+            pts_s = tuple(i * step for i in range(num_frames))
+        fps, vfr = _rate_of(pts_s, tb, rate, trusted=pts_ok or held > 0)
+        vfr = vfr or held > 0  # a held picture lasts longer than the others
         b_frames = (not pts_ok and _reorders(pts)) or _has_b_frames(vs)
-        prime = headers if packed else b""
-        seek_points = _verify_seek_points(p, key_packets, keyframes, prints, prime, deadline)
+        prime = sp.headers if sp.packed else b""
+        seek_points = _verify_seek_points(p, sp.key_packets, sp.keyframes, sp.prints, prime,
+                                          deadline)  # fmt: skip
         audio = tuple(
             _audio_info(s, audio_acc[s.index]) for s in astreams if audio_acc[s.index].samples > 0
         )
         video_end = pts_s[-1] + (1.0 / fps if fps > 0 else 0.0)
-        duration = max([video_end] + [a.duration_s for a in audio])
+        rotation = sp.rotation
         return VideoInfo(
             path=str(p),
-            size_bytes=st.st_size,
-            mtime_ns=st.st_mtime_ns,
+            size_bytes=size,
+            mtime_ns=mtime,
             container=c.format.name,
             codec=vs.codec_context.name,
             codec_tag=_fourcc(vs),
@@ -427,22 +566,141 @@ def _probe_uncached(
             height=vs.codec_context.width if rotation in (90, 270) else vs.codec_context.height,
             fps=fps,
             num_frames=num_frames,
-            header_num_frames=header_frames,
-            num_packets=n_packets,
+            header_num_frames=int(vs.frames or 0),
+            num_packets=sp.n_packets,
             pts_s=pts_s,
             pts_trusted=pts_ok,
-            keyframes=tuple(keyframes),
+            keyframes=tuple(sp.keyframes),
             seek_points=seek_points,
             b_frames=b_frames,
-            packed_b_frames=packed,
+            packed_b_frames=sp.packed,
             vfr=vfr,
-            duration_s=duration,
+            duration_s=max([video_end] + [a.duration_s for a in audio]),
             video_stream_index=vs.index,
             audio=audio,
             rotation=rotation,
             num_video_streams=len(c.streams.video),
             prime_headers=prime,
+            decode_warnings=len(sp.warnings) + (len(sp.errors) if not strict else 0),
+            damaged_frames=_damaged(sp, num_frames),
+            held_frames=held,
         )
+
+
+def _rate_of(
+    pts_s: tuple[float, ...], tb: Fraction, rate: Any, *, trusted: bool
+) -> tuple[float, bool]:
+    """(average frame rate, variable rate?) of frames at ``pts_s``."""
+    n = len(pts_s)
+    if not trusted or n < 2:
+        return (float(rate) if rate else 25.0), False
+    span = pts_s[-1] - pts_s[0]
+    fps = (n - 1) / span if span > 0 else float(rate or 0)
+    durations = np.diff(np.asarray(pts_s))
+    # Containers store times in ticks (mkv: 1 ms), so a 30 fps file alternates 33/34 ms:
+    # that is rounding, not a variable rate.
+    slack = max(0.01 * durations.mean(), 1.5 * float(tb))
+    return fps, bool(np.abs(durations - durations.mean()).max() > slack)
+
+
+def _damaged(sp: _Pass, num_frames: int) -> tuple[int, ...]:
+    """Frames touched by concealed damage: from each damaged picture up to the next keyframe
+    (later pictures are predicted from it), or to the end when none follows."""
+    out: set[int] = set()
+    keys = sorted(sp.keyframes)
+    for d in sp.damage_at:
+        d = min(max(d, 0), num_frames - 1)
+        k = bisect_right(keys, d)
+        end = keys[k] if k < len(keys) else num_frames
+        out.update(range(d, end))
+    return tuple(sorted(out))
+
+
+def _sequential_pass(
+    c: av.container.InputContainer,
+    vs: av.video.stream.VideoStream,
+    p: Path,
+    audio_acc: dict[int, _AudioStats],
+    deadline: float,
+) -> _Pass:
+    """Demux and decode everything once, in order; collect frames, keyframes and damage."""
+    sp = _Pass()
+    try:
+        with _decoder_log() as logs:
+            for pk in _demux(c, vs, *[s for s in c.streams.audio if s.index in audio_acc]):
+                _check_deadline(deadline, p, "probe")
+                if pk.stream.type == "audio":
+                    _audio_stats_add(audio_acc[pk.stream.index], pk)
+                    continue
+                _packet_facts(sp, vs, pk)
+                n_logs = len(logs)
+                try:
+                    frames = cast(list[av.VideoFrame], pk.decode())
+                except av.error.FFmpegError as e:
+                    sp.errors.append(f"frame {len(sp.pts)}: {e}")
+                    sp.damage_at.append(len(sp.pts))
+                    continue
+                new = [m for lvl, _, m in logs[n_logs:] if lvl <= av.logging.ERROR]
+                if new:
+                    sp.warnings.extend(f"near frame {len(sp.pts)}: {m.strip()}" for m in new)
+                    sp.damage_at.append(_display_index(sp, pk, frames))
+                for f in frames:
+                    if not sp.pts:
+                        sp.rotation = round(float(getattr(f, "rotation", 0) or 0) / 90) * 90 % 360
+                    if f.key_frame:
+                        sp.keyframes.append(len(sp.pts))
+                    if f.is_corrupt:
+                        sp.warnings.append(f"frame {len(sp.pts)}: flagged corrupt by the decoder")
+                        sp.damage_at.append(len(sp.pts))
+                    sp.prints.append(_fingerprint(f))
+                    sp.pts.append(f.pts)
+    except av.error.FFmpegError as e:
+        sp.errors.append(f"demux stopped after {sp.n_packets} video packets: {e}")
+    return sp
+
+
+def _packet_facts(sp: _Pass, vs: av.video.stream.VideoStream, pk: av.Packet) -> None:
+    if not pk.size:
+        return
+    sp.n_packets += 1
+    sp.entries.append(pk.pts if pk.pts is not None else (pk.dts if pk.dts is not None else -1))
+    if pk.is_corrupt:
+        sp.errors.append(f"truncated packet at byte {pk.pos}")
+    if pk.is_keyframe:
+        sp.key_packets.append(_KeyPacket(pk.pts, pk.dts, pk.pos if pk.pos is not None else -1))
+    if vs.codec_context.name == "mpeg4":
+        data = bytes(pk)
+        sp.packed = sp.packed or data.count(_MPEG4_VOP) > 1
+        if sp.n_packets == 1:  # VOS/VOL headers and user data before the 1st VOP
+            sp.headers = data[: max(data.find(_MPEG4_VOP), 0)]
+
+
+def _display_index(sp: _Pass, pk: av.Packet, frames: list[av.VideoFrame]) -> int:
+    """The display index of the picture a damaged packet carries: the frame with its pts when
+    one has come out, else the earliest frame this packet could be (the next one out)."""
+    if pk.pts is not None:
+        for i in range(len(sp.pts) - 1, max(len(sp.pts) - 16, -1), -1):
+            if sp.pts[i] == pk.pts:
+                return i
+        for j, f in enumerate(frames):
+            if f.pts == pk.pts:
+                return len(sp.pts) + j
+    return len(sp.pts)
+
+
+@contextmanager
+def _decoder_log() -> Iterator[list[tuple[int, str, str]]]:
+    """FFmpeg's errors logged on this thread while the block runs (PyAV logs nothing unless a
+    level is set; the previous level is restored after)."""
+    prev, skip = av.logging.get_level(), av.logging.get_skip_repeated()
+    av.logging.set_level(av.logging.ERROR)
+    av.logging.set_skip_repeated(False)
+    try:
+        with av.logging.Capture(local=True) as logs:
+            yield cast(list[tuple[int, str, str]], logs)
+    finally:
+        av.logging.set_level(prev)
+        av.logging.set_skip_repeated(skip)
 
 
 def _first(msgs: list[str]) -> str:
@@ -653,12 +911,14 @@ def probe_audio(
     ``stream`` picks a stream by container index (default: the first audio stream). Raises
     NoAudioStreamError when there is none, CorruptMediaError when no sample decodes.
     """
+    if _is_folder(path):
+        raise errors.NoAudioStreamError(str(path), "a frame folder has no sound")
     p = _check_file(path)
     cut = _truncation(p, p.stat().st_size)
     if cut:
         raise errors.TruncatedMediaError(str(p), f"truncated: {cut}")
     deadline = time.monotonic() + timeout_s
-    with _open(p) as c:
+    with _open(p, full=True) as c:
         a = _audio_stream(c, p, stream)
         acc = _AudioStats()
         try:
@@ -691,11 +951,9 @@ def read_frames(
     a manifest. ``backend="auto"`` picks the fastest backend that passed the exact-frame suite
     for this kind of file; naming a backend that is refused for it raises BackendRefusedError.
     """
-    p = _check_file(path)
-    if info is not None:
-        st = p.stat()
-        if (st.st_size, st.st_mtime_ns) != (info.size_bytes, info.mtime_ns):
-            info = None  # the file changed since that probe: its index no longer applies
+    p = Path(path) if _is_folder(path) else _check_file(path)
+    if info is not None and _identity(p) != (info.size_bytes, info.mtime_ns):
+        info = None  # the file changed since that probe: its index no longer applies
     if info is None:
         info = probe(p, timeout_s=timeout_s)
     idx = _as_indices(indices, p, info)
@@ -761,10 +1019,41 @@ def iter_frames(
     Indices are the counted frames of :func:`probe`; the pass raises CorruptMediaError if it
     yields a different number of frames than the probe counted (``info``, probed if absent).
     """
-    p = _check_file(path)
+    p = Path(path) if _is_folder(path) else _check_file(path)
     if info is None:
         info = probe(p, timeout_s=timeout_s)
     deadline = time.monotonic() + timeout_s
+    n = 0
+    for idx, f in _sequential_frames(p, info, gray=gray, size=size, deadline=deadline):
+        if gray:
+            img = _gray(f)
+            if info.rotation % 360:
+                img = _rotate(img, info.rotation)
+            img = _resize(img, size) if size is not None else img
+            if not img.flags.owndata:
+                img = img.copy()  # a view of the decoder's picture, which it reuses
+        else:
+            img = _to_rgb(f, info.rotation)
+            if size is not None:
+                img = _resize(img, size)
+        n = idx + 1
+        yield idx, img
+    if n != info.num_frames:
+        raise errors.CorruptMediaError(
+            str(p), f"a sequential pass gave {n} frames, the probe counted {info.num_frames}"
+        )
+
+
+def _sequential_frames(
+    p: Path, info: VideoInfo, *, gray: bool, size: tuple[int, int] | None, deadline: float
+) -> Iterator[tuple[int, av.VideoFrame]]:
+    """(index, decoded frame) from the first to the last frame: a file's decoder, or a frame
+    folder's images one by one."""
+    if info.is_frame_folder:
+        for i, f in frame_folder.iter_images(p, info.frame_files, list(range(info.num_frames))):
+            _check_deadline(deadline, p, "read")
+            yield i, f
+        return
     with _open(p) as c:
         vs = _video_stream(c, p)
         cc = vs.codec_context
@@ -776,27 +1065,22 @@ def iter_frames(
                 lowres += 1
             if lowres:
                 cc.options = {"lowres": str(lowres)}
-        n = 0
-        for idx, f in _decode_from(c, vs, p, None, deadline):
-            if gray:
-                plane = f.planes[0]
-                rows = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)
-                img = rows[: plane.height, : plane.width]
-                if info.rotation % 360:
-                    img = _rotate(img, info.rotation)
-                img = _resize(img, size) if size is not None else img
-                if not img.flags.owndata:
-                    img = img.copy()  # a view of the decoder's picture, which it reuses
-            else:
-                img = _to_rgb(f, info.rotation)
-                if size is not None:
-                    img = _resize(img, size)
-            n = idx + 1
-            yield idx, img
-    if n != info.num_frames:
-        raise errors.CorruptMediaError(
-            str(p), f"a sequential pass gave {n} frames, the probe counted {info.num_frames}"
-        )
+        yield from _decode_from(c, vs, p, None, deadline)
+
+
+#: Pixel formats whose first plane is the luma (8-bit): read straight from the decoder.
+_LUMA_FIRST = ("yuv", "yuvj", "nv12", "nv21", "gray")
+
+
+def _gray(f: av.VideoFrame) -> np.ndarray:
+    """The frame's 8-bit luma: the first plane of YUV pictures (no conversion), a converted
+    grey picture for RGB, palette (GIF, PNG) and other formats, whose first plane is not luma."""
+    name = f.format.name
+    if not (name.startswith(_LUMA_FIRST) and f.format.components[0].bits == 8):
+        f = f.reformat(format="gray")
+    plane = f.planes[0]
+    rows = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)
+    return rows[: plane.height, : plane.width]
 
 
 def _as_indices(indices: Any, p: Path, info: VideoInfo) -> list[int]:
@@ -892,6 +1176,12 @@ def _read_pyav(
 ) -> dict[int, np.ndarray]:
     """Frames ``wanted`` (sorted, unique); written into ``buf[k]`` for ``wanted[k]`` if given."""
     slots = None if buf is None else {i: buf[k] for k, i in enumerate(wanted)}
+    if info.is_frame_folder:  # every image stands alone: exact by construction
+        out: dict[int, np.ndarray] = {}
+        for i, f in frame_folder.iter_images(p, info.frame_files, wanted):
+            _check_deadline(deadline, p, "read")
+            out[i] = _to_rgb(f, 0, None if slots is None else slots[i])
+        return out
     try:
         return _read_pyav_plan(p, info, _plan(info, wanted), deadline, slots)
     except _SeekMismatch:
@@ -1056,6 +1346,38 @@ _AUDIO_PREROLL_S = 0.25
 _RESAMPLE_MARGIN_S = 0.05
 
 
+def _open_audio(
+    p: Path, stream: int | None
+) -> tuple[av.container.InputContainer, av.audio.stream.AudioStream]:
+    """Open ``p`` and pick its audio stream, with a known sample rate and channel count.
+
+    The fast open reads only the container header. MPEG-PS and FLV create streams as their
+    packets turn up, and MPEG-PS/TS say nothing of the audio's rate or channels outside the
+    packets: there the fast open finds no audio stream (FLV: H.264 + MP3) or one with
+    sample_rate 0 (every generated .mpg/.ts). Then the file is opened again with FFmpeg's
+    default probing, which reads the first packets of every stream.
+    """
+    c = _open(p)
+    try:
+        a = _audio_stream(c, p, stream)
+        if a.codec_context.sample_rate > 0 and a.codec_context.channels > 0:
+            return c, a
+    except errors.NoAudioStreamError:
+        pass
+    c.close()
+    c = _open(p, full=True)
+    try:
+        a = _audio_stream(c, p, stream)
+        if a.codec_context.sample_rate <= 0 or a.codec_context.channels <= 0:
+            raise errors.CorruptMediaError(
+                str(p), f"audio stream {a.index} has no sample rate or channel count"
+            )
+    except BaseException:
+        c.close()
+        raise
+    return c, a
+
+
 def read_audio(
     path: str | os.PathLike[str],
     start_s: float,
@@ -1082,12 +1404,14 @@ def read_audio(
         raise ValueError(f"{path}: sample_rate must be positive, got {sample_rate}")
     if duration_s < 0:
         raise ValueError(f"{path}: duration_s must be >= 0, got {duration_s}")
+    if _is_folder(path):
+        raise errors.NoAudioStreamError(str(path), "a frame folder has no sound")
     p = _check_file(path)
     n0 = round(start_s * sample_rate)
     n_out = round(duration_s * sample_rate)
     deadline = time.monotonic() + timeout_s
-    with _open(p) as c:
-        a = _audio_stream(c, p, stream)
+    c, a = _open_audio(p, stream)
+    with c:
         sr_in = int(a.codec_context.sample_rate)
         g = math.gcd(sr_in, sample_rate)
         # Cut on a grid common to both rates, so that output sample j of the resampler sits at
@@ -1141,7 +1465,8 @@ def _decode_audio_span(
     # frame after a seek can only be placed by its rounded stamp; decoding from the start
     # places every frame exactly. So there, seek only past _COARSE_SEEK_S, where an error of
     # at most one tick is accepted. (AVI stamps count whole chunks: coarse but exact.)
-    coarse = "matroska" in c.format.name  # stamps in ms, frames of any length in between
+    # Matroska/WebM, FLV and ASF (WMV) stamp in ms, with frames of any length in between.
+    coarse = "matroska" in c.format.name or c.format.name in ("flv", "asf")
     seeked = t0 > 2 * _AUDIO_PREROLL_S and (not coarse or t0 > _COARSE_SEEK_S)
     lo_s = float((a.start_time or 0) * atb)
     if seeked:  # decode from a little before: AAC/MP3 frames overlap their predecessors

@@ -43,14 +43,20 @@ __all__ = [
 #: Container format for each file suffix.
 _FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".m4a": "mp4", ".mov": "mov", ".avi": "avi",
             ".mkv": "matroska", ".mka": "matroska", ".webm": "webm", ".mp3": "mp3",
-            ".wav": "wav"}  # fmt: skip
+            ".wav": "wav", ".mpg": "mpeg", ".mpeg": "mpeg", ".vob": "vob", ".ts": "mpegts",
+            ".mts": "mpegts", ".m2ts": "mpegts", ".ogv": "ogg", ".ogg": "ogg",
+            ".mxf": "mxf", ".flv": "flv", ".3gp": "3gp", ".wmv": "asf",
+            ".asf": "asf"}  # fmt: skip
 #: Short codec names -> FFmpeg encoder names.
 _VIDEO_ENCODERS = {"h264": "libx264", "avc": "libx264", "x264": "libx264", "vp8": "libvpx",
                    "vp9": "libvpx-vp9", "xvid": "mpeg4", "divx": "mpeg4"}  # fmt: skip
 _AUDIO_ENCODERS = {"mp3": "libmp3lame", "opus": "libopus", "vorbis": "libvorbis"}
 _DEFAULT_AUDIO = {".mp4": "aac", ".m4v": "aac", ".m4a": "aac", ".mov": "aac", ".mkv": "aac",
                   ".mka": "aac", ".avi": "libmp3lame", ".mp3": "libmp3lame", ".webm": "libopus",
-                  ".wav": "pcm_s16le"}  # fmt: skip
+                  ".wav": "pcm_s16le", ".mpg": "mp2", ".mpeg": "mp2", ".vob": "mp2",
+                  ".ts": "aac", ".mts": "aac", ".m2ts": "aac", ".ogv": "vorbis",
+                  ".ogg": "vorbis", ".mxf": "pcm_s16le", ".flv": "aac", ".3gp": "aac",
+                  ".wmv": "wmav2", ".asf": "wmav2"}  # fmt: skip
 
 #: Decoded MP3-in-AVI audio lags the input by LAME's encoder delay plus the decoder delay
 #: (576 + 529 samples), because AVI has no field for it. Measured with PyAV; tests rely on it.
@@ -242,6 +248,8 @@ def _muxer_options(suffix: str, extra: dict[str, str] | None) -> dict[str, str]:
         # muxer turns into an empty chunk (one frame more in the header than in the stream).
         # AVI stores no timestamps anyway: chunk order is the timeline.
         opts["avoid_negative_ts"] = "disabled"
+    if suffix == ".m2ts":  # Blu-ray/AVCHD: 192-byte packets (FFmpeg picks it by file name,
+        opts["mpegts_m2ts_mode"] = "1"  # but we write to a temporary name first)
     return {**opts, **(extra or {})}
 
 
@@ -336,7 +344,7 @@ class _Writer:
             cc.bit_rate = bitrate or 2_000_000
             opts["crf"] = str(10 if crf is None else crf)
             opts["deadline"] = "good"
-        elif encoder in ("mpeg4", "mjpeg", "mpeg2video", "mpeg1video"):
+        elif encoder in ("mpeg4", "mjpeg", "mpeg2video", "mpeg1video", "flv", "h263", "wmv2"):
             if bitrate is not None and qscale is None:
                 cc.bit_rate = bitrate
             else:
@@ -353,7 +361,7 @@ class _Writer:
         self.packer = _Packer(_time_increment_bits(self.time_base)) if packed else None
 
     def add_audio(self, data: np.ndarray, sample_rate: int, codec: str) -> None:
-        encoder = _AUDIO_ENCODERS.get(codec, codec)
+        encoder = _audio_encoder(codec)
         try:
             rates = av.codec.Codec(encoder, "w").audio_rates
         except Exception as e:  # noqa: BLE001 - name the file and the codec
@@ -369,6 +377,10 @@ class _Writer:
             raise ValueError(f"{self.path}: at most 2 audio channels, got {data.shape[0]}")
         stream.layout = "mono" if data.shape[0] == 1 else "stereo"
         stream.codec_context.thread_count = 1
+        if encoder == "vorbis":  # FFmpeg's own Vorbis encoder is marked experimental
+            stream.codec_context.options = {"strict": "experimental"}
+        if encoder in ("wmav1", "wmav2", "mp2", "ac3") and not stream.codec_context.bit_rate:
+            stream.codec_context.bit_rate = 192_000  # these have no usable default
         stream.time_base = Fraction(1, sample_rate)
         self.audio, self.audio_data, self.sample_rate = stream, data, sample_rate
 
@@ -428,6 +440,18 @@ class _Writer:
             pkt.is_keyframe = key
             self.packer.count += 1
             self.container.mux(pkt)
+
+
+def _audio_encoder(codec: str) -> str:
+    """FFmpeg encoder for a short codec name; Vorbis falls back to FFmpeg's own encoder when
+    PyAV's FFmpeg has no libvorbis (the PyPI wheels do not)."""
+    encoder = _AUDIO_ENCODERS.get(codec, codec)
+    if encoder == "libvorbis":
+        try:
+            av.codec.Codec(encoder, "w")
+        except Exception:  # noqa: BLE001 - not built in
+            return "vorbis"
+    return encoder
 
 
 def _time_increment_bits(time_base: Fraction) -> int:

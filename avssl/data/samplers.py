@@ -23,7 +23,8 @@ Samplers:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from bisect import bisect_left
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -161,6 +162,23 @@ def _non_identity_permutation(rng: np.random.Generator, length: int) -> np.ndarr
 
 
 # --------------------------------------------------------------------------- public API
+
+
+def exclude_frames(windows: Sequence[Window], frames: Collection[int]) -> list[Window]:
+    """``windows`` with ``frames`` cut out (a window holding one is split around it; empty
+    pieces are dropped). Samplers draw only inside windows, so frames the decoder flagged as
+    concealed damage (``VideoInfo.damaged_frames``) are never sampled."""
+    bad = sorted(set(frames))
+    out: list[Window] = []
+    for a, b in windows:
+        lo = a
+        for f in bad[bisect_left(bad, a) : bisect_left(bad, b)]:
+            if f > lo:
+                out.append((lo, f))
+            lo = f + 1
+        if b > lo:
+            out.append((lo, b))
+    return out
 
 
 def high_motion_windows(

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from avssl.data.decode import VIDEO_SUFFIXES
 from avssl.data.manifest import atomic_output, atomic_write_text
 
 if TYPE_CHECKING:
@@ -68,7 +69,6 @@ MAX_HEATMAPS = 200  # gallery entries
 TRAIN_KEYS = ("loss", "acc", "lr", "samples_per_s", "data_wait")
 VAL_KEYS = ("val_loss", "val_acc", "val_balanced_acc", "val_samples")
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
-VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg"})
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aac", ".opus"})
 _GREY = (160, 160, 160)
 _BORDER = {"query": (40, 90, 220), True: (30, 170, 60), False: (220, 40, 40), None: (120, 120, 120)}
