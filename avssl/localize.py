@@ -214,7 +214,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="CHECKPOINT",
         help="an audio-visual run directory or its checkpoint.pt",
     )
-    p.add_argument("videos", metavar="VIDEO", nargs="+", type=Path, help="video files")
+    p.add_argument(
+        "videos",
+        metavar="VIDEO",
+        nargs="+",
+        type=Path,
+        help="video files, animated GIFs or folders of numbered images (a folder has no "
+        "sound: it is scored against silence)",
+    )
     p.add_argument(
         "--out",
         required=True,

@@ -540,7 +540,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", metavar="CHECKPOINT",
                    help="a colorization_tracking run or checkpoint.pt, random:RUN, "
                    "random:BACKBONE, pixels[:S] or lab-pixels[:S]")  # fmt: skip
-    p.add_argument("video", metavar="VIDEO", type=Path, help="the video file")
+    p.add_argument(
+        "video",
+        metavar="VIDEO",
+        type=Path,
+        help="a video file, an animated GIF or a folder of numbered images (DAVIS "
+        "JPEGImages/480p/<seq>, img_00001.jpg, ...)",
+    )
     p.add_argument("--init", required=True, type=Path, metavar="FILE",
                    help="first-frame labels: boxes.json or a mask PNG (see above)")  # fmt: skip
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")

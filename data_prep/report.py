@@ -23,7 +23,7 @@ from avssl.types import VideoInfo
 
 __all__ = ["decode_report"]
 
-MEDIA_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v")
+MEDIA_SUFFIXES = decode.VIDEO_SUFFIXES
 
 
 @dataclass

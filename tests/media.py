@@ -14,6 +14,7 @@ clips in ``../shared/data`` used next to them.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -356,3 +357,47 @@ def real_clip(name: str) -> Path | None:
     rel = REAL_CLIPS.get(name, name)
     p = shared_data_dir() / rel
     return p if p.is_file() else None
+
+
+# --------------------------------------------------------------------------------------------
+# Animated GIFs and frame folders (issue 21)
+# --------------------------------------------------------------------------------------------
+def write_gif(path: Path, frames: Any, delays_cs: Sequence[int] | int = 10) -> Path:
+    """An animated GIF of RGB ``frames``; frame i shows for ``delays_cs[i]`` (or every frame
+    for ``delays_cs``) hundredths of a second, which the reader turns into timestamps."""
+    from fractions import Fraction
+
+    import av
+
+    frames = list(frames)
+    delays = [delays_cs] * len(frames) if isinstance(delays_cs, int) else list(delays_cs)
+    with av.open(str(path), "w", format="gif") as c:
+        s = c.add_stream("gif", rate=100)
+        s.height, s.width = frames[0].shape[:2]
+        s.pix_fmt = "rgb8"
+        s.codec_context.time_base = Fraction(1, 100)
+        t = 0
+        for rgb, d in zip(frames, delays, strict=True):
+            f = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            f = f.reformat(format="rgb8")
+            f.pts, f.time_base = t, Fraction(1, 100)
+            t += d
+            for p in s.encode(f):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+def write_frame_folder(folder: Path, frames: Any, name: str = "{:05d}.jpg", start: int = 0,
+                       step: int = 1) -> Path:  # fmt: skip
+    """RGB ``frames`` as images named ``name.format(number)`` (numbers from ``start`` by
+    ``step``): a frame folder."""
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, rgb in enumerate(frames):
+        cv2.imwrite(
+            str(folder / name.format(start + i * step)), np.ascontiguousarray(rgb[:, :, ::-1])
+        )
+    return folder

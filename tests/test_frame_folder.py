@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 from conftest import real_or_skip
 from exact import check_backend_exact, file_patterns, summarize
-from media import index_frame, read_index
+from media import index_frame, read_index, write_frame_folder
+from media import write_gif as media_gif
 
 from avssl import errors
 from avssl.data.decode import backend_refusal, iter_frames, probe, read_audio, read_frames
@@ -29,31 +30,13 @@ from avssl.data.frame_folder import DEFAULT_FPS, list_frames
 def write_frames(folder: Path, n: int, *, name: str = "{:05d}.jpg", start: int = 0,
                  step: int = 1, size: tuple[int, int] = (96, 128)) -> Path:  # fmt: skip
     """``n`` index frames as images named ``name.format(number)``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        rgb = index_frame(i, *size)
-        cv2.imwrite(str(folder / name.format(start + i * step)), rgb[:, :, ::-1])
-    return folder
+    frames = (index_frame(i, *size) for i in range(n))
+    return write_frame_folder(folder, frames, name, start, step)
 
 
 def write_gif(path: Path, delays_cs: list[int], size: tuple[int, int] = (96, 128)) -> Path:
     """An animated GIF of index frames; frame i shows for ``delays_cs[i]`` hundredths of a s."""
-    with av.open(str(path), "w", format="gif") as c:
-        s = c.add_stream("gif", rate=100)
-        s.height, s.width = size
-        s.pix_fmt = "rgb8"
-        s.codec_context.time_base = Fraction(1, 100)
-        t = 0
-        for i, d in enumerate(delays_cs):
-            f = av.VideoFrame.from_ndarray(index_frame(i, *size), format="rgb24")
-            f = f.reformat(format="rgb8")
-            f.pts, f.time_base = t, Fraction(1, 100)
-            t += d
-            for p in s.encode(f):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return path
+    return media_gif(path, [index_frame(i, *size) for i in range(len(delays_cs))], delays_cs)
 
 
 # --------------------------------------------------------------------------------------------

@@ -134,26 +134,10 @@ def test_frame_folder_and_gif(
 ) -> None:
     """A folder of numbered images and an animated GIF are videos here too (no sound: scored
     against silence, with the warning)."""
-    import cv2
+    from media import write_frame_folder, write_gif
 
-    seq = tmp_path / "seq"
-    seq.mkdir()
-    for i, f in enumerate(_frames()):
-        cv2.imwrite(str(seq / f"img_{i + 1:05d}.png"), f[:, :, ::-1])
-    gif = tmp_path / "square.gif"
-    import av
-
-    with av.open(str(gif), "w", format="gif") as c:
-        s = c.add_stream("gif", rate=FPS)
-        s.height = s.width = SIDE
-        s.pix_fmt = "rgb8"
-        for f in _frames():
-            for p in s.encode(
-                av.VideoFrame.from_ndarray(f, format="rgb24").reformat(format="rgb8")
-            ):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
+    seq = write_frame_folder(tmp_path / "seq", _frames(), "img_{:05d}.png", start=1)
+    gif = write_gif(tmp_path / "square.gif", _frames(), round(100 / FPS))
     out = tmp_path / "out"
     argv = [str(run), str(seq), str(gif), "--out", str(out), "--every", "4", "--device", "cpu"]
     assert localize.main(argv) == 0

@@ -315,27 +315,13 @@ def test_configs_load_and_build(name: str) -> None:
 
 def test_track_cli_on_a_frame_folder_and_a_gif(video: Path, tmp_path: Path) -> None:
     """The same square as numbered JPEGs (mmaction2 rawframes names) and as an animated GIF."""
-    import av
-    import cv2
+    from media import write_frame_folder, write_gif
 
     from avssl.data import decode
 
     frames = [f for _, f in decode.iter_frames(video)]
-    seq = tmp_path / "square_frames"
-    seq.mkdir()
-    for i, f in enumerate(frames):
-        cv2.imwrite(str(seq / f"img_{i + 1:05d}.png"), f[:, :, ::-1])
-    gif = tmp_path / "square.gif"
-    with av.open(str(gif), "w", format="gif") as c:
-        s = c.add_stream("gif", rate=10)
-        s.height, s.width, s.pix_fmt = 48, 64, "rgb8"
-        for f in frames:
-            for p in s.encode(
-                av.VideoFrame.from_ndarray(f, format="rgb24").reformat(format="rgb8")
-            ):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
+    seq = write_frame_folder(tmp_path / "square_frames", frames, "img_{:05d}.png", start=1)
+    gif = write_gif(tmp_path / "square.gif", frames, 10)
     init = tmp_path / "boxes.json"
     init.write_text(json.dumps({"frame": 0, "boxes": [[4, 16, 20, 32]], "names": ["square"]}))
     for src in (seq, gif):

@@ -402,9 +402,16 @@ def probe(
 
 
 def _is_folder(path: str | os.PathLike[str]) -> bool:
-    """A folder taken as a frame folder: any, except one named like a video file (``x.mp4``),
-    which is refused as not a file."""
-    return os.path.isdir(path) and not os.fspath(path).lower().endswith(VIDEO_SUFFIXES)
+    """A folder taken as a frame folder: any, except one named like a media file (``x.mp4``,
+    ``x.wav``), which is refused as not a file."""
+    return os.path.isdir(path) and not os.fspath(path).lower().endswith(_MEDIA_FILE_SUFFIXES)
+
+
+#: A folder named like a media file (``clip.mp4``, ``x.wav``, ``x.png``) is no frame folder.
+_MEDIA_FILE_SUFFIXES = (
+    *VIDEO_SUFFIXES, *frame_folder.IMAGE_SUFFIXES,
+    ".wav", ".mp3", ".m4a", ".aac", ".flac", ".opus", ".oga", ".wma", ".aif", ".aiff", ".mka",
+)  # fmt: skip
 
 
 def _identity(p: Path) -> tuple[int, int]:
@@ -425,7 +432,7 @@ def _probe_cached(
             _PROBE_CACHE.move_to_end(key)
             return _PROBE_CACHE[key]
     if p.is_dir():
-        info = _probe_folder(p, strict=strict, fps=fps)
+        info = _probe_folder(p, size, mtime, strict=strict, fps=fps)
     else:
         info = _probe_uncached(p, size, mtime, timeout_s=timeout_s, strict=strict, explode=explode)
     with _PROBE_LOCK:
@@ -435,7 +442,7 @@ def _probe_cached(
     return info
 
 
-def _probe_folder(p: Path, *, strict: bool, fps: float | None) -> VideoInfo:
+def _probe_folder(p: Path, size: int, mtime: int, *, strict: bool, fps: float | None) -> VideoInfo:
     """A frame folder: list, check the numbering, decode every image once (sizes, damage)."""
     fl = frame_folder.list_frames(p, fps=fps)
     if fl.gaps and strict:
@@ -458,7 +465,7 @@ def _probe_folder(p: Path, *, strict: bool, fps: float | None) -> VideoInfo:
     (w, h), n = sizes.most_common(1)[0]
     pts_s = fl.pts_s()
     return VideoInfo(
-        path=str(p), size_bytes=fl.size_bytes, mtime_ns=fl.mtime_ns,
+        path=str(p), size_bytes=size, mtime_ns=mtime,
         container=FRAME_FOLDER_CONTAINER, codec=codecs.most_common(1)[0][0], codec_tag="",
         width=w, height=h, fps=fl.fps, num_frames=n, header_num_frames=n, num_packets=n,
         pts_s=pts_s, pts_trusted=True, keyframes=tuple(range(n)), seek_points=(),

@@ -77,8 +77,6 @@ class FrameList:
     gaps: tuple[tuple[int, int], ...]  # (first missing number, count missing) per gap
     fps: float
     fps_source: str  # "fps.txt", "seqinfo.ini", "option" or "default"
-    size_bytes: int  # the frames' bytes together
-    mtime_ns: int  # newest of the folder's and the frames' mtimes
     ignored: int  # files in the folder that are not frames (other families, non-images)
 
     def gap_text(self, limit: int = 3) -> str:
@@ -126,6 +124,13 @@ def folder_stat(folder: Path) -> tuple[int, int]:
                 st = e.stat()
                 total += st.st_size
                 newest = max(newest, st.st_mtime_ns)
+    for side in (folder / "fps.txt", folder / "seqinfo.ini", folder.parent / "seqinfo.ini"):
+        try:  # a sidecar changes the frame rate: it is part of the identity
+            st = side.stat()
+        except OSError:
+            continue
+        total += st.st_size + 1
+        newest = max(newest, st.st_mtime_ns) + 1
     return total, newest
 
 
@@ -177,15 +182,9 @@ def list_frames(folder: str | os.PathLike[str], *, fps: float | None = None) -> 
     gaps = tuple((a + step, (b - a) // step - 1) for a, b in zip(numbers, numbers[1:], strict=False)
                  if b - a > step)  # fmt: skip
     rate, source = _frame_rate(p, fps)
-    total, newest = 0, p.stat().st_mtime_ns
-    by_name = {e.name: e for e in images}
-    for _, name in family:
-        st = by_name[name].stat()
-        total += st.st_size
-        newest = max(newest, st.st_mtime_ns)
     return FrameList(
         folder=p, names=tuple(name for _, name in family), numbers=tuple(numbers), step=step,
-        gaps=gaps, fps=rate, fps_source=source, size_bytes=total, mtime_ns=newest,
+        gaps=gaps, fps=rate, fps_source=source,
         ignored=len(entries) - len(family),
     )  # fmt: skip
 
