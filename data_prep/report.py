@@ -23,7 +23,6 @@ from avssl.types import VideoInfo
 
 __all__ = ["decode_report"]
 
-MEDIA_SUFFIXES = decode.VIDEO_SUFFIXES
 
 
 @dataclass
@@ -51,11 +50,9 @@ def _files(root: Path) -> list[tuple[Path, int | None]]:
             path = resolve_under(root, r["file"], where=f"{manifest}: row {r['file']!r}")
             out.append((path, int(n) if n not in (None, "") else None))
         return out
-    return [
-        (p, None)
-        for p in sorted(root.rglob("*"))
-        if p.suffix.lower() in MEDIA_SUFFIXES and not p.name.startswith(".")
-    ]
+    from data_prep.scan import scan_folder  # the same rules as avssl-prep folder
+
+    return [(root / e.relpath, None) for e in scan_folder(root).entries]
 
 
 def _probe(path: Path) -> VideoInfo | str:
@@ -112,7 +109,8 @@ def decode_report(
         k.header_mismatch += info.header_num_frames not in (0, info.num_frames)
         k.expected_mismatch += expected is not None and expected != info.num_frames
         k.keyframes.append(len(info.keyframes))
-        k.seek_points.append(len(info.seek_points))
+        # every image of a frame folder is read on its own: all are exact "seek points"
+        k.seek_points.append(info.num_frames if info.is_frame_folder else len(info.seek_points))
         k.with_audio += info.has_audio
         k.audible += info.audible
         k.audio_codecs.update(a.codec for a in info.audio)

@@ -83,7 +83,9 @@ def _ucf_root(root: Path) -> Path:
 
 
 def scan_ucf101(root: str | Path, splits_dir: str | Path, split: str = "1") -> Scan:
-    """Entries for every clip that the official lists name and that exists under ``root``.
+    """Entries for every clip that the official lists name and that exists under ``root``: the
+    ``.avi`` file, or a frame folder of that name without the suffix (mmaction2 rawframes,
+    ``<Class>/v_<Class>_gXX_cYY/img_00001.jpg``).
 
     ``split`` is "1", "2", "3" or "all": which splits get pretext manifests. Every listed clip is
     processed whatever ``split`` says (the video manifest records its role in all three splits),
@@ -116,6 +118,9 @@ def scan_ucf101(root: str | Path, splits_dir: str | Path, split: str = "1") -> S
     found: set[str] = set()
     for rel in sorted(roles):
         disk = by_lower.get(rel.lower())
+        if disk is None:  # mmaction2 rawframes: Class/v_X_g01_c01/img_00001.jpg for the .avi
+            stem = by_lower.get(rel.lower().rsplit(".", 1)[0])
+            disk = stem if stem is not None and on_disk[stem].is_dir() else None
         if disk is None:
             missing.append(rel)
             continue

@@ -291,7 +291,7 @@ def _process(job: _Job) -> tuple[str, str]:
         if job.cache_dir is not None:
             from data_prep.transcode import transcode_video
 
-            stem = Path(e.relpath).with_suffix("")
+            stem = Path(e.relpath) if src.is_dir() else Path(e.relpath).with_suffix("")
             tdir = Path(job.cache_dir)
             video.update(
                 transcode_video(src, tdir / f"{stem}.mp4", info=info,

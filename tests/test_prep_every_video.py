@@ -152,3 +152,22 @@ def test_real_folders_every_file_accounted_for(
     if name == "real-motion":
         assert sum(v.endswith(".gif") for v in videos) == 4
         assert "propainter__test-sample1.mp4" in videos  # trailing bytes after its movie
+
+
+def test_ucf101_as_mmaction2_rawframes(shared_data: Path, tmp_path: Path) -> None:
+    """UCF-101 extracted to rawframes (``<Class>/v_X_gXX_cYY/img_00001.jpg``) is found by the
+    official lists' ``.avi`` names, and a stray file is named in skipped.csv."""
+    lists = shared_data / "ucf101" / "ucfTrainTestlist"
+    root = tmp_path / "rawframes"
+    clip = root / "ApplyEyeMakeup" / "v_ApplyEyeMakeup_g08_c01"
+    write_frames(clip, 40, name="img_{:05d}.jpg", start=1, size=(48, 64))
+    write_frames(clip, 39, name="flow_x_{:05d}.jpg", start=1, size=(48, 64))
+    (root / "ApplyEyeMakeup" / "notes.txt").write_text("x")
+    out = tmp_path / "out"
+    argv = ["ucf101", str(root), "--splits", str(lists), "--out", str(out), "--motion", "diff"]
+    assert prep_main(argv) == 0
+    (row,) = _jsonl(out / "videos.jsonl")
+    assert row["video"] == "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01" and row["num_frames"] == 40
+    assert row["splits"]["1"] == "train" and row["container"] == "frames"
+    assert {r["path"]: r["kind"] for r in _rows(out / "skipped.csv")} == {
+        "ApplyEyeMakeup/notes.txt": "not-video"}  # fmt: skip
