@@ -32,13 +32,14 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from avssl import errors
 from avssl.data.manifest import atomic_write_text, remove_stale_temps, write_manifest
 from data_prep.parallel import Progress, default_workers, imap_jobs
+from data_prep.scan import not_taken, write_skipped
 
 __all__ = [
     "AUDIO_SUFFIXES",
@@ -291,6 +292,8 @@ class AudioPrepResult:
             parts.append(f"{n['unlisted']} on disk but unlisted (unlisted.csv)")
         if "unmatched" in n:
             parts.append(f"{n['unmatched']} not matching the pattern (unmatched.csv)")
+        if "skipped" in n:
+            parts.append(f"{n['skipped']} other entries not taken (skipped.csv)")
         lines.append("  clips     " + ", ".join(parts))
         if c.get("dataset") == "esc50" and c.get("clips", {}).get("listed") != ESC50_ROWS:
             lines.append(
@@ -510,6 +513,10 @@ def prep_esc50(
           "fold": e.fold} for e in missing],
     )  # fmt: skip
     _write_csv(o / "unlisted.csv", ("path",), [{"path": f"audio/{n}"} for n in unlisted])
+    stray = [
+        replace(k, path=f"audio/{k.path}") for k in not_taken(audio, set(on_disk), takes="wav")
+    ]
+    skipped = write_skipped(o / "skipped.csv", stray)
 
     listed_per_fold = Counter(e.fold for e in entries)
     ok_per_fold = Counter(row["fold"] for row in rows)
@@ -518,6 +525,7 @@ def prep_esc50(
         "ok": len(rows),
         "quarantined": len(bad),
         "missing": len(missing),
+        "skipped": sum(skipped.values()),
         "unlisted": len(unlisted),
         "probed": len(present),
     }
@@ -768,6 +776,10 @@ def prep_audio_folder(
     write_manifest(o / "clips.jsonl", rows)
     _write_csv(o / "quarantine.csv", ("path", "reason", "message"), bad)
     _write_csv(o / "unmatched.csv", ("path",), [{"path": rel} for rel in unmatched])
+    skipped = write_skipped(
+        o / "skipped.csv",
+        not_taken(r, set(files), takes=f"audio files ({', '.join(pat.suffixes)})"),
+    )
 
     matched_per_fold = Counter(fold_of.values())
     ok_per_fold = Counter(row["fold"] for row in rows)
@@ -776,6 +788,7 @@ def prep_audio_folder(
         "ok": len(rows),
         "quarantined": len(bad),
         "unmatched": len(unmatched),
+        "skipped": sum(skipped.values()),
         "probed": len(matched),
     }
     folds: dict[str, Any] = {}

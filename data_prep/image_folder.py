@@ -51,6 +51,7 @@ from avssl.data.manifest import remove_stale_temps
 from data_prep import shards
 from data_prep.images import _write_if_changed
 from data_prep.parallel import Progress, default_workers, imap_jobs
+from data_prep.scan import not_taken
 
 __all__ = ["ImagesResult", "prep_images", "register_images"]
 
@@ -71,7 +72,8 @@ class ImagesResult:
         splits = ", ".join(f"{k} {v}" for k, v in c["per_split"].items())
         return (
             f"images: {c['images']} images of {c['classes']} classes ({splits}); "
-            f"{c['quarantined']} quarantined (quarantine.csv); manifest {self.manifest}"
+            f"{c['quarantined']} quarantined (quarantine.csv), {c.get('skipped', 0)} other "
+            f"entries not taken (skipped.csv); manifest {self.manifest}"
         )
 
 
@@ -263,10 +265,23 @@ def prep_images(
     writer.writerow(("path", "reason", "message"))
     writer.writerows(bad)
     _write_if_changed(o / "quarantine.csv", buf.getvalue().encode())
+    ours = {"images.jsonl", "quarantine.csv", "prep.json", "skipped.csv"}
+    outs = {
+        (o.resolve() / f).relative_to(src).as_posix()
+        for f in ours
+        if (o.resolve() / f).is_relative_to(src)
+    }  # the manifests written in place are no strays
+    stray = not_taken(src, set(files) | outs, takes="images")
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(("path", "kind", "why"))
+    writer.writerows((k.path, k.kind, k.why) for k in stray)
+    _write_if_changed(o / "skipped.csv", buf.getvalue().encode())
     counts: dict[str, Any] = {
         "images": len(rows),
         "classes": len(classes),
         "quarantined": len(bad),
+        "skipped": len(stray),
         "quarantine_reasons": dict(sorted(Counter(r for _, r, _ in bad).items())),
         "per_split": dict(sorted(Counter(r["split"] for r in rows).items())),
         "per_class": {str(k): v for k, v in sorted(Counter(r["label"] for r in rows).items())},

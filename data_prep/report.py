@@ -24,7 +24,6 @@ from avssl.types import VideoInfo
 __all__ = ["decode_report"]
 
 
-
 @dataclass
 class _Kind:
     files: int = 0

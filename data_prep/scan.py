@@ -16,7 +16,10 @@ from typing import Any
 from avssl.data.decode import VIDEO_SUFFIXES
 from data_prep.ucf101_lists import parse_clip_path, read_splits
 
-__all__ = ["VIDEO_SUFFIXES", "Entry", "Scan", "scan_folder", "scan_ucf101"]
+__all__ = [
+    "VIDEO_SUFFIXES", "Entry", "Scan", "Skipped", "not_taken", "scan_folder", "scan_ucf101",
+    "write_skipped",
+]  # fmt: skip
 
 #: Sound-only files (named in skipped.csv as such: the video preps need pictures).
 AUDIO_SUFFIXES = (".wav", ".mp3", ".m4a", ".aac", ".flac", ".opus", ".oga", ".wma", ".aif", ".aiff")
@@ -227,6 +230,50 @@ def scan_folder(root: str | Path) -> Scan:
     return Scan("folder", str(r), classes, entries, ["all"], skipped=skipped)
 
 
+def not_taken(root: Path, taken: set[str], *, takes: str) -> list[Skipped]:
+    """Every entry under ``root`` (recursively) that a prep of ``takes`` (e.g. "audio files")
+    neither took nor reported elsewhere (``taken``: relative POSIX paths), with why: the
+    ``skipped.csv`` of the audio and image preps. Hidden folders are one row, not searched."""
+    from avssl.data.frame_folder import IMAGE_SUFFIXES
+
+    r = Path(root)
+    out: list[Skipped] = []
+    for dirpath, dirnames, filenames in os.walk(r, onerror=_raise):
+        rel_d = Path(dirpath).relative_to(r).as_posix()
+        prefix = "" if rel_d == "." else rel_d + "/"
+        for name in sorted(dirnames):
+            if name.startswith(".") and prefix + name not in taken:
+                out.append(Skipped(prefix + name + "/", "hidden", "hidden folder, not searched"))
+        dirnames[:] = [d for d in dirnames if not d.startswith(".") and prefix + d not in taken]
+        for name in sorted(filenames):
+            rel = prefix + name
+            if rel in taken:
+                continue
+            suffix = os.path.splitext(name)[1].lower()
+            kind = (
+                "hidden" if name.startswith(".")
+                else "video" if suffix in VIDEO_SUFFIXES
+                else "audio" if suffix in AUDIO_SUFFIXES
+                else "image" if suffix in IMAGE_SUFFIXES
+                else "not-media"
+            )  # fmt: skip
+            why = {
+                "hidden": "hidden file",
+                "not-media": f"not media by suffix ({suffix or 'none'})",
+            }.get(kind, f"{kind} file; this prep takes {takes}")
+            out.append(Skipped(rel, kind, why))
+    out.sort(key=lambda k: k.path)
+    return out
+
+
+def write_skipped(path: Path, skipped: list[Skipped]) -> dict[str, int]:
+    """Write ``skipped.csv`` (path, kind, why); return the counts per kind."""
+    from avssl.data.manifest import write_manifest
+
+    write_manifest(path, [{"path": k.path, "kind": k.kind, "why": k.why} for k in skipped])
+    return dict(Counter(k.kind for k in skipped))
+
+
 def _raise(e: OSError) -> None:
     raise e
 
@@ -313,8 +360,10 @@ def scan_audioset(
         )  # fmt: skip
     missing = [f"{s.ytid}_{s.start_s:g}" for s in result.missing]
     unlisted = sorted(result.unmatched + [p for a in result.ambiguous for p in a.relpaths] + extra)
+    seen = {*entries, *result.unmatched, *(p for a in result.ambiguous for p in a.relpaths)}
+    skipped = not_taken(root.resolve(), seen, takes="video or audio files of the segments")
     used = sorted({m for e in entries.values() for m in e.meta["labels"]})
     return Scan(
         "audioset", str(root.resolve()), used, [entries[k] for k in sorted(entries)],
-        ["audioset"], missing, unlisted, {m: names.get(m, m) for m in used},
+        ["audioset"], missing, unlisted, {m: names.get(m, m) for m in used}, skipped,
     )  # fmt: skip

@@ -40,7 +40,7 @@ from avssl.data.manifest import atomic_write_text, remove_stale_temps, write_man
 from avssl.data.motion import Motion, load_motion, motion_energy, save_motion
 from data_prep.av_prep import PAIR_TASKS, PairConfig, mine_pairs, pair_rows
 from data_prep.parallel import Progress, default_workers, imap_jobs
-from data_prep.scan import VIDEO_SUFFIXES, Entry, Scan
+from data_prep.scan import VIDEO_SUFFIXES, Entry, Scan, write_skipped
 
 __all__ = ["FORMAT_VERSION", "MineConfig", "PrepResult", "assemble", "prep_videos"]
 
@@ -458,9 +458,7 @@ def assemble(
     if scan.dataset in ("ucf101", "audioset"):
         write_manifest(out / "missing.csv", [{"path": p} for p in scan.missing])
         write_manifest(out / "unlisted.csv", [{"path": p} for p in scan.unlisted])
-    write_manifest(
-        out / "skipped.csv", [{"path": k.path, "kind": k.kind, "why": k.why} for k in scan.skipped]
-    )
+    write_skipped(out / "skipped.csv", scan.skipped)
     if isinstance(config, PairConfig):
         splits = _write_pairs(out, scan, ok, config)
     else:

@@ -89,7 +89,7 @@ def esc50_tree(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     data = (audio / truncated).read_bytes()
     (audio / truncated).write_bytes(data[: len(data) // 2])
     write_audio(audio / "9-999999-A-0.wav", _tone(), sample_rate=44100)  # unlisted
-    write_audio(audio / "._1-100032-A-0.wav", _tone(), sample_rate=44100)  # hidden: ignored
+    write_audio(audio / "._1-100032-A-0.wav", _tone(), sample_rate=44100)  # hidden: skipped.csv
     return {
         "root": root,
         "listed": listed,
@@ -111,10 +111,15 @@ def esc50_out(esc50_tree: dict, tmp_path_factory: pytest.TempPathFactory) -> Pat
         "quarantined": 2,
         "missing": 2000 - 14,
         "unlisted": 1,
+        "skipped": 1,
         "probed": 14,
     }
     text = result.summary()
     assert "12 ok, 2 quarantined" in text and "1986 listed but missing" in text
+    assert "1 other entries not taken (skipped.csv)" in text
+    assert (out / "skipped.csv").read_text().splitlines()[1] == (
+        "audio/._1-100032-A-0.wav,hidden,hidden file"
+    )
     assert "1: 3, 2: 3, 3: 2, 4: 2, 5: 2" in text
     return out
 
@@ -185,6 +190,7 @@ def test_esc50_card(esc50_tree: dict, esc50_out: Path) -> None:
         "quarantined": 2,
         "missing": 1986,
         "unlisted": 1,
+        "skipped": 1,
     }
     assert card["quarantine_reasons"] == {"not-media": 1, "truncated": 1}
     assert card["folds"] == {
@@ -427,9 +433,9 @@ def folder_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_audio(root / "loose.wav", short, sample_rate=16000)  # unmatched: not in a folder
     (root / "10" / "deep").mkdir()
     write_audio(root / "10" / "deep" / "x.wav", short, sample_rate=16000)  # unmatched
-    (root / "2" / "notes.txt").write_text("not audio")  # ignored: not an audio suffix
+    (root / "2" / "notes.txt").write_text("not audio")  # skipped.csv: not an audio suffix
     (root / ".cache").mkdir()
-    write_audio(root / ".cache" / "y.wav", short, sample_rate=16000)  # ignored: hidden
+    write_audio(root / ".cache" / "y.wav", short, sample_rate=16000)  # skipped.csv: hidden
     return root
 
 
@@ -449,7 +455,12 @@ def test_folder_layout_classes_and_unmatched(folder_tree: Path, tmp_path: Path) 
         "quarantined": 1,
         "unmatched": 2,
     }
-    assert res.counts == {"ok": 13, "quarantined": 1, "unmatched": 2, "probed": 14}
+    assert res.counts == {"ok": 13, "quarantined": 1, "unmatched": 2, "skipped": 2, "probed": 14}
+    # named, not ignored: the hidden folder as one row, the text file by its suffix
+    assert read_manifest(tmp_path / "a" / "skipped.csv") == [
+        {"path": ".cache/", "kind": "hidden", "why": "hidden folder, not searched"},
+        {"path": "2/notes.txt", "kind": "not-media", "why": "not media by suffix (.txt)"},
+    ]
     assert read_manifest(tmp_path / "a" / "unmatched.csv") == [
         {"path": "10/deep/x.wav"},
         {"path": "loose.wav"},
