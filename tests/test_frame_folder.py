@@ -171,13 +171,17 @@ def test_real_gif_is_exact(shared_data: Path) -> None:
 # --------------------------------------------------------------------------------------------
 # AVI with held frames (index entries without data)
 # --------------------------------------------------------------------------------------------
-def write_held_avi(path: Path, ticks: list[int], rate: int = 25) -> Path:
+def write_held_avi(
+    path: Path, ticks: list[int], rate: int = 25, audio: np.ndarray | None = None, sr: int = 0
+) -> Path:
     """MPEG-4 AVI whose frame i sits on index entry ``ticks[i]``: the muxer writes empty entries
-    for the ticks in between (as capture tools do for dropped frames)."""
+    for the ticks in between (as capture tools do for dropped frames). ``audio``: mono float32
+    PCM at ``sr`` Hz from time 0."""
     with av.open(str(path), "w") as c:
         s = c.add_stream("mpeg4", rate=rate)
         s.height, s.width, s.pix_fmt = 96, 128, "yuv420p"
         s.codec_context.time_base = Fraction(1, rate)
+        a = c.add_stream("pcm_s16le", rate=sr, layout="mono") if audio is not None else None
         for i, t in enumerate(ticks):
             f = av.VideoFrame.from_ndarray(index_frame(i, 96, 128), format="rgb24")
             f.pts, f.time_base = t, Fraction(1, rate)
@@ -185,6 +189,17 @@ def write_held_avi(path: Path, ticks: list[int], rate: int = 25) -> Path:
                 c.mux(p)
         for p in s.encode():
             c.mux(p)
+        if a is not None and audio is not None:
+            pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
+            for k in range(0, pcm.size, 1024):
+                af = av.AudioFrame.from_ndarray(
+                    pcm[None, k : k + 1024], format="s16", layout="mono"
+                )
+                af.sample_rate, af.pts, af.time_base = sr, k, Fraction(1, sr)
+                for p in a.encode(af):
+                    c.mux(p)
+            for p in a.encode():
+                c.mux(p)
     return path
 
 
@@ -280,3 +295,23 @@ def test_shutil_copy_of_folder_is_the_same_video(tmp_path: Path) -> None:
     shutil.copytree(d, e)
     a, b = read_frames(d, [0, 4]).data, read_frames(e, [0, 4]).data
     assert bool((a == b).all())
+
+
+def test_held_frames_keep_their_sound(tmp_path: Path) -> None:
+    """The sound of a frame after held ones is at the frame's (held-aware) time, within 1 ms."""
+    from test_av_timing import chirp, onset_offset_s
+
+    ticks = [0, 3, 5, 8, 10, 13, 15, 18, 20, 23, 25, 28, 30, 33, 35, 38, 40, 43, 45, 48]
+    sr = 44100
+    x = np.zeros(sr * 2, np.float32)
+    events = (4, 11, 19)  # frames 4, 11, 19 sit at ticks 10, 28, 48: 0.4, 1.12, 1.92 s
+    for e in events:
+        k = round(ticks[e] / 25 * sr)
+        x[k : k + chirp(sr).size] += chirp(sr)
+    avi = write_held_avi(tmp_path / "held_sound.avi", ticks, audio=x, sr=sr)
+    info = probe(avi)
+    assert info.held_frames == 49 - 20 and info.has_audio
+    for e in events:
+        assert info.pts_s[e] == pytest.approx(ticks[e] / 25)
+        off = onset_offset_s(avi, info.pts_s[e], 48000)
+        assert abs(off) <= 1e-3, f"frame {e}: onset {off * 1e3:+.3f} ms from its time"
