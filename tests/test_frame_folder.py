@@ -254,6 +254,52 @@ def test_concealed_damage_is_recorded_not_fatal(tmp_path: Path) -> None:
         probe(damaged, conceal=False)
 
 
+def _ue(bits: str, i: int) -> tuple[int, int]:
+    """An Exp-Golomb ue(v) at bit ``i``: (value, next bit)."""
+    z = bits.index("1", i) - i
+    return int(bits[i + z : i + 2 * z + 1], 2) - 1, i + 2 * z + 1
+
+
+def idr_with_p_slice(folder: Path, n: int = 90, key: int = 30) -> Path:
+    """H.264 (4 slices per picture) whose IDR frame ``key`` has its second slice's type changed
+    from I to P in the slice header: FFmpeg logs "A non-intra slice in an IDR NAL unit", drops the
+    slice and conceals it -- the warning real phone and web clips carry (issue 21)."""
+    clean = folder / "clean_idr.mp4"
+    write_video(clean, (index_frame(i, 96, 128) for i in range(n)), fps=25, codec="h264",
+                gop=30, options={"slices": "4", "sc_threshold": "0"})  # fmt: skip
+    data = bytearray(clean.read_bytes())
+    with av.open(str(clean)) as c:
+        pos, size = next((p.pos, p.size) for k, p in enumerate(
+            q for q in c.demux(c.streams.video[0]) if q.size) if k == key)  # fmt: skip
+    nals, off = [], pos
+    while off < pos + size:  # MP4 samples: 4-byte lengths, then NAL units
+        length = int.from_bytes(data[off : off + 4], "big")
+        nals.append(off + 4)
+        off += 4 + length
+    o = [k for k in nals if data[k] & 0x1F == 5][1]  # the second IDR slice
+    bits = "".join(f"{b:08b}" for b in data[o + 1 : o + 9])
+    _, i = _ue(bits, 0)  # first_mb_in_slice
+    slice_type, j = _ue(bits, i)
+    assert slice_type in (2, 7), slice_type  # I
+    p_type = bin(5 + 1)[2:]  # ue(5): P, all slices
+    new = (bits[:i] + "0" * (len(p_type) - 1) + p_type + bits[j:] + "0" * 8)[:64]
+    data[o + 1 : o + 9] = bytes(int(new[k : k + 8], 2) for k in range(0, 64, 8))
+    out = folder / "idr_p_slice.mp4"
+    out.write_bytes(bytes(data))
+    return out
+
+
+def test_non_intra_slice_in_idr_is_recorded_not_fatal(tmp_path: Path) -> None:
+    bad = idr_with_p_slice(tmp_path)
+    info = probe(bad)
+    assert info.num_frames == 90 and info.decode_warnings > 0
+    assert info.damaged_frames == tuple(range(30, 60))  # up to the next keyframe
+    assert [read_index(f.permute(1, 2, 0).numpy()) for f in read_frames(bad, [29, 60]).data] == [
+        29, 60]  # fmt: skip
+    with pytest.raises(errors.CorruptMediaError, match="non-intra slice|decode error"):
+        probe(bad, conceal=False)
+
+
 def test_junk_after_a_complete_movie_is_kept_a_cut_mdat_is_not(tmp_path: Path) -> None:
     src = tmp_path / "a.mp4"
     audio = np.zeros((1, 44100), np.float32)
