@@ -150,13 +150,16 @@ def test_iterable_and_array_inputs_agree(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["d.avi", "d.mp4", "d.webm", "d.mkv"])
 def test_deterministic(tmp_path: Path, name: str) -> None:
+    """The same call writes the same bytes: MPEG-4 with B-frames, VP8, and H.264 without
+    B-frames (as data_prep.synth writes them). libx264 with B-frames is not byte-reproducible on
+    every machine (avssl/data/encode.py), so it is not claimed."""
     frames = index_frames(20, 48, 64)
     codec = {"avi": "mpeg4", "webm": "vp8"}.get(name[2:], "h264")
     sr = 48000
     audio = click_audio(sr, [100, 30000])
     a, b = tmp_path / "1" / name, tmp_path / "2" / name
     for p in (a, b):
-        write_video(p, frames, fps=20, codec=codec, max_b_frames=2 if codec != "vp8" else 0,
+        write_video(p, frames, fps=20, codec=codec, max_b_frames=2 if codec == "mpeg4" else 0,
                     audio=audio, sample_rate=sr)  # fmt: skip
     assert a.read_bytes() == b.read_bytes()
 

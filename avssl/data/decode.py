@@ -22,6 +22,10 @@ from where the decoder stands or seeks to the verified keyframe at or before it,
 fewer frames; all wanted frames are served in one forward pass and no frame is decoded twice.
 Only wanted frames are converted to RGB.
 
+The work is split by job under this door: :mod:`avssl.data.media_io` (safe opening, container
+size checks), :mod:`avssl.data.frame_folder` (folders of numbered images),
+:mod:`avssl.data.audio_decode` (``probe_audio``, ``read_audio``); import them from here.
+
 Audio: one mono mix everywhere, the *mean* of the channels (librosa/soundfile convention, not
 (L+R)/sqrt 2). Windows that run past either end of the stream are zero-padded
 (``out_of_range="pad"``) or refused (``"error"``).
@@ -30,7 +34,6 @@ Audio: one mono mix everywhere, the *mean* of the channels (librosa/soundfile co
 from __future__ import annotations
 
 import functools
-import math
 import os
 import threading
 import time
@@ -47,14 +50,30 @@ from typing import Any, Literal, cast
 import av
 import numpy as np
 import torch
-from scipy.signal import resample_poly
 
 from avssl import errors
 from avssl.data import frame_folder
+from avssl.data.audio_decode import (
+    AUDIBLE_PEAK_DBFS,
+    _audio_info,
+    _audio_stats_add,
+    _AudioStats,
+    probe_audio,
+    read_audio,
+)
+from avssl.data.media_io import (
+    DEFAULT_TIMEOUT_S,
+    VIDEO_SUFFIXES,
+    _check_deadline,
+    _check_file,
+    _demux,
+    _is_folder,
+    _open,
+    _truncation,
+    _video_stream,
+)
 from avssl.types import (
     FRAME_FOLDER_CONTAINER,
-    Audio,
-    AudioStreamInfo,
     Clip,
     SeekPoint,
     VideoInfo,
@@ -79,23 +98,8 @@ __all__ = [
 BackendName = Literal["auto", "pyav", "decord", "opencv", "torchcodec"]
 BACKENDS: tuple[str, ...] = ("pyav", "decord", "opencv", "torchcodec")
 
-#: An audio stream counts as audible when its loudest sample is above this level. Digitally
-#: silent tracks (e.g. the cockatoo clip, -91 dBFS) fall below; quiet real sound (fire2) does not.
-AUDIBLE_PEAK_DBFS = -60.0
-#: Wall-clock bound for one probe or one read; a decode that takes longer raises
-#: DecodeTimeoutError instead of hanging a data-loader worker.
-DEFAULT_TIMEOUT_S = 120.0
 
 _MPEG4_VOP = b"\x00\x00\x01\xb6"
-
-#: File suffixes of videos (case-insensitive), what ``avssl-prep folder`` takes: the containers
-#: read exactly (tests/test_decode_exact.py), animated GIF/APNG, and the MPEG program /
-#: transport stream names. A folder of numbered images is a video too (frame_folder).
-VIDEO_SUFFIXES = (
-    ".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".vob", ".m2v", ".wmv",
-    ".asf", ".flv", ".3gp", ".3g2", ".ogv", ".ogg", ".ts", ".mts", ".m2ts", ".mxf", ".gif",
-    ".apng",
-)  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------
@@ -229,119 +233,6 @@ def choose_backend(info: VideoInfo) -> str:
 # --------------------------------------------------------------------------------------------
 # Opening files: every failure becomes a typed error that names the file.
 # --------------------------------------------------------------------------------------------
-def _check_file(path: str | os.PathLike[str]) -> Path:
-    p = Path(path)
-    st = errors.check_file_entry(p)  # links, folders, FIFOs (would block the demuxer), permissions
-    if st.st_size == 0:
-        raise errors.EmptyMediaError(str(p), "file is empty (0 bytes)")
-    return p
-
-
-_ISO_BOXES = {b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"styp", b"pdin", b"uuid"}
-
-
-def _truncation(p: Path, size: int) -> str | None:
-    """The container's own size fields against the file's size (None when they agree).
-
-    Decoders stop quietly at a cut: an AVI cut mid-stream decodes its first half without an
-    error. AVI/WAV declare the RIFF size in their first bytes and MP4/MOV declare every
-    top-level box's size, so a cut is visible before decoding.
-    """
-    with open(p, "rb") as f:
-        head = f.read(12)
-        if head[:4] == b"RIFF" and head[8:12] in (b"AVI ", b"WAVE"):
-            declared = int.from_bytes(head[4:8], "little") + 8
-            if declared > 8 and declared > size + 1:  # +1: RIFF pads to even sizes
-                return f"RIFF header declares {declared} bytes but the file has {size}"
-            return None
-        if head[4:8] not in _ISO_BOXES:
-            return None
-        return _iso_truncation(f, size)
-
-
-#: Top-level boxes that hold media or its index: one cut short means samples are gone.
-_ISO_MEDIA_BOXES = {b"moov", b"mdat", b"moof"}
-
-
-def _iso_truncation(f: Any, size: int) -> str | None:
-    """Walk an MP4/MOV's top-level boxes. After a complete ``moov`` and ``mdat`` the media is
-    whole: bytes that are not a box there (trailing junk some tools append) or a cut
-    non-media box (``free``, ``udta``) are ignored, as players ignore them. A cut ``moov``,
-    ``mdat`` or ``moof``, or junk before the media is complete, is truncation."""
-    pos = 0
-    seen: set[bytes] = set()
-    while pos + 8 <= size:
-        f.seek(pos)
-        box = f.read(16)
-        box_size, kind = int.from_bytes(box[:4], "big"), box[4:8]
-        name = kind.decode("latin-1")
-        complete = {b"moov", b"mdat"} <= seen
-        if not _is_box_type(kind):
-            if complete:
-                return None  # trailing bytes after the whole movie
-            return f"bytes at {pos} are not an MP4 box ({name!r}) before the movie is complete"
-        if box_size == 1 and len(box) == 16:
-            box_size = int.from_bytes(box[8:16], "big")
-        elif box_size == 0:  # extends to the end of the file
-            return None
-        if box_size < 8:
-            return f"box '{name}' at byte {pos} has an invalid size {box_size}"
-        if pos + box_size > size:
-            if complete and kind not in _ISO_MEDIA_BOXES:
-                return None
-            return f"box '{name}' at byte {pos} declares {box_size} bytes, file ends at {size}"
-        seen.add(kind)
-        pos += box_size
-    return None
-
-
-def _is_box_type(kind: bytes) -> bool:
-    """Four printable characters (letters, digits, space, '©'), as every ISO box type is."""
-    return len(kind) == 4 and all(
-        48 <= b <= 57 or 65 <= b <= 90 or 97 <= b <= 122 or b in (32, 0xA9) for b in kind
-    )
-
-
-_FAST_OPEN = {"probesize": "32", "analyzeduration": "0"}
-# FFmpeg's default probing (5 MB, 5 s), for audio the fast open (_FAST_OPEN) leaves unknown.
-_FULL_PROBE = {"probesize": str(5 << 20), "analyzeduration": "5000000"}
-
-
-def _open(path: Path, *, full: bool = False) -> av.container.InputContainer:
-    """Open a media file. Reads use the fast open: stream parameters from the container
-    headers (the default probing decodes frames to guess more: 43 ms of a 720p file's open,
-    for nothing a read uses). ``full`` probes as FFmpeg does by default, which MPEG-PS/TS and
-    FLV need to see every stream (they create streams as packets turn up): probe uses it."""
-    try:
-        opts = _FULL_PROBE if full else _FAST_OPEN
-        return av.open(str(path), mode="r", metadata_errors="ignore", container_options=opts)
-    except av.error.FFmpegError as e:
-        raise errors.NotMediaError(str(path), f"cannot open as media ({e})") from None
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise errors.NotMediaError(str(path), f"cannot open as media ({e})") from None
-
-
-def _video_stream(c: av.container.InputContainer, path: Path) -> av.video.stream.VideoStream:
-    streams = [s for s in c.streams.video if s.codec_context is not None]
-    if not streams:
-        kinds = ", ".join(s.type for s in c.streams) or "none"
-        raise errors.NoVideoStreamError(str(path), f"no video stream (streams: {kinds})")
-    vs = streams[0]
-    vs.thread_type = "SLICE"  # frame threading would add latency and reorder nothing useful here
-    vs.codec_context.thread_count = 1  # parallelism comes from data-loader workers
-    return vs
-
-
-def _demux(c: av.container.InputContainer, *streams: Any) -> Iterator[av.Packet]:
-    """``c.demux(*streams)``, whose native buffers are freed even when the loop stops early.
-
-    PyAV's ``demux`` frees its read packet in a ``finally`` that runs when the generator is
-    exhausted or ``close()``d, but not when an unfinished one is merely dropped: every ``break``
-    or ``return`` out of a bare ``for pk in c.demux(...)`` leaked that packet (~150 B of C heap,
-    up to 4 kB of RSS with the pages it pins; PyAV 18.1, BENCHMARKS.md "Memory soak"). A Python
-    generator is closed when dropped, and ``yield from`` closes the one it delegates to.
-    """
-    yield from c.demux(*streams)
 
 
 def _fingerprint(frame: av.VideoFrame) -> int:
@@ -349,12 +240,6 @@ def _fingerprint(frame: av.VideoFrame) -> int:
     plane = frame.planes[0]
     rows = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)
     return zlib.crc32(np.ascontiguousarray(rows[::2, : plane.width : 2]).data)
-
-
-def _ts_seconds(ts: int | None, time_base: Fraction | None) -> float | None:
-    if ts is None or time_base is None:
-        return None
-    return float(ts * time_base)
 
 
 # --------------------------------------------------------------------------------------------
@@ -399,19 +284,6 @@ def probe(
         return _probe_cached(Path(path), timeout_s, strict, not conceal and strict, fps)
     p = _check_file(path)
     return _probe_cached(p, timeout_s, strict, strict and not conceal, None)
-
-
-def _is_folder(path: str | os.PathLike[str]) -> bool:
-    """A folder taken as a frame folder: any, except one named like a media file (``x.mp4``,
-    ``x.wav``), which is refused as not a file."""
-    return os.path.isdir(path) and not os.fspath(path).lower().endswith(_MEDIA_FILE_SUFFIXES)
-
-
-#: A folder named like a media file (``clip.mp4``, ``x.wav``, ``x.png``) is no frame folder.
-_MEDIA_FILE_SUFFIXES = (
-    *VIDEO_SUFFIXES, *frame_folder.IMAGE_SUFFIXES,
-    ".wav", ".mp3", ".m4a", ".aac", ".flac", ".opus", ".oga", ".wma", ".aif", ".aiff", ".mka",
-)  # fmt: skip
 
 
 def _identity(p: Path) -> tuple[int, int]:
@@ -513,44 +385,10 @@ def _probe_uncached(
         audio_acc = {s.index: _AudioStats() for s in astreams}
         sp = _sequential_pass(c, vs, p, audio_acc, deadline)
         pts = sp.pts
-        if not pts:
-            raise errors.CorruptMediaError(
-                str(p), "no video frame could be decoded" + _first(sp.errors + sp.warnings)
-            )
-        fatal = sp.errors + (sp.warnings if explode else [])
-        if fatal and strict:
-            cls = (
-                errors.TruncatedMediaError
-                if any("truncated" in m or "partial" in m for m in fatal)
-                else errors.CorruptMediaError
-            )
-            raise cls(
-                str(p),
-                f"{len(fatal)} decode error(s) after {len(pts)} good frames" + _first(fatal),
-            )
+        _refuse_failed_pass(sp, p, strict=strict, explode=explode)
         num_frames = len(pts)
-        avi = c.format.name == "avi"
-        known = [t for t in pts if t is not None]
-        # AVI has no presentation times: FFmpeg hands out index-entry counters, which are off
-        # by the B-frame delay (plain B-frames) or out of order (packed) per frame. Sorted, the
-        # entries of the packets are the frames' times (an empty entry holds the last picture).
-        pts_ok = (
-            not avi
-            and len(known) == num_frames
-            and all(b > a for a, b in zip(known, known[1:], strict=False))
-        )
         rate = vs.average_rate or vs.guessed_rate or vs.base_rate
-        held = 0
-        if pts_ok and num_frames > 1:
-            pts_s = tuple(float(t * tb) for t in known)
-        elif avi and len(sp.entries) == num_frames and len(set(sp.entries)) == num_frames:
-            entries = sorted(sp.entries)
-            held = entries[-1] - entries[0] + 1 - num_frames
-            step = 1.0 / float(rate) if rate else float(tb)
-            pts_s = tuple((e - entries[0]) * step for e in entries)
-        else:
-            step = 1.0 / float(rate) if rate else 1 / 25.0
-            pts_s = tuple(i * step for i in range(num_frames))
+        pts_s, pts_ok, held = _timeline(sp, c.format.name == "avi", tb, rate)
         fps, vfr = _rate_of(pts_s, tb, rate, trusted=pts_ok or held > 0)
         vfr = vfr or held > 0  # a held picture lasts longer than the others
         b_frames = (not pts_ok and _reorders(pts)) or _has_b_frames(vs)
@@ -592,6 +430,51 @@ def _probe_uncached(
             damaged_frames=_damaged(sp, num_frames),
             held_frames=held,
         )
+
+
+def _refuse_failed_pass(sp: _Pass, p: Path, *, strict: bool, explode: bool) -> None:
+    """Raise when the pass decoded nothing, or (``strict``) when decoding failed somewhere --
+    or, with ``explode``, when the decoder concealed damage."""
+    if not sp.pts:
+        raise errors.CorruptMediaError(
+            str(p), "no video frame could be decoded" + _first(sp.errors + sp.warnings)
+        )
+    fatal = sp.errors + (sp.warnings if explode else [])
+    if fatal and strict:
+        cls = (
+            errors.TruncatedMediaError
+            if any("truncated" in m or "partial" in m for m in fatal)
+            else errors.CorruptMediaError
+        )
+        raise cls(
+            str(p),
+            f"{len(fatal)} decode error(s) after {len(sp.pts)} good frames" + _first(fatal),
+        )
+
+
+def _timeline(sp: _Pass, avi: bool, tb: Fraction, rate: Any) -> tuple[tuple[float, ...], bool, int]:
+    """(pts_s per display index, container pts trusted?, held frames).
+
+    AVI has no presentation times: FFmpeg hands out index-entry counters, which are off by the
+    B-frame delay (plain B-frames) or out of order (packed) per frame. Sorted, the entries of the
+    packets are the frames' times; an empty entry between them holds the last picture (a held
+    frame: time, not a lost frame). Elsewhere the decoded frames' pts, when all are known and
+    increasing; else index / rate.
+    """
+    n = len(sp.pts)
+    known = [t for t in sp.pts if t is not None]
+    pts_ok = (
+        not avi and len(known) == n and all(b > a for a, b in zip(known, known[1:], strict=False))
+    )
+    if pts_ok and n > 1:
+        return tuple(float(t * tb) for t in known), True, 0
+    if avi and len(sp.entries) == n and len(set(sp.entries)) == n:
+        entries = sorted(sp.entries)
+        step = 1.0 / float(rate) if rate else float(tb)
+        held = entries[-1] - entries[0] + 1 - n
+        return tuple((e - entries[0]) * step for e in entries), pts_ok, held
+    step = 1.0 / float(rate) if rate else 1 / 25.0
+    return tuple(i * step for i in range(n)), pts_ok, 0
 
 
 def _rate_of(
@@ -712,11 +595,6 @@ def _decoder_log() -> Iterator[list[tuple[int, str, str]]]:
 
 def _first(msgs: list[str]) -> str:
     return f"; first: {msgs[0]}" if msgs else ""
-
-
-def _check_deadline(deadline: float, p: Path, what: str) -> None:
-    if time.monotonic() > deadline:
-        raise errors.DecodeTimeoutError(str(p), f"{what} exceeded its time limit")
 
 
 def _reorders(pts: Sequence[int | None]) -> bool:
@@ -846,97 +724,6 @@ class _SeekMismatch(Exception):
 # --------------------------------------------------------------------------------------------
 # Audio statistics during probe
 # --------------------------------------------------------------------------------------------
-@dataclass
-class _AudioStats:
-    samples: int = 0
-    peak: float = 0.0
-    first_s: float | None = None
-
-
-def _audio_stats_add(acc: _AudioStats, pk: av.Packet) -> None:
-    try:
-        frames = cast(list[av.AudioFrame], pk.decode())
-    except av.error.FFmpegError:
-        return  # a bad audio packet does not make the video unusable; audibility is a hint
-    for f in frames:
-        x = _audio_to_float(f)
-        if acc.first_s is None:
-            acc.first_s = _ts_seconds(f.pts, f.time_base)
-        acc.samples += x.shape[1]
-        if x.size:
-            acc.peak = max(acc.peak, float(np.abs(x).max()))
-
-
-def _audio_info(s: av.audio.stream.AudioStream, acc: _AudioStats) -> AudioStreamInfo:
-    rate = int(s.codec_context.sample_rate)
-    peak_db = 20 * math.log10(acc.peak) if acc.peak > 0 else float("-inf")
-    return AudioStreamInfo(
-        index=s.index,
-        codec=s.codec_context.name,
-        sample_rate=rate,
-        channels=int(s.codec_context.channels),
-        duration_s=(acc.first_s or 0.0) + acc.samples / rate,
-        peak_dbfs=peak_db,
-        audible=peak_db > AUDIBLE_PEAK_DBFS,
-    )
-
-
-def _audio_to_float(f: av.AudioFrame) -> np.ndarray:
-    """Decoded audio frame -> float32 (channels, samples) in [-1, 1]."""
-    x = f.to_ndarray()
-    fmt = f.format
-    channels = len(f.layout.channels)
-    if not fmt.is_planar:  # interleaved: (1, samples * channels)
-        x = x.reshape(-1, channels).T
-    if x.dtype == np.uint8:
-        return (x.astype(np.float32) - 128.0) / 128.0
-    if np.issubdtype(x.dtype, np.integer):
-        return x.astype(np.float32) / float(2 ** (8 * x.dtype.itemsize - 1))
-    return x.astype(np.float32, copy=False)
-
-
-def _audio_stream(
-    c: av.container.InputContainer, p: Path, stream: int | None
-) -> av.audio.stream.AudioStream:
-    """The first audio stream, or the one with container index ``stream``."""
-    astreams = [s for s in c.streams.audio if stream is None or s.index == stream]
-    if not astreams:
-        what = "no audio stream" if stream is None else f"no audio stream with index {stream}"
-        raise errors.NoAudioStreamError(str(p), what)
-    return astreams[0]
-
-
-def probe_audio(
-    path: str | os.PathLike[str],
-    *,
-    stream: int | None = None,
-    timeout_s: float = DEFAULT_TIMEOUT_S,
-) -> AudioStreamInfo:
-    """Describe an audio stream (of an audio file such as a wav, or of a video) by decoding it.
-
-    Duration comes from the decoded samples, not the header; ``audible`` from the peak level.
-    ``stream`` picks a stream by container index (default: the first audio stream). Raises
-    NoAudioStreamError when there is none, CorruptMediaError when no sample decodes.
-    """
-    if _is_folder(path):
-        raise errors.NoAudioStreamError(str(path), "a frame folder has no sound")
-    p = _check_file(path)
-    cut = _truncation(p, p.stat().st_size)
-    if cut:
-        raise errors.TruncatedMediaError(str(p), f"truncated: {cut}")
-    deadline = time.monotonic() + timeout_s
-    with _open(p, full=True) as c:
-        a = _audio_stream(c, p, stream)
-        acc = _AudioStats()
-        try:
-            for pk in _demux(c, a):
-                _check_deadline(deadline, p, "audio probe")
-                _audio_stats_add(acc, pk)
-        except av.error.FFmpegError as e:
-            raise errors.CorruptMediaError(str(p), f"audio demux failed: {e}") from None
-        if acc.samples == 0:
-            raise errors.CorruptMediaError(str(p), "no audio sample could be decoded")
-        return _audio_info(a, acc)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1344,170 +1131,6 @@ def _backend_module(name: str, p: Path) -> Any:
 # --------------------------------------------------------------------------------------------
 # read_audio
 # --------------------------------------------------------------------------------------------
-_COARSE_SEEK_S = 120.0  # see _decode_audio_span
-# Audio decoded before a window after a seek: AAC and Vorbis overlap-add one frame (<= 2048
-# samples), MP3's bit reservoir reaches back a few frames; 0.25 s covers them at any rate.
-_AUDIO_PREROLL_S = 0.25
-# resample_poly's filter reaches 10 * max(up, down) / up input samples each side (28 for
-# 44.1 -> 16 kHz); 0.05 s is far more than that at any rate >= 1 kHz.
-_RESAMPLE_MARGIN_S = 0.05
-
-
-def _open_audio(
-    p: Path, stream: int | None
-) -> tuple[av.container.InputContainer, av.audio.stream.AudioStream]:
-    """Open ``p`` and pick its audio stream, with a known sample rate and channel count.
-
-    The fast open reads only the container header. MPEG-PS and FLV create streams as their
-    packets turn up, and MPEG-PS/TS say nothing of the audio's rate or channels outside the
-    packets: there the fast open finds no audio stream (FLV: H.264 + MP3) or one with
-    sample_rate 0 (every generated .mpg/.ts). Then the file is opened again with FFmpeg's
-    default probing, which reads the first packets of every stream.
-    """
-    c = _open(p)
-    try:
-        a = _audio_stream(c, p, stream)
-        if a.codec_context.sample_rate > 0 and a.codec_context.channels > 0:
-            return c, a
-    except errors.NoAudioStreamError:
-        pass
-    c.close()
-    c = _open(p, full=True)
-    try:
-        a = _audio_stream(c, p, stream)
-        if a.codec_context.sample_rate <= 0 or a.codec_context.channels <= 0:
-            raise errors.CorruptMediaError(
-                str(p), f"audio stream {a.index} has no sample rate or channel count"
-            )
-    except BaseException:
-        c.close()
-        raise
-    return c, a
-
-
-def read_audio(
-    path: str | os.PathLike[str],
-    start_s: float,
-    duration_s: float,
-    *,
-    sample_rate: int,
-    mono: bool = True,
-    out_of_range: Literal["pad", "error"] = "pad",
-    stream: int | None = None,
-    timeout_s: float = DEFAULT_TIMEOUT_S,
-) -> Audio:
-    """``duration_s`` of sound from ``start_s`` on the media's time axis, at ``sample_rate`` Hz.
-
-    Sample-exact: the result has ``round(duration_s * sample_rate)`` samples and sample ``k`` is
-    the stream, resampled to ``sample_rate``, at time ``round(start_s * sample_rate) + k`` over
-    ``sample_rate``; a window read alone equals the same samples cut from a longer read.
-    ``mono`` mixes channels by their mean. Parts of the window before the stream starts or after
-    it ends are zeros (``out_of_range="pad"``) or raise ``AudioRangeError`` (``"error"``).
-    ``stream`` picks an audio stream by container index (default: the first). In containers
-    whose timestamps are coarser than a sample (Matroska/WebM: 1 ms), windows starting after
-    120 s are placed to within one such tick; everywhere else placement is exact.
-    """
-    if sample_rate <= 0:
-        raise ValueError(f"{path}: sample_rate must be positive, got {sample_rate}")
-    if duration_s < 0:
-        raise ValueError(f"{path}: duration_s must be >= 0, got {duration_s}")
-    if _is_folder(path):
-        raise errors.NoAudioStreamError(str(path), "a frame folder has no sound")
-    p = _check_file(path)
-    n0 = round(start_s * sample_rate)
-    n_out = round(duration_s * sample_rate)
-    deadline = time.monotonic() + timeout_s
-    c, a = _open_audio(p, stream)
-    with c:
-        sr_in = int(a.codec_context.sample_rate)
-        g = math.gcd(sr_in, sample_rate)
-        # Cut on a grid common to both rates, so that output sample j of the resampler sits at
-        # exactly t0 + j / sample_rate.
-        k_lo = math.floor((n0 / sample_rate - _RESAMPLE_MARGIN_S) * g)
-        k_hi = math.ceil(((n0 + n_out) / sample_rate + _RESAMPLE_MARGIN_S) * g)
-        s0, s1 = k_lo * (sr_in // g), k_hi * (sr_in // g)
-        buf, covered = _decode_audio_span(c, a, p, s0, s1, deadline)
-    lo_s, hi_s = covered
-    if out_of_range == "error" and (
-        n0 / sample_rate < lo_s - 1e-9 or (n0 + n_out) / sample_rate > hi_s + 1e-9
-    ):
-        raise errors.AudioRangeError(
-            str(p),
-            f"window {start_s:.4f}s + {duration_s:.4f}s runs past the stream "
-            f"[{lo_s:.4f}s, {hi_s:.4f}s]",
-        )
-    x = buf.mean(axis=0, keepdims=True) if mono else buf
-    if sr_in != sample_rate:
-        # Polyphase FIR (scipy's resample_poly: Kaiser window, zero phase): output sample 0 sits
-        # on input sample 0, so a window cut on a grid common to both rates comes out on the
-        # output grid exactly. NumPy/SciPy rather than torch: no intra-op thread pool to spin
-        # up in every data-loader worker (that cost 10x the filtering on 2 busy cores).
-        x = resample_poly(x, sample_rate // g, sr_in // g, axis=1)
-    j0 = n0 - k_lo * (sample_rate // g)
-    out = np.zeros((x.shape[0], n_out), np.float32)
-    got = x[:, j0 : j0 + n_out]  # always n_out long with the margin; never return a short one
-    out[:, : got.shape[1]] = got
-    return Audio(data=torch.from_numpy(out), sample_rate=sample_rate, start_s=n0 / sample_rate)
-
-
-def _decode_audio_span(
-    c: av.container.InputContainer,
-    a: av.audio.stream.AudioStream,
-    p: Path,
-    s0: int,
-    s1: int,
-    deadline: float,
-) -> tuple[np.ndarray, tuple[float, float]]:
-    """Source-rate samples [s0, s1) placed by timestamp (zeros where the stream has none)."""
-    sr = int(a.codec_context.sample_rate)
-    channels = int(a.codec_context.channels)
-    buf = np.zeros((channels, s1 - s0), np.float32)
-    first_s: float | None = None
-    end_s = 0.0
-    t0 = s0 / sr
-    atb = a.time_base or Fraction(1, sr)
-    samples_per_tick = sr * float(atb)  # float: a Fraction per frame costs more than decoding
-    tick = math.ceil(samples_per_tick) + 1  # one time-base tick, in samples
-    # Seeking costs exactness where stamps are rounded (Matroska/WebM: 1 ms), since the first
-    # frame after a seek can only be placed by its rounded stamp; decoding from the start
-    # places every frame exactly. So there, seek only past _COARSE_SEEK_S, where an error of
-    # at most one tick is accepted. (AVI stamps count whole chunks: coarse but exact.)
-    # Matroska/WebM, FLV and ASF (WMV) stamp in ms, with frames of any length in between.
-    coarse = "matroska" in c.format.name or c.format.name in ("flv", "asf")
-    seeked = t0 > 2 * _AUDIO_PREROLL_S and (not coarse or t0 > _COARSE_SEEK_S)
-    lo_s = float((a.start_time or 0) * atb)
-    if seeked:  # decode from a little before: AAC/MP3 frames overlap their predecessors
-        c.seek(int((t0 - _AUDIO_PREROLL_S) / atb), stream=a, backward=True, any_frame=False)
-    running: int | None = None  # where the next frame starts if the stream has no gap
-    for pk in _demux(c, a):
-        _check_deadline(deadline, p, "read_audio")
-        try:
-            frames = cast(list[av.AudioFrame], pk.decode())
-        except av.error.FFmpegError:
-            continue  # a damaged packet leaves zeros, like a gap in the stream
-        for f in frames:
-            x = _audio_to_float(f)
-            if f.pts is None:
-                start = 0 if running is None else running
-            else:
-                start = round(f.pts * samples_per_tick)
-                # Matroska stores times in whole milliseconds: an Opus frame of 648 samples
-                # is stamped 14 ms = 672 samples. Frames follow each other back to back unless
-                # the stamp jumps by more than one tick (a real gap).
-                if running is not None and abs(start - running) <= tick:
-                    start = running
-            running = start + x.shape[1]
-            if first_s is None:
-                first_s = start / sr
-            end_s = max(end_s, (start + x.shape[1]) / sr)
-            lo, hi = max(start, s0), min(start + x.shape[1], s1)
-            if hi > lo:
-                buf[:, lo - s0 : hi - s0] = x[:channels, lo - start : hi - start]
-            if start >= s1:  # the stream goes on past the window
-                return buf, (lo_s if seeked else first_s, math.inf)
-    if first_s is None:
-        return buf, (0.0, 0.0)
-    return buf, (lo_s if seeked else first_s, end_s)
 
 
 def clear_caches() -> None:
