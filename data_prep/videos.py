@@ -35,7 +35,8 @@ import numpy as np
 
 from avssl import errors
 from avssl.data import samplers
-from avssl.data.frame_folder import folder_stat, list_frames
+from avssl.data.decode import media_identity
+from avssl.data.frame_folder import list_frames
 from avssl.data.manifest import atomic_write_text, remove_stale_temps, write_manifest
 from avssl.data.motion import Motion, load_motion, motion_energy, save_motion
 from data_prep.av_prep import PAIR_TASKS, PairConfig, mine_pairs, pair_rows
@@ -153,9 +154,7 @@ def _source_stat(src: Path) -> tuple[int, int]:
     the link itself when it is dangling or loops: such an entry is quarantined, and its record
     reused while the link stays as it is."""
     try:
-        if src.is_dir():
-            return folder_stat(src)
-        st = src.stat()
+        return media_identity(src)
     except OSError:
         st = src.lstat()
     return st.st_size, st.st_mtime_ns

@@ -361,3 +361,18 @@ def test_held_frames_keep_their_sound(tmp_path: Path) -> None:
         assert info.pts_s[e] == pytest.approx(ticks[e] / 25)
         off = onset_offset_s(avi, info.pts_s[e], 48000)
         assert abs(off) <= 1e-3, f"frame {e}: onset {off * 1e3:+.3f} ms from its time"
+
+
+def test_training_reader_keeps_the_preps_probe_of_a_frame_folder(tmp_path: Path) -> None:
+    """The training reader reuses the prep's probe of a frame folder (its identity is the
+    folder's images, not the directory entry) and drops it once an image changes."""
+    import os
+
+    from avssl.data.dataset import FrameReader
+
+    d = write_frames(tmp_path / "root" / "seq", 6)
+    info = probe(d)
+    reader = FrameReader(tmp_path / "root", (48, 64), infos={"seq": info})
+    assert reader._info("seq") is info
+    os.utime(d / "00002.jpg", ns=(info.mtime_ns + 10**9, info.mtime_ns + 10**9))
+    assert reader._info("seq") is None

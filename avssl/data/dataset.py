@@ -91,8 +91,7 @@ class FrameReader:
         does, so the per-sample path passes ``infos`` straight through)."""
         info = self.infos.get(rel)
         if info is not None:
-            st = self.path(rel).stat()
-            if (st.st_size, st.st_mtime_ns) != (info.size_bytes, info.mtime_ns):
+            if decode.media_identity(self.path(rel)) != (info.size_bytes, info.mtime_ns):
                 return None  # the file changed since the prep: probe again
         return info
 

@@ -89,6 +89,7 @@ __all__ = [
     "choose_backend",
     "clear_caches",
     "iter_frames",
+    "media_identity",
     "probe",
     "probe_audio",
     "read_audio",
@@ -286,8 +287,11 @@ def probe(
     return _probe_cached(p, timeout_s, strict, strict and not conceal, None)
 
 
-def _identity(p: Path) -> tuple[int, int]:
-    """(size, mtime) a probe is cached under: the file's, or a frame folder's images' total."""
+def media_identity(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """(size, mtime) that a probe is cached under and that ``VideoInfo.size_bytes`` /
+    ``mtime_ns`` record: a file's own, or a frame folder's (its images' total bytes, the newest
+    mtime of the folder, its images and sidecars). A changed pair means: probe again."""
+    p = Path(path)
     if p.is_dir():
         return frame_folder.folder_stat(p)
     st = p.stat()
@@ -297,7 +301,7 @@ def _identity(p: Path) -> tuple[int, int]:
 def _probe_cached(
     p: Path, timeout_s: float, strict: bool, explode: bool, fps: float | None
 ) -> VideoInfo:
-    size, mtime = _identity(p)
+    size, mtime = media_identity(p)
     key = (str(p.resolve()), size, mtime, strict, explode, fps)
     with _PROBE_LOCK:
         if key in _PROBE_CACHE:
@@ -746,7 +750,7 @@ def read_frames(
     for this kind of file; naming a backend that is refused for it raises BackendRefusedError.
     """
     p = Path(path) if _is_folder(path) else _check_file(path)
-    if info is not None and _identity(p) != (info.size_bytes, info.mtime_ns):
+    if info is not None and media_identity(p) != (info.size_bytes, info.mtime_ns):
         info = None  # the file changed since that probe: its index no longer applies
     if info is None:
         info = probe(p, timeout_s=timeout_s)
