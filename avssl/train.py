@@ -29,7 +29,14 @@ import torch
 from torch import nn
 
 from avssl import dist
-from avssl.data.dataset import FrameReader, ManifestDataset, load_probe_infos, split_by_video
+from avssl.data.dataset import (
+    HELDOUT_PREFIX,
+    FrameReader,
+    ManifestDataset,
+    heldout_rows,
+    load_probe_infos,
+    split_by_video,
+)
 from avssl.data.manifest import read_manifest
 from avssl.data.transforms import AugmentConfig, augment
 from avssl.models.tracking import TrackingOptions
@@ -322,17 +329,22 @@ def _rows(cfg: TrainConfig) -> tuple[list[dict], list[dict], Path, dict]:
             hint = ("run 'avssl-prep digits ../shared/data/digits/opencv-doc__digits.png' first, "
                     "or set data.manifest to an image manifest or any video manifest")  # fmt: skip
         raise FileNotFoundError(f"{manifest}: manifest not found; {hint}")
-    card_path = manifest.parent / "prep.json"
-    if not card_path.is_file():
-        card_path = manifest.parent.parent / "prep.json"  # ucf101: OUT/splitK/<task>.jsonl
+    card_path = _card_of(manifest)
     card = json.loads(card_path.read_text()) if card_path.is_file() else {}
     root = Path(cfg.data.root or card.get("root") or manifest.parent)
     rows = read_manifest(manifest)
     if not rows:
         raise ValueError(f"{manifest}: no rows")
     images = "path" in rows[0]  # an image manifest (avssl-prep digits | images)
+    heldout_root = None
     if val_manifest:
         train_rows, val_rows = rows, read_manifest(val_manifest)
+        val_card_path = _card_of(Path(val_manifest))
+        val_card = json.loads(val_card_path.read_text()) if val_card_path.is_file() else {}
+        val_root = Path(val_card.get("root") or Path(val_manifest).parent)
+        if not cfg.data.root and val_root.resolve() != root.resolve():
+            # a held-out set prepared separately: its rows are paths under its own root
+            heldout_root, val_rows = val_root, heldout_rows(val_rows)
     elif images and any(r.get("split") == "train" for r in rows):
         # its own split: the train rows train, the others (test) are held out
         train_rows = [r for r in rows if r.get("split") == "train"]
@@ -351,8 +363,15 @@ def _rows(cfg: TrainConfig) -> tuple[list[dict], list[dict], Path, dict]:
     if cfg.data.max_val_rows and len(val_rows) > cfg.data.max_val_rows:
         keep = np.linspace(0, len(val_rows) - 1, cfg.data.max_val_rows).round().astype(int)
         val_rows = [val_rows[i] for i in keep]
-    where = {"manifest": str(manifest), "card": card_path, "val_manifest": val_manifest}
+    where = {"manifest": str(manifest), "card": card_path, "val_manifest": val_manifest,
+             "heldout_root": heldout_root}  # fmt: skip
     return train_rows, val_rows, root, where
+
+
+def _card_of(manifest: Path) -> Path:
+    """The prep.json of a manifest: beside it, or one folder up (ucf101: OUT/splitK/x.jsonl)."""
+    card_path = manifest.parent / "prep.json"
+    return card_path if card_path.is_file() else manifest.parent.parent / "prep.json"
 
 
 def build(cfg: TrainConfig, env: dist.DistEnv) -> dict[str, Any]:
@@ -366,6 +385,10 @@ def build(cfg: TrainConfig, env: dist.DistEnv) -> dict[str, Any]:
     train_rows, val_rows, root, where = _rows(cfg)
     card = json.loads(Path(where["card"]).read_text()) if Path(where["card"]).is_file() else {}
     infos = load_probe_infos(Path(where["card"]).parent / "probe.jsonl")
+    heldout_root = where["heldout_root"]
+    if heldout_root is not None:
+        held_card = _card_of(Path(where["val_manifest"]))
+        infos.update(load_probe_infos(held_card.parent / "probe.jsonl", HELDOUT_PREFIX))
     size = (cfg.data.frame_size, cfg.data.frame_size)
     row0 = train_rows[0]
     kwargs: dict[str, Any] = {}
@@ -385,7 +408,8 @@ def build(cfg: TrainConfig, env: dist.DistEnv) -> dict[str, Any]:
     if task.prepare is not None:  # the image tasks: the run shapes their model and examples
         if cfg.data.shuffle_labels:
             raise ValueError(f"data.shuffle_labels: {cfg.task} makes its targets per sample")
-        reader = FrameReader(root, size, infos=infos, cache_mb=cfg.data.cache_mb)
+        reader = FrameReader(root, size, infos=infos, cache_mb=cfg.data.cache_mb,
+                             heldout_root=heldout_root)  # fmt: skip
         prep = task.prepare(cfg, train_rows, val_rows, reader)
         train_rows, val_rows = prep.train_rows, prep.val_rows
         kwargs.update(prep.model_kwargs)
@@ -407,7 +431,7 @@ def build(cfg: TrainConfig, env: dist.DistEnv) -> dict[str, Any]:
     if prep is None:
         reader = FrameReader(
             root, size, infos=infos, cache_mb=cfg.data.cache_mb, sample_rate=sample_rate,
-            cache_dir=cache_dir,
+            cache_dir=cache_dir, heldout_root=heldout_root,
         )  # fmt: skip
     make_train = make_val = task.make_example
     if prep is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -338,3 +339,23 @@ def test_video_folds_hold_out_every_video_once() -> None:
     for bad in ({"folds": 4, "fold": 4}, {"folds": 1, "fold": 0}, {"folds": 12, "fold": 0}):
         with pytest.raises(ValueError):
             split_by_video(rows, 0.2, 5, **bad)
+
+
+def test_val_manifest_from_another_prep_reads_its_own_root(manifests: Path, tmp_path: Path) -> None:
+    """A held-out set prepared separately (a second ``avssl-prep folder`` of other videos):
+    its rows are read against that prep's own root, not the training manifest's (issue 22)."""
+    videos = manifests.parent / "videos"
+    other = tmp_path / "other_videos"
+    other.mkdir()
+    for v in sorted(videos.glob("*.mp4"))[:3]:  # copies under a root of their own, renamed
+        shutil.copy(v, other / f"held_{v.name}")
+    cfg = MineConfig(tuples_per_video=12, questions_per_video=6, clips_per_video=6)
+    held = tmp_path / "held_prep"
+    prep_videos(scan_folder(other), held, config=cfg, workers=1, progress=False)
+    run = tmp_path / "run"
+    argv = _args(manifests, "arrow_of_time", run, "--set", "optim.epochs=1", "--set",
+                 "optim.steps_per_epoch=2", "--set",
+                 f"data.val_manifest={held / 'arrow_of_time.jsonl'}")  # fmt: skip
+    assert cli.train_main(argv) == 0
+    (ev,) = [r for r in _metrics(run) if "val_samples" in r]
+    assert ev["val_samples"] == len(read_manifest(held / "arrow_of_time.jsonl"))

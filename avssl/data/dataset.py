@@ -35,6 +35,7 @@ from avssl.data.manifest import resolve_under
 from avssl.types import VideoInfo
 
 __all__ = [
+    "HELDOUT_PREFIX",
     "FrameReader",
     "ManifestDataset",
     "cached_frame",
@@ -44,8 +45,16 @@ __all__ = [
 ]
 
 
-def load_probe_infos(probe_jsonl: str | os.PathLike[str] | None) -> dict[str, VideoInfo]:
-    """``{relpath: VideoInfo}`` from a prep's ``probe.jsonl`` (no re-probing in workers)."""
+#: Prefix of the paths of held-out rows that belong to another prep (``data.val_manifest`` from
+#: a second ``avssl-prep`` output): :meth:`FrameReader.path` reads them under ``heldout_root``.
+HELDOUT_PREFIX = "@heldout/"
+
+
+def load_probe_infos(
+    probe_jsonl: str | os.PathLike[str] | None, prefix: str = ""
+) -> dict[str, VideoInfo]:
+    """``{prefix + relpath: VideoInfo}`` from a prep's ``probe.jsonl`` (no re-probing in
+    workers)."""
     from avssl.data.manifest import read_manifest
 
     if probe_jsonl is None or not Path(probe_jsonl).is_file():
@@ -53,7 +62,21 @@ def load_probe_infos(probe_jsonl: str | os.PathLike[str] | None) -> dict[str, Vi
     out = {}
     for r in read_manifest(probe_jsonl):
         rel = r.pop("video")
-        out[rel] = VideoInfo.from_dict(r)
+        out[prefix + rel] = VideoInfo.from_dict(r)
+    return out
+
+
+def heldout_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of a held-out manifest from another prep, marked to resolve under its own root:
+    ``video``/``path`` get :data:`HELDOUT_PREFIX`; that prep's cache entries are dropped (the
+    reader's cache folder is the training prep's), so frames come from the source videos."""
+    out = []
+    for r in rows:
+        r = {k: v for k, v in r.items() if not k.startswith("cache_")}
+        for key in ("video", "path"):
+            if isinstance(r.get(key), str):
+                r[key] = HELDOUT_PREFIX + r[key]
+        out.append(r)
     return out
 
 
@@ -70,8 +93,11 @@ class FrameReader:
         cache_mb: int = 0,
         sample_rate: int = 0,
         cache_dir: str | os.PathLike[str] | None = None,
+        heldout_root: str | os.PathLike[str] | None = None,
     ) -> None:
         self.root = Path(root)
+        # Rows of a held-out set prepared elsewhere carry HELDOUT_PREFIX and resolve here.
+        self.heldout_root = Path(heldout_root) if heldout_root is not None else None
         self.size = size
         self.infos = infos or {}
         self.cache_bytes = cache_mb * 2**20
@@ -82,8 +108,11 @@ class FrameReader:
         self._mmaps: dict[str, np.ndarray] = {}
 
     def path(self, rel: str) -> Path:
-        """The file of manifest path ``rel``: under :attr:`root`, or a :class:`ValueError`
-        (absolute paths and ``..`` out of the root are refused: ``resolve_under``)."""
+        """The file of manifest path ``rel``: under :attr:`root` (or, for a row of a held-out set
+        from another prep, ``HELDOUT_PREFIX + path`` under :attr:`heldout_root`), else a
+        :class:`ValueError` (absolute paths and ``..`` out of the root are refused)."""
+        if rel.startswith(HELDOUT_PREFIX) and self.heldout_root is not None:
+            return resolve_under(self.heldout_root, rel[len(HELDOUT_PREFIX) :])
         return resolve_under(self.root, rel)
 
     def _info(self, rel: str) -> VideoInfo | None:
