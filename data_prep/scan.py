@@ -174,6 +174,7 @@ def scan_folder(root: str | Path) -> Scan:
         raise FileNotFoundError(f"{r}: not a directory")
     r = r.resolve()
     rels: list[str] = []
+    frame_dirs: set[str] = set()
     skipped: list[Skipped] = []
     for dirpath, dirnames, filenames in os.walk(r, onerror=_raise):
         d = Path(dirpath)
@@ -184,6 +185,7 @@ def scan_folder(root: str | Path) -> Scan:
             sub = d / name
             if name.lower().endswith(VIDEO_SUFFIXES):
                 rels.append(prefix + name)  # quarantined as "not a file", with its reason
+                keep.append(name)  # and still searched
             elif name.startswith("."):
                 skipped.append(
                     Skipped(prefix + name + "/", "hidden", "hidden folder, not searched")
@@ -194,11 +196,12 @@ def scan_folder(root: str | Path) -> Scan:
                                        f"({n} file{'s' * (n != 1)}), not frames"))  # fmt: skip
             elif looks_like_frame_folder(sub):
                 rels.append(prefix + name)
+                frame_dirs.add(prefix + name)
                 keep.append(name)
             else:
                 keep.append(name)
         dirnames[:] = keep
-        is_frames = rel_d != "." and rel_d in set(rels)
+        is_frames = rel_d in frame_dirs
         for name in sorted(filenames):
             rel = prefix + name
             suffix = os.path.splitext(name)[1].lower()
