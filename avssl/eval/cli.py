@@ -9,6 +9,7 @@
     avssl-eval correspondence RUN --pairs P              audio-visual match accuracy
     avssl-eval cross-modal    RUN --images I --sounds S  audio <-> image retrieval
     avssl-eval tracking       MODEL [--manifest M]       label propagation: box IoU, AUC, J, F
+                              [--davis D] [--vot D]      ... on real ground truth (DAVIS, VOT)
 
 MODEL: a run directory, a checkpoint.pt, random:BACKBONE (the random-init baseline), or a
 hand-crafted baseline where the command has one (pixels for images, mfcc for audio); for the

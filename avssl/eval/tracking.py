@@ -17,6 +17,9 @@ Alongside, the **copy-first** baseline: frame 0's box / mask for every frame. Ev
 mean over frames 1..T-1 of one object (a track), then over tracks; ``*_moving`` counts only the
 frames in which the object moves (the synth's ``moving`` flags): the objects rest for the first
 0.4 s and at the end, where copying frame 0 is exact.
+
+``--davis DIR`` / ``--vot DIR`` score real annotations instead (DAVIS-2017 J, F, J&F; box IoU and
+success AUC): :mod:`avssl.eval.tracking_bench`.
 """
 
 from __future__ import annotations
@@ -327,16 +330,20 @@ def _tracking(args: argparse.Namespace) -> int:
     from avssl.data.manifest import atomic_write_text
     from avssl.track import PropagationOptions
 
-    manifest = Path(args.manifest or Path(os.environ.get("AVSSL_DATA", "avssl-data")) / "synth"
-                    / "manifest.jsonl")  # fmt: skip
-    if not manifest.is_file():
-        raise FileNotFoundError(f"{manifest}: no synth manifest; run 'avssl-prep synth' first")
     if args.out:
         out = Path(args.out)
     elif Path(args.model).is_dir():
         out = Path(args.model) / "eval"
     else:
         raise ValueError("--out is needed when MODEL is not a run directory")
+    if args.davis or args.vot:  # real ground truth: avssl/eval/tracking_bench.py
+        from avssl.eval.tracking_bench import run_bench
+
+        return run_bench(args, out)
+    manifest = Path(args.manifest or Path(os.environ.get("AVSSL_DATA", "avssl-data")) / "synth"
+                    / "manifest.jsonl")  # fmt: skip
+    if not manifest.is_file():
+        raise FileNotFoundError(f"{manifest}: no synth manifest; run 'avssl-prep synth' first")
     opts = PropagationOptions(args.context, args.radius if args.radius > 0 else None, args.topk,
                               args.temperature)  # fmt: skip
     rep = evaluate_tracking(args.model, manifest, split=args.split, size=args.size, opts=opts,
@@ -432,4 +439,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="picture strips of the first N clips (default 4)",
     )
+    g = p.add_argument_group(
+        "real ground truth (avssl/eval/tracking_bench.py; replaces the synth set)"
+    )
+    g.add_argument("--davis", default=None, metavar="DIR",
+                   help="DAVIS-2017 semi-supervised J, F, J&F on DIR/JPEGImages/RES/SEQ + "
+                   "DIR/Annotations/RES/SEQ, or on sequence folders holding masks/ and frames/ "
+                   "(or a video file)")  # fmt: skip
+    g.add_argument("--vot", default=None, metavar="DIR",
+                   help="box IoU and success AUC on sequence folders holding groundtruth.txt "
+                   "(x,y,w,h or 4 corners per frame) and frames/, color/ or images")  # fmt: skip
+    g.add_argument("--resolution", default="480p", metavar="RES", help="DAVIS resolution (480p)")
+    g.add_argument("--sequences", default=None, metavar="A,B", help="only these sequences")
+    g.add_argument("--void", choices=("background", "ignore"), default="background",
+                   help="DAVIS 255 pixels: background (what the official toolkit computes; "
+                   "default) or left out of J and F")  # fmt: skip
     p.set_defaults(func=run_guarded(_tracking))
