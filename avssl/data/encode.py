@@ -3,10 +3,11 @@
 Used by the tests (tiny media whose pixels encode their frame index) and by ``data_prep.synth``.
 Everything goes through PyAV, so the output depends only on PyAV's bundled FFmpeg and not on
 the system ``ffmpeg``; encoders run single-threaded so that the same call writes the same bytes
--- except libx264 *with B-frames*, which on some machines writes other bytes from run to run
-(measured on the 2-core dev box: 2-5 distinct files in 10 writes of one call, whatever the frame
-buffers; the decoded frames still show the same content). ``data_prep.synth`` uses H.264 without
-B-frames and MPEG-4 with them, both reproducible.
+-- except libx264, which on some machines writes other bytes from run to run (measured on the
+2-core dev box, PyAV 18.1's x264 core 165: 2-5 distinct files in 10 writes of one call with
+B-frames, 1-3 in 30 without; the video packets differ, the timing and frame count do not; a fresh
+reformat per frame, copied or padded frame buffers did not change it). MPEG-4 (with B-frames) and
+VP8 output is byte-reproducible (tests/test_encode.py).
 
 Besides the usual codecs, :func:`write_video` can write the DivX/Xvid **packed bitstream** that
 many real UCF-101 files use (``packed_b_frames=True``): in the AVI, an anchor VOP (I or P) and the
