@@ -34,13 +34,13 @@ def test_seg2bmap_marks_pixels_differing_from_east_south_southeast() -> None:
 def test_j_and_f_hand_computed() -> None:
     sq = _rect(10, 10, 2, 3, 2, 3)  # 10x10: ceil(0.008 * 14.1) = 1 px tolerance
     shifted = _rect(10, 10, 2, 3, 3, 4)
-    assert tb.davis_j(shifted, sq) == pytest.approx(2 / 6)
+    assert tb.region_similarity(shifted, sq) == pytest.approx(2 / 6)
     assert tb.davis_f(shifted, sq) == pytest.approx(1.0)  # every boundary pixel 1 px off
     far = sq.copy()
     far[8, 8] = True  # 4 extra boundary pixels, none near the truth: P = 8/12, R = 1
-    assert tb.davis_j(far, sq) == pytest.approx(4 / 5)
+    assert tb.region_similarity(far, sq) == pytest.approx(4 / 5)
     assert tb.davis_f(far, sq) == pytest.approx(0.8)
-    assert tb.davis_j(_rect(10, 10, 7, 8, 7, 8), sq) == 0.0
+    assert tb.region_similarity(_rect(10, 10, 7, 8, 7, 8), sq) == 0.0
     assert tb.davis_f(_rect(10, 10, 7, 8, 7, 8), sq) == 0.0
     # the tolerance is ceil(0.008 * diagonal): 2 px on 100 x 100
     big = _rect(100, 100, 40, 59, 40, 59)
@@ -50,17 +50,21 @@ def test_j_and_f_hand_computed() -> None:
 
 def test_empty_masks_follow_the_toolkit() -> None:
     empty, sq = np.zeros((10, 10), bool), _rect(10, 10, 2, 3, 2, 3)
-    assert tb.davis_j(empty, empty) == 1.0 and tb.davis_f(empty, empty) == 1.0  # absent in both
-    assert tb.davis_j(sq, empty) == 0.0 and tb.davis_f(sq, empty) == 0.0  # left, still predicted
-    assert tb.davis_j(empty, sq) == 0.0 and tb.davis_f(empty, sq) == 0.0  # lost
+    assert (
+        tb.region_similarity(empty, empty) == 1.0 and tb.davis_f(empty, empty) == 1.0
+    )  # absent in both
+    assert (
+        tb.region_similarity(sq, empty) == 0.0 and tb.davis_f(sq, empty) == 0.0
+    )  # left, still predicted
+    assert tb.region_similarity(empty, sq) == 0.0 and tb.davis_f(empty, sq) == 0.0  # lost
 
 
 def test_void_pixels_background_or_ignored() -> None:
     pred = _rect(40, 40, 5, 14, 5, 14)
     gt = _rect(40, 40, 10, 14, 5, 14)  # the top half of the square is void in the truth
     void = _rect(40, 40, 5, 9, 5, 14)
-    assert tb.davis_j(pred, gt) == pytest.approx(0.5)
-    assert tb.davis_j(pred, gt, void) == pytest.approx(1.0)
+    assert tb.region_similarity(pred, gt) == pytest.approx(0.5)
+    assert tb.region_similarity(pred, gt, void) == pytest.approx(1.0)
     # boundaries (Martin's seg2bmap) of 2w + 2h pixels: 40 and 30; 23 of each matched (1 px)
     assert tb.davis_f(pred, gt) == pytest.approx(46 / 70)
     assert tb.davis_f(pred, gt, void) == pytest.approx(1.0)

@@ -51,6 +51,7 @@ __all__ = [
     "FrameList",
     "decode_image",
     "folder_stat",
+    "frame_number",
     "iter_images",
     "list_frames",
     "looks_like_frame_folder",
@@ -70,14 +71,12 @@ _NUMBER = re.compile(r"(\d+)(?!.*\d)")
 class FrameList:
     """The frames of a folder, in order, with what the listing found."""
 
-    folder: Path
     names: tuple[str, ...]  # image file names in frame order
     numbers: tuple[int, ...]  # their frame numbers
     step: int  # the smallest step between numbers (1 for a full sequence)
     gaps: tuple[tuple[int, int], ...]  # (first missing number, count missing) per gap
     fps: float
     fps_source: str  # "fps.txt", "seqinfo.ini", "option" or "default"
-    ignored: int  # files in the folder that are not frames (other families, non-images)
 
     def gap_text(self, limit: int = 3) -> str:
         """``"3 frame number(s) missing: 12, 40..41"``."""
@@ -106,11 +105,17 @@ def looks_like_frame_folder(path: str | os.PathLike[str], *, min_frames: int = 2
     return False
 
 
+def frame_number(name: str) -> int | None:
+    """The frame number in a file name: its stem's last run of digits (``img_00012.jpg`` -> 12)."""
+    m = _NUMBER.search(os.path.splitext(name)[0])
+    return int(m.group(1)) if m else None
+
+
 def _is_frame_name(name: str) -> bool:
     return (
         not name.startswith(".")
         and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
-        and _NUMBER.search(os.path.splitext(name)[0]) is not None
+        and frame_number(name) is not None
     )
 
 
@@ -129,8 +134,8 @@ def folder_stat(folder: Path) -> tuple[int, int]:
             st = side.stat()
         except OSError:
             continue
-        total += st.st_size + 1
-        newest = max(newest, st.st_mtime_ns) + 1
+        total += st.st_size + 1  # + 1: an empty sidecar counts too
+        newest = max(newest, st.st_mtime_ns)
     return total, newest
 
 
@@ -183,9 +188,8 @@ def list_frames(folder: str | os.PathLike[str], *, fps: float | None = None) -> 
                  if b - a > step)  # fmt: skip
     rate, source = _frame_rate(p, fps)
     return FrameList(
-        folder=p, names=tuple(name for _, name in family), numbers=tuple(numbers), step=step,
-        gaps=gaps, fps=rate, fps_source=source,
-        ignored=len(entries) - len(family),
+        names=tuple(name for _, name in family), numbers=tuple(numbers), step=step, gaps=gaps,
+        fps=rate, fps_source=source,
     )  # fmt: skip
 
 

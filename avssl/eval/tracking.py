@@ -38,6 +38,7 @@ from avssl.data.manifest import read_manifest, resolve_under
 
 __all__ = [
     "boundary_f",
+    "f_measure",
     "box_iou",
     "colour_masks",
     "evaluate_tracking",
@@ -79,11 +80,13 @@ def success_auc(ious: Any, thresholds: np.ndarray = THRESHOLDS) -> float:
     return float(success_curve(ious, thresholds).mean())
 
 
-def region_similarity(pred: np.ndarray, gt: np.ndarray) -> float:
-    """DAVIS J: ``|pred & gt| / |pred | gt|``; 1 when both masks are empty."""
+def region_similarity(pred: np.ndarray, gt: np.ndarray, void: np.ndarray | None = None) -> float:
+    """DAVIS J (the toolkit's ``db_eval_iou``): ``|pred & gt| / |pred | gt|`` over the pixels not
+    in ``void``; 1 when the union is empty."""
     p, g = np.asarray(pred, bool), np.asarray(gt, bool)
-    union = np.logical_or(p, g).sum()
-    return 1.0 if union == 0 else float(np.logical_and(p, g).sum() / union)
+    keep = np.ones_like(p) if void is None else ~np.asarray(void, bool)
+    union = int(((p | g) & keep).sum())
+    return 1.0 if union == 0 else float(((p & g) & keep).sum() / union)
 
 
 def _boundary(mask: np.ndarray) -> np.ndarray:
@@ -93,26 +96,32 @@ def _boundary(mask: np.ndarray) -> np.ndarray:
     return mask & ~inner
 
 
+def f_measure(bp: np.ndarray, bg: np.ndarray, disc: np.ndarray) -> float:
+    """F of two boundary maps: precision and recall of their pixels, a pixel matching when the
+    other boundary lies within ``disc`` (a dilation kernel); their harmonic mean. 1 when both are
+    empty, 0 when one is."""
+    import cv2
+
+    n_p, n_g = int(bp.sum()), int(bg.sum())
+    if n_p == 0 or n_g == 0:
+        return 1.0 if n_p == n_g else 0.0
+    near_g = cv2.dilate(bg.astype(np.uint8), disc) > 0
+    near_p = cv2.dilate(bp.astype(np.uint8), disc) > 0
+    precision = float((bp & near_g).sum() / n_p)
+    recall = float((bg & near_p).sum() / n_g)
+    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+
+
 def boundary_f(pred: np.ndarray, gt: np.ndarray, bound_th: float = 0.008) -> float:
-    """DAVIS F: precision and recall of the boundary pixels, a pixel matching when the other
-    boundary lies within ``ceil(bound_th * diagonal)`` pixels (a disc); their harmonic mean.
-    1 when both masks are empty, 0 when one is. (DAVIS thins its boundaries with
-    ``bwmorph``; here the boundary is the inner 4-neighbour edge.)"""
+    """DAVIS-style F of the synth evaluation: boundaries are the inner 4-neighbour edge (the
+    real-data benchmark, avssl.eval.tracking_bench, uses the toolkit's ``seg2bmap``), matched
+    within ``ceil(bound_th * diagonal)`` pixels (an elliptic disc)."""
     import cv2
 
     p, g = np.asarray(pred, bool), np.asarray(gt, bool)
-    bp, bg = _boundary(p), _boundary(g)
-    if not bp.any() and not bg.any():
-        return 1.0
-    if not bp.any() or not bg.any():
-        return 0.0
     r = int(np.ceil(bound_th * np.hypot(*p.shape)))
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-    near_g = cv2.dilate(bg.astype(np.uint8), disc) > 0
-    near_p = cv2.dilate(bp.astype(np.uint8), disc) > 0
-    precision = float((bp & near_g).sum() / bp.sum())
-    recall = float((bg & near_p).sum() / bg.sum())
-    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+    return f_measure(_boundary(p), _boundary(g), disc)
 
 
 def colour_masks(frame: np.ndarray, boxes: np.ndarray, colours: np.ndarray,

@@ -60,13 +60,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from avssl.eval.tracking import box_iou, success_auc
+from avssl.data.decode import VIDEO_SUFFIXES
+from avssl.data.frame_folder import frame_number
+from avssl.eval.tracking import box_iou, f_measure, region_similarity, success_auc
 
 __all__ = [
     "BoxSequence",
     "MaskSequence",
     "davis_f",
-    "davis_j",
     "db_statistics",
     "evaluate_davis",
     "evaluate_vot",
@@ -80,21 +81,10 @@ __all__ = [
 
 BOUND_TH = 0.008  # the toolkit's boundary tolerance, a share of the image diagonal
 VOID = 255
-_VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".gif")
 _FRAME_DIRS = ("frames", "color", "img", "JPEGImages")
-_NUMBER = re.compile(r"(\d+)(?!.*\d)")
 
 
 # ------------------------------------------------------------------------------ DAVIS metrics
-def davis_j(pred: np.ndarray, gt: np.ndarray, void: np.ndarray | None = None) -> float:
-    """The toolkit's ``db_eval_iou`` of one frame: IoU over the non-void pixels, 1 when the
-    union is empty."""
-    p, g = np.asarray(pred, bool), np.asarray(gt, bool)
-    keep = np.ones_like(p) if void is None else ~np.asarray(void, bool)
-    union = int(((p | g) & keep).sum())
-    return 1.0 if union == 0 else float(((p & g) & keep).sum() / union)
-
-
 def seg2bmap(seg: np.ndarray) -> np.ndarray:
     """The toolkit's (Martin's) boundary map: a pixel differing from its east, south or
     south-east neighbour; on the last row / column only the east / south one counts."""
@@ -118,24 +108,13 @@ def _disk(r: int) -> np.ndarray:
 
 def davis_f(pred: np.ndarray, gt: np.ndarray, void: np.ndarray | None = None,
             bound_th: float = BOUND_TH) -> float:  # fmt: skip
-    """The toolkit's ``f_measure`` of one frame (module docstring)."""
-    import cv2
-
+    """The toolkit's ``f_measure`` of one frame (module docstring): ``seg2bmap`` boundaries of
+    the masks less the void pixels, matched within a disk of ``ceil(bound_th * diagonal)`` px."""
     p, g = np.asarray(pred, bool), np.asarray(gt, bool)
     if void is not None:
         p, g = p & ~np.asarray(void, bool), g & ~np.asarray(void, bool)
     r = int(bound_th if bound_th >= 1 else np.ceil(bound_th * np.hypot(*p.shape)))
-    bp, bg = seg2bmap(p), seg2bmap(g)
-    n_p, n_g = int(bp.sum()), int(bg.sum())
-    if n_p == 0 or n_g == 0:
-        precision, recall = (1.0 if n_p == 0 else 0.0), (1.0 if n_g == 0 else 0.0)
-    else:
-        disk = _disk(r)
-        near_g = cv2.dilate(bg.astype(np.uint8), disk) > 0
-        near_p = cv2.dilate(bp.astype(np.uint8), disk) > 0
-        precision = float((bp & near_g).sum() / n_p)
-        recall = float((bg & near_p).sum() / n_g)
-    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+    return f_measure(seg2bmap(p), seg2bmap(g), _disk(r))
 
 
 def db_statistics(values: Any) -> tuple[float, float, float]:
@@ -206,11 +185,6 @@ class BoxSequence:
     regions: list[np.ndarray | None]  # per frame from 0: a polygon (N, 2) or None
 
 
-def _number(p: Path) -> int | None:
-    m = _NUMBER.search(p.stem)
-    return int(m.group(1)) if m else None
-
-
 def frames_of(folder: Path) -> Path | None:
     """The video of a sequence folder (module docstring), or None."""
     from avssl.data.frame_folder import looks_like_frame_folder
@@ -218,7 +192,7 @@ def frames_of(folder: Path) -> Path | None:
     for name in _FRAME_DIRS:
         if looks_like_frame_folder(folder / name):
             return folder / name
-    videos = sorted(p for p in folder.iterdir() if p.suffix.lower() in _VIDEO_SUFFIXES)
+    videos = sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
     if videos:
         return videos[0]
     return folder if looks_like_frame_folder(folder) else None
@@ -242,8 +216,8 @@ def _mask_frames(name: str, masks_dir: Path, video: Path) -> list[tuple[int, Pat
     from avssl.data import decode
     from avssl.data.frame_folder import list_frames
 
-    files = sorted((n, p) for p in masks_dir.iterdir()
-                   if p.suffix.lower() == ".png" and (n := _number(p)) is not None)  # fmt: skip
+    pngs = [p for p in masks_dir.iterdir() if p.suffix.lower() == ".png"]
+    files = sorted((n, p) for p in pngs if (n := frame_number(p.name)) is not None)
     if not files:
         return []
     if video.is_dir():
@@ -393,7 +367,7 @@ def evaluate_davis(embedder: Any, seq: MaskSequence, *, size: int, opts: Any,
         for who, p in (("tracker", pred), ("copy_first", index0)):
             for j in range(k):
                 pj, gj = p == j + 1, gt == j + 1
-                res[who]["J"][j, n] = davis_j(pj, gj, v)
+                res[who]["J"][j, n] = region_similarity(pj, gj, v)
                 res[who]["F"][j, n] = davis_f(pj, gj, v)
     out: dict[str, Any] = {"sequence": seq.name, "video": str(seq.video), "objects": k,
                            "frames_scored": len(scored), "binary_masks": seq.binary}  # fmt: skip
