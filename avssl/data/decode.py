@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import functools
 import os
+import stat
 import threading
 import time
 import zlib
@@ -65,10 +66,9 @@ from avssl.data.media_io import (
     DEFAULT_TIMEOUT_S,
     VIDEO_SUFFIXES,
     _check_deadline,
-    _check_file,
     _demux,
-    _is_folder,
     _open,
+    _source,
     _truncation,
     _video_stream,
 )
@@ -281,20 +281,17 @@ def probe(
     is then its frame rate when the folder has no sidecar (default 25). AVI index entries
     without data (held frames) are time: ``pts_s`` keeps their gaps and ``vfr`` is set.
     """
-    if _is_folder(path):
-        return _probe_cached(Path(path), timeout_s, strict, not conceal and strict, fps)
-    p = _check_file(path)
-    return _probe_cached(p, timeout_s, strict, strict and not conceal, None)
+    p = _source(path)
+    return _probe_cached(p, timeout_s, strict, strict and not conceal, fps if p.is_dir() else None)
 
 
 def media_identity(path: str | os.PathLike[str]) -> tuple[int, int]:
     """(size, mtime) that a probe is cached under and that ``VideoInfo.size_bytes`` /
     ``mtime_ns`` record: a file's own, or a frame folder's (its images' total bytes, the newest
     mtime of the folder, its images and sidecars). A changed pair means: probe again."""
-    p = Path(path)
-    if p.is_dir():
-        return frame_folder.folder_stat(p)
-    st = p.stat()
+    st = os.stat(path)
+    if stat.S_ISDIR(st.st_mode):
+        return frame_folder.folder_stat(Path(path))
     return st.st_size, st.st_mtime_ns
 
 
@@ -521,7 +518,7 @@ def _sequential_pass(
     sp = _Pass()
     try:
         with _decoder_log() as logs:
-            for pk in _demux(c, vs, *[s for s in c.streams.audio if s.index in audio_acc]):
+            for pk in _demux(c, vs, *c.streams.audio):
                 _check_deadline(deadline, p, "probe")
                 if pk.stream.type == "audio":
                     _audio_stats_add(audio_acc[pk.stream.index], pk)
@@ -749,7 +746,7 @@ def read_frames(
     a manifest. ``backend="auto"`` picks the fastest backend that passed the exact-frame suite
     for this kind of file; naming a backend that is refused for it raises BackendRefusedError.
     """
-    p = Path(path) if _is_folder(path) else _check_file(path)
+    p = _source(path)
     if info is not None and media_identity(p) != (info.size_bytes, info.mtime_ns):
         info = None  # the file changed since that probe: its index no longer applies
     if info is None:
@@ -817,7 +814,7 @@ def iter_frames(
     Indices are the counted frames of :func:`probe`; the pass raises CorruptMediaError if it
     yields a different number of frames than the probe counted (``info``, probed if absent).
     """
-    p = Path(path) if _is_folder(path) else _check_file(path)
+    p = _source(path)
     if info is None:
         info = probe(p, timeout_s=timeout_s)
     deadline = time.monotonic() + timeout_s
@@ -867,7 +864,7 @@ def _sequential_frames(
 
 
 #: Pixel formats whose first plane is the luma (8-bit): read straight from the decoder.
-_LUMA_FIRST = ("yuv", "yuvj", "nv12", "nv21", "gray")
+_LUMA_FIRST = ("yuv", "nv", "gray")
 
 
 def _gray(f: av.VideoFrame) -> np.ndarray:
@@ -875,7 +872,7 @@ def _gray(f: av.VideoFrame) -> np.ndarray:
     grey picture for RGB, palette (GIF, PNG) and other formats, whose first plane is not luma."""
     name = f.format.name
     if not (name.startswith(_LUMA_FIRST) and f.format.components[0].bits == 8):
-        f = f.reformat(format="gray")
+        f = _reformatter().reformat(f, format="gray")
     plane = f.planes[0]
     rows = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)
     return rows[: plane.height, : plane.width]
@@ -914,6 +911,14 @@ def _resize(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 _LOCAL = threading.local()
 
 
+def _reformatter() -> av.video.reformatter.VideoReformatter:
+    """This thread's swscale reformatter (``frame.reformat`` builds a new context per frame)."""
+    r = getattr(_LOCAL, "reformatter", None)
+    if r is None:
+        r = _LOCAL.reformatter = av.video.reformatter.VideoReformatter()
+    return r
+
+
 def _to_rgb(f: av.VideoFrame, rotation: int = 0, out: np.ndarray | None = None) -> np.ndarray:
     """RGB24 with swscale's default flags (FAST_BILINEAR changes pixels on yuv444p sources).
 
@@ -921,10 +926,7 @@ def _to_rgb(f: av.VideoFrame, rotation: int = 0, out: np.ndarray | None = None) 
     for every frame, which costs more than the conversion itself on small frames. The picture
     is read straight from the converted frame's buffer into ``out`` when given.
     """
-    r = getattr(_LOCAL, "reformatter", None)
-    if r is None:
-        r = _LOCAL.reformatter = av.video.reformatter.VideoReformatter()
-    conv = r.reformat(f, format="rgb24")
+    conv = _reformatter().reformat(f, format="rgb24")
     plane = conv.planes[0]
     rows = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)
     rgb: np.ndarray = rows[: conv.height, : conv.width * 3].reshape(conv.height, conv.width, 3)

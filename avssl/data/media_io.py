@@ -152,6 +152,12 @@ def _demux(c: av.container.InputContainer, *streams: Any) -> Iterator[av.Packet]
     yield from c.demux(*streams)
 
 
+def _source(path: str | os.PathLike[str]) -> Path:
+    """A video path checked for reading: a frame folder as it is, any other path through
+    :func:`_check_file` (typed errors for links, FIFOs, folders named like files, ...)."""
+    return Path(path) if _is_folder(path) else _check_file(path)
+
+
 def _is_folder(path: str | os.PathLike[str]) -> bool:
     """A folder taken as a frame folder: any, except one named like a media file (``x.mp4``,
     ``x.wav``), which is refused as not a file."""
