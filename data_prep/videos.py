@@ -35,13 +35,13 @@ import numpy as np
 
 from avssl import errors
 from avssl.data import samplers
-from avssl.data.decode import media_identity
+from avssl.data.decode import check_source, media_identity
 from avssl.data.frame_folder import list_frames
 from avssl.data.manifest import atomic_write_text, remove_stale_temps, write_manifest
 from avssl.data.motion import Motion, load_motion, motion_energy, save_motion
 from data_prep.av_prep import PAIR_TASKS, PairConfig, mine_pairs, pair_rows
 from data_prep.parallel import Progress, default_workers, imap_jobs
-from data_prep.scan import VIDEO_SUFFIXES, Entry, Scan, write_skipped
+from data_prep.scan import Entry, Scan, write_skipped
 
 __all__ = ["FORMAT_VERSION", "MineConfig", "PrepResult", "assemble", "prep_videos"]
 
@@ -106,33 +106,24 @@ def file_fingerprint(path: Path, chunk: int = 1 << 20) -> str:
     """BLAKE2b-128 of the file's bytes (~1 GB/s): names the content, whatever its path or mtime.
     A frame folder's is over its frame images' names and bytes, in frame order."""
     h = hashlib.blake2b(digest_size=16)
-    files = [path]
-    if path.is_dir():
-        folder = list_frames(path)
-        files = [path / n for n in folder.names]
-    for p in files:
-        if p is not path:
-            h.update(p.name.encode() + b"\0")
-        with open(p, "rb") as f:
-            while block := f.read(chunk):
-                h.update(block)
+    if not path.is_dir():
+        _hash_file(h, path, chunk)
+        return h.hexdigest()
+    for name in list_frames(path).names:
+        h.update(name.encode() + b"\0")
+        _hash_file(h, path / name, chunk)
     return h.hexdigest()
+
+
+def _hash_file(h: Any, path: Path, chunk: int) -> None:
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
 
 
 def record_name(relpath: str) -> str:
     """A flat, readable file name for a video's record: ``Class/v_x.avi`` -> ``Class__v_x.avi``."""
     return relpath.replace("/", "__") + ".json"
-
-
-@dataclass(frozen=True)
-class _Job:
-    root: str
-    out: str
-    entry: Entry
-    config: MineConfig | PairConfig  # temporal-order mining, or audio-visual pairs
-    cache_dir: str | None  # MineConfig: the --transcode cache; PairConfig: the --cache
-    timeout_s: float
-    probe: ProbeOptions = field(default_factory=lambda: ProbeOptions())
 
 
 @dataclass(frozen=True)
@@ -143,6 +134,17 @@ class ProbeOptions:
 
     strict_decode: bool = False
     frame_rate: float | None = None
+
+
+@dataclass(frozen=True)
+class _Job:
+    root: str
+    out: str
+    entry: Entry
+    config: MineConfig | PairConfig  # temporal-order mining, or audio-visual pairs
+    cache_dir: str | None  # MineConfig: the --transcode cache; PairConfig: the --cache
+    timeout_s: float
+    probe: ProbeOptions = field(default_factory=ProbeOptions)
 
 
 def _settings_key(job: _Job) -> str:
@@ -259,10 +261,9 @@ def _process(job: _Job) -> tuple[str, str]:
     rec: dict[str, Any] = {"relpath": e.relpath, "settings": _settings_key(job)}
     try:
         rec["size_bytes"], rec["mtime_ns"] = _source_stat(src)
-        if not src.is_dir() or src.name.lower().endswith(VIDEO_SUFFIXES):
-            # (any other folder is a frame folder: list_frames says what is wrong with it)
-            # Before anything opens it: a FIFO would block the fingerprint's read forever.
-            errors.check_file_entry(src)
+        # Before anything opens it: a FIFO would block the fingerprint's read forever (a
+        # frame folder passes; list_frames then says what is wrong with it, if anything).
+        check_source(src)
         rec["fingerprint"] = file_fingerprint(src)
         info = probe(src, timeout_s=job.timeout_s, conceal=not job.probe.strict_decode,
                      fps=job.probe.frame_rate)  # fmt: skip

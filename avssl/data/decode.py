@@ -68,9 +68,9 @@ from avssl.data.media_io import (
     _check_deadline,
     _demux,
     _open,
-    _source,
     _truncation,
     _video_stream,
+    check_source,
 )
 from avssl.types import (
     FRAME_FOLDER_CONTAINER,
@@ -86,6 +86,7 @@ __all__ = [
     "DEFAULT_TIMEOUT_S",
     "available_backends",
     "backend_refusal",
+    "check_source",
     "choose_backend",
     "clear_caches",
     "iter_frames",
@@ -281,7 +282,7 @@ def probe(
     is then its frame rate when the folder has no sidecar (default 25). AVI index entries
     without data (held frames) are time: ``pts_s`` keeps their gaps and ``vfr`` is set.
     """
-    p = _source(path)
+    p = check_source(path)
     return _probe_cached(p, timeout_s, strict, strict and not conceal, fps if p.is_dir() else None)
 
 
@@ -746,7 +747,7 @@ def read_frames(
     a manifest. ``backend="auto"`` picks the fastest backend that passed the exact-frame suite
     for this kind of file; naming a backend that is refused for it raises BackendRefusedError.
     """
-    p = _source(path)
+    p = check_source(path)
     if info is not None and media_identity(p) != (info.size_bytes, info.mtime_ns):
         info = None  # the file changed since that probe: its index no longer applies
     if info is None:
@@ -814,7 +815,7 @@ def iter_frames(
     Indices are the counted frames of :func:`probe`; the pass raises CorruptMediaError if it
     yields a different number of frames than the probe counted (``info``, probed if absent).
     """
-    p = _source(path)
+    p = check_source(path)
     if info is None:
         info = probe(p, timeout_s=timeout_s)
     deadline = time.monotonic() + timeout_s

@@ -152,7 +152,7 @@ def _demux(c: av.container.InputContainer, *streams: Any) -> Iterator[av.Packet]
     yield from c.demux(*streams)
 
 
-def _source(path: str | os.PathLike[str]) -> Path:
+def check_source(path: str | os.PathLike[str]) -> Path:
     """A video path checked for reading: a frame folder as it is, any other path through
     :func:`_check_file` (typed errors for links, FIFOs, folders named like files, ...)."""
     return Path(path) if _is_folder(path) else _check_file(path)
