@@ -385,13 +385,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "tracking",
-        help="label propagation on the built-in set: box IoU, success AUC, J and F, against "
-        "copying the first frame",
+        help="label propagation on the built-in set, or on real DAVIS / VOT ground truth "
+        "(--davis, --vot): box IoU, success AUC, J and F, against copying the first frame",
         description="Track every object of the held-out synth clips from its frame-0 box (box "
         "IoU, success AUC) and from its frame-0 mask (J, F) with a colourisation tracker "
         "(avssl-train colorization-tracking), a random-init network or raw pixels, and score "
         "copying frame 0 alongside. Writes OUT/tracking.json and picture strips in "
-        "OUT/pictures. See avssl/eval/tracking.py and docs/tracking.md.",
+        "OUT/pictures. With --davis and/or --vot, real sequences instead: the DAVIS-2017 "
+        "semi-supervised protocol (J, F, J&F as the official toolkit computes them) and VOT "
+        "boxes (IoU, success AUC), written to OUT/tracking_bench.json. On real footage use a "
+        "larger --size than the default (e.g. 240: at 64 px small objects are a few cells and "
+        "every model falls below copying the first frame; docs/tracking.md). See "
+        "avssl/eval/tracking.py, avssl/eval/tracking_bench.py and docs/tracking.md.",
     )
     p.add_argument("model", metavar="MODEL",
                    help="a colorization_tracking run or checkpoint, random:RUN, random:BACKBONE, "
