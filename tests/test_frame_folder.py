@@ -127,8 +127,13 @@ def test_frame_folder_read_notices_a_changed_folder(tmp_path: Path) -> None:
     import os
 
     os.utime(d / "00003.jpg", ns=(info.mtime_ns + 10**9, info.mtime_ns + 10**9))
-    clip = read_frames(d, [3], info=info)  # the stale info is dropped, the folder re-probed
+    clip = read_frames(d, [3], info=info)  # each image is decoded as it is now
     assert read_index(clip.data[0].permute(1, 2, 0).numpy()) == 5
+    # An image added: the folder's mtime moves past the probe's, the stale info is dropped.
+    write_frames(d, 1, start=6)
+    os.utime(d, ns=(info.mtime_ns + 2 * 10**9, info.mtime_ns + 2 * 10**9))
+    clip = read_frames(d, [6], info=info)
+    assert read_index(clip.data[0].permute(1, 2, 0).numpy()) == 0 and clip.indices.tolist() == [6]
 
 
 def test_real_davis_and_vot_frame_folders(shared_data: Path) -> None:
