@@ -52,6 +52,7 @@ __all__ = [
     "load_embedder",
     "main",
     "model_size",
+    "real_size",
     "propagate",
     "track_video",
 ]
@@ -146,7 +147,7 @@ def _model_from_checkpoint(path: Path, *, load_weights: bool) -> tuple[Any, dict
     model = ColourTracker(
         ck["backbone"], centres=ck["model"]["centres"], temperature=o.temperature,
         normalize=o.normalize, embed_dim=o.embed_dim, head=o.head, head_layers=o.head_layers,
-        head_width=o.head_width, coords=o.coords,
+        head_width=o.head_width, coords=o.coords, input=o.input,
         mean=tuple(aug.get("mean", (0.485, 0.456, 0.406))),
         std=tuple(aug.get("std", (0.229, 0.224, 0.225))),
         **json.loads(ck.get("backbone_kwargs", "{}")),
@@ -192,7 +193,8 @@ def load_embedder(spec: str, *, device: torch.device | None = None) -> Embedder:
     return Embedder(
         spec, kind, enc.stride, size, model.temperature, "dot", fn, device, enc.temporal_reach,
         info={"backbone": type(enc.net).__name__, "embed_dim": enc.dim, "stride": enc.stride,
-              "normalize": enc.normalize, "head": enc.head_kind},
+              "normalize": enc.normalize, "head": enc.head_kind,
+              "input": model.input},
     )  # fmt: skip
 
 
@@ -203,6 +205,18 @@ class PropagationOptions:
     radius: float | None = 8.0  # cells a location may point to (None: the whole frame)
     topk: int = 10  # best references kept per location (0: all)
     temperature: float | None = None  # None: the model's
+
+
+#: Default short side of the network's input on real footage (``avssl-track``, ``avssl-eval
+#: tracking --davis/--vot``), or the video's own when smaller. Measured on the shared DAVIS-style
+#: sequences (432 x 240, docs/tracking.md): lab-pixels J&F 0.196 at 64 px, 0.493 at 240; the
+#: dense pointer window costs (h w)^2 per reference, so larger inputs grow fast in memory.
+REAL_SIZE = 240
+
+
+def real_size(size: int | None, height: int, width: int) -> int:
+    """``size`` when given, else :data:`REAL_SIZE` or the video's short side when smaller."""
+    return int(size) if size else min(REAL_SIZE, min(height, width))
 
 
 def model_size(height: int, width: int, short: int, stride: int) -> tuple[int, int]:
@@ -444,7 +458,7 @@ def track_video(
         raise ValueError(f"{init_path}: start frame {init.frame} outside the video's "
                          f"{info.num_frames} frames")  # fmt: skip
     end = info.num_frames if max_frames is None else min(info.num_frames, init.frame + max_frames)
-    h, w = model_size(H, W, size or embedder.size, embedder.stride)
+    h, w = model_size(H, W, real_size(size, H, W), embedder.stride)
     frames = []
     for i, frame in decode.iter_frames(video, size=(h, w), info=info):
         if i >= end:
@@ -551,11 +565,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="first-frame labels: boxes.json or a mask PNG (see above)")  # fmt: skip
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
     p.add_argument("--size", type=int, default=None, metavar="PX",
-                   help="short side of the network's input (default: the run's "
-                   "data.frame_size; 64 for pixels/random:BACKBONE). Larger: finer masks, "
-                   "slower. On real footage use about 240: at 64 small objects cover a few "
-                   "cells and are lost (DAVIS bmx-trees: lab-pixels J 0.05 at 64, 0.25 at "
-                   "240; docs/tracking.md)")  # fmt: skip
+                   help=f"short side of the network's input (default {REAL_SIZE}, or the "
+                   "video's own when smaller). Larger: finer masks, slower; at 64 small objects "
+                   "cover a few cells and are lost (DAVIS-style bmx-trees: lab-pixels J 0.05 at "
+                   "64, 0.25 at 240; docs/tracking.md)")  # fmt: skip
     p.add_argument(
         "--context",
         type=int,

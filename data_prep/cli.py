@@ -345,6 +345,14 @@ def _add_video_options(p: argparse.ArgumentParser) -> None:
         help=f"arrow-of-time clips per video (default {d.clips_per_video}; "
         f"{d.arrow_length} frames, half reversed)",
     )
+    g.add_argument(
+        "--arrow-max-stride",
+        type=_positive,
+        default=d.arrow_max_stride,
+        metavar="S",
+        help=f"an arrow clip's frames are 1..S frames apart, drawn per clip (default "
+        f"{d.arrow_max_stride}); larger spans more time (Wei et al. sample at lower rates)",
+    )
     p.add_argument(
         "--transcode",
         type=Path,
@@ -371,6 +379,7 @@ def _mine_config(args: argparse.Namespace) -> MineConfig:
         tau_min=args.tau_min,
         questions_per_video=args.questions_per_video,
         clips_per_video=args.clips_per_video,
+        arrow_max_stride=args.arrow_max_stride,
     )
 
 

@@ -161,6 +161,32 @@ def test_davis_layout_end_to_end_through_the_cli(
     assert obj1["J_per_frame"] == [1, 1, 1] and obj1["F_per_frame"] == [1, 1, 1]
 
 
+def test_davis_imagesets_pick_the_listed_sequences(tmp_path: Path) -> None:
+    import shutil
+
+    root = tmp_path / "davis"
+    _davis_tree(root)
+    for sub in ("JPEGImages", "Annotations"):
+        shutil.copytree(root / sub / "480p" / "seq", root / sub / "480p" / "other")
+    (root / "ImageSets" / "2017").mkdir(parents=True)
+    (root / "ImageSets" / "2017" / "val.txt").write_text("other\n")
+    (root / "ImageSets" / "2016").mkdir()
+    (root / "ImageSets" / "2016" / "val.txt").write_text("seq\n")
+    assert tb.read_imageset(root, "val") == ["other"]  # the newest year
+    assert tb.read_imageset(root, "2016/val") == ["seq"]
+    out = tmp_path / "out"
+    base = ["tracking", "lab-pixels", "--davis", str(root), "--size", "32", "--out", str(out)]
+    assert cli.main([*base, "--imageset", "2016/val"]) == 0
+    res = json.loads((out / "tracking_bench.json").read_text())
+    assert res["dataset"]["sequences"] == ["seq"]
+    assert cli.main(base) == 0  # no list: every sequence
+    res = json.loads((out / "tracking_bench.json").read_text())
+    assert res["dataset"]["sequences"] == ["other", "seq"]
+    with pytest.raises(FileNotFoundError, match="train.txt"):
+        tb.read_imageset(root, "2017/train")
+    assert cli.main([*base, "--imageset", "2017/train"]) != 0
+
+
 def test_folder_layouts_and_vot_boxes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = tmp_path / "mixed"
     frames = _frames(4)
@@ -203,10 +229,19 @@ def test_folder_layouts_and_vot_boxes(tmp_path: Path, capsys: pytest.CaptureFixt
     assert cf["AUC"] == pytest.approx(13.5 / 21)  # 7 thresholds < 1/3 at 1, 13 at 0.5, 1.0 at 0
     assert res["metrics"]["davis"]["tracker"]["objects"] == 1
     assert {s["sequence"] for s in res["dataset"]["skipped"]} == {"first_only", "empty"}
+    # a sheet per sequence (--pictures 4 by default): title bar + 4 panels (frame 0 and the 3
+    # frames with ground truth, at most 5) of 280 px each, a caption bar under each
+    for name, panels in (("bin", 3), ("box", 3)):
+        pic = np.asarray(Image.open(out / "pictures" / f"{name}.png"))
+        assert pic.shape[1] == 280 * panels and pic.shape[0] > 280 * H / W
     err = capsys.readouterr().err
     assert "skipped first_only" in err and "skipped box" not in err
     assert cli.main(["tracking", "pixels", "--vot", str(root), "--sequences", "nope", "--out",
                      str(out)]) == 2  # fmt: skip
+    out2 = tmp_path / "out2"
+    assert cli.main(["tracking", "pixels", "--vot", str(root), "--pictures", "0", "--out",
+                     str(out2)]) == 0  # fmt: skip
+    assert not (out2 / "pictures").exists()
 
 
 def test_shared_tracking_data(shared_data: Path, tmp_path: Path) -> None:

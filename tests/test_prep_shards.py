@@ -147,3 +147,24 @@ def test_video_folder_shards_through_the_cli(tmp_path: Path) -> None:
         assert cli.main([*argv, "--out", str(d), "--shard", f"{i}/2"]) == 0
     assert cli.main(["merge", str(tmp_path / "merged"), *map(str, dirs)]) == 0
     assert manifests(tmp_path / "merged") == want
+
+
+def test_arrow_max_stride_spans_more_time(tmp_path: Path) -> None:
+    """`--arrow-max-stride S`: arrow clips' frames 1..S apart (the default, 2, never more)."""
+    from data_prep import synth
+
+    synth.build_synth(tmp_path / "s", num_clips=3, seed=5, workers=1, progress=False)
+    argv = ["folder", str(tmp_path / "s" / "videos"), "--workers", "1", "--tuples-per-video",
+            "2", "--questions-per-video", "2", "--clips-per-video", "24"]  # fmt: skip
+
+    def strides(out: Path) -> set[int]:
+        rows = [json.loads(x) for x in (out / "arrow_of_time.jsonl").read_text().splitlines()]
+        return {abs(r["frames"][1] - r["frames"][0]) for r in rows}
+
+    assert cli.main([*argv, "--out", str(tmp_path / "d")]) == 0
+    assert strides(tmp_path / "d") <= {1, 2}
+    assert cli.main([*argv, "--out", str(tmp_path / "s6"), "--arrow-max-stride", "6"]) == 0
+    got = strides(tmp_path / "s6")
+    assert got <= set(range(1, 7)) and max(got) > 2
+    with pytest.raises(SystemExit):
+        cli.main([*argv, "--out", str(tmp_path / "x"), "--arrow-max-stride", "0"])

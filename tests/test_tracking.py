@@ -285,8 +285,44 @@ def test_track_cli_mask_init_and_errors(
     assert "non-empty list" in capsys.readouterr().err
 
 
+def test_lab_input_and_colour_dropout() -> None:
+    """input=lab: the network sees L, a, b; colour_dropout zeroes a frame's a and b in training
+    only (dropout 1: the same embedding as the frame's grey copy), never at tracking time."""
+    from avssl.models.tracking import ColourTracker, TrackingOptions
+
+    torch.manual_seed(0)
+    model = ColourTracker(
+        "convnet_tiny", centres=torch.randn(6, 2) * 30, embed_dim=8, head_width=8,
+        channels=(8, 16), input="lab", colour_dropout=1.0,
+    )  # fmt: skip
+    rgb = torch.rand(1, 2, 3, 32, 32)
+    grey = rgb.mean(2, keepdim=True).expand_as(rgb)
+    x, lab = model.grey_lab(rgb)
+    assert torch.allclose(x[:, :, 0], (lab[:, :, 0] - 50) / 25) and x[:, :, 1:].abs().sum() > 0
+    model.eval()  # BN in eval: the embedding depends on the input only
+    with torch.no_grad():
+        seen = model.encoder(model._drop_colour(x))
+        assert torch.equal(seen, model.encoder(x))  # no dropout outside training
+        model.encoder.train(False)
+        model.training = True  # the dropout step alone, in training mode
+        dropped = model._drop_colour(x)
+        assert torch.equal(dropped[:, :, 1:], torch.zeros_like(dropped[:, :, 1:]))
+        assert torch.equal(dropped[:, :, 0], x[:, :, 0])
+    xg, _ = model.grey_lab(grey)  # a grey frame's ab are (near) zero: dropout = its grey copy
+    assert xg[:, :, 1:].abs().max() < 0.05
+    with pytest.raises(ValueError, match="colour_dropout with input=grey"):
+        TrackingOptions(colour_dropout=0.5).check()
+    with pytest.raises(ValueError, match="grey or lab"):
+        ColourTracker("convnet_tiny", centres=torch.zeros(4, 2), input="rgb")
+
+
 @pytest.mark.parametrize(
-    "name", ["colorization_tracking_synth.yaml", "colorization_tracking_kinetics.yaml"]
+    "name",
+    [
+        "colorization_tracking_synth.yaml",
+        "colorization_tracking_kinetics.yaml",
+        "colorization_tracking_real.yaml",
+    ],
 )
 def test_configs_load_and_build(name: str) -> None:
     """Both configs resolve; the paper's network (ResNet-18 at stride 8 + the location + a
@@ -305,7 +341,8 @@ def test_configs_load_and_build(name: str) -> None:
     model = ColourTracker(
         cfg.backbone, centres=torch.randn(o.colours, 2) * 30, temperature=o.temperature,
         normalize=o.normalize, embed_dim=o.embed_dim, head=o.head, head_layers=o.head_layers,
-        head_width=o.head_width, coords=o.coords, **cfg.model.kwargs(cfg.backbone),
+        head_width=o.head_width, coords=o.coords, input=o.input, colour_dropout=o.colour_dropout,
+        **cfg.model.kwargs(cfg.backbone),
     )  # fmt: skip
     loss, logs = model({"frames": torch.randn(1, o.refs + 1, 3, 64, 64)})
     stride = 8 if cfg.backbone == "resnet18" else 4

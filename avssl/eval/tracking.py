@@ -415,7 +415,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         metavar="PX",
-        help="network input side (default: the run's data.frame_size; 64)",
+        help="network input side (default: the run's data.frame_size, 64 for pixels; with "
+        "--davis/--vot 240 px short side, or the video's own when smaller)",
     )
     p.add_argument(
         "--context",
@@ -451,7 +452,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=4,
         metavar="N",
-        help="picture strips of the first N clips (default 4)",
+        help="picture strips of the first N clips (default 4); with --davis/--vot, sheets "
+        "of the first N sequences: the given frame and 4 scored ones, tracked mask tinted, "
+        "ground truth outlined (OUT/pictures/SEQ.png)",
     )
     g = p.add_argument_group(
         "real ground truth (avssl/eval/tracking_bench.py; replaces the synth set)"
@@ -465,6 +468,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(x,y,w,h or 4 corners per frame) and frames/, color/ or images")  # fmt: skip
     g.add_argument("--resolution", default="480p", metavar="RES", help="DAVIS resolution (480p)")
     g.add_argument("--sequences", default=None, metavar="A,B", help="only these sequences")
+    g.add_argument("--imageset", default=None, metavar="SET",
+                   help="only the sequences listed in a DAVIS ImageSets file: 2017/val "
+                   "(DIR/ImageSets/2017/val.txt), val (the newest year's) or a .txt path",
+                   )  # fmt: skip
     g.add_argument("--void", choices=("background", "ignore"), default="background",
                    help="DAVIS 255 pixels: background (what the official toolkit computes; "
                    "default) or left out of J and F")  # fmt: skip

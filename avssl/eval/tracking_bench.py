@@ -31,16 +31,16 @@ polygon** (``iou``, OTB's convention, the one the success AUC uses) and with the
 ground truth; the success AUC is OTB's mean success rate at IoU > 0, 0.05, ..., 1.
 
 **Layouts** (:func:`find_davis`, :func:`find_vot`): ``--davis`` takes the DAVIS tree
-(``JPEGImages/<res>/<seq>/*.jpg`` + ``Annotations/<res>/<seq>/*.png``; ``ImageSets/`` is not
-read, ``--sequences`` picks), one sequence folder, or a folder of sequence folders, each holding
-``masks/`` and its frames: ``frames/``, ``color/``, ``img/`` or ``JPEGImages/`` (numbered
-images), a video file, or the images in the folder itself. A mask numbered ``n`` is the frame
-numbered ``n`` of a frame folder, frame ``n`` (0-based) of a video file (1-based when the
-numbers run 1..T). A sequence whose first mask holds only 0 and 255 is **binary**: every mask
-is thresholded at 128 into object 1 (no void). ``--vot`` takes a sequence folder holding
-``groundtruth.txt`` or a folder of them. Folders with fewer than 3 masks (only a first-frame
-mask: nothing to score), without ``masks/`` or ``groundtruth.txt``, or without frames are
-skipped with the reason printed.
+(``JPEGImages/<res>/<seq>/*.jpg`` + ``Annotations/<res>/<seq>/*.png``; ``--imageset 2017/val``
+reads the list ``ImageSets/2017/val.txt``, ``--sequences`` picks by name), one sequence folder, or
+a folder of sequence folders, each holding ``masks/`` and its frames: ``frames/``, ``color/``,
+``img/`` or ``JPEGImages/`` (numbered images), a video file, or the images in the folder itself. A
+mask numbered ``n`` is the frame numbered ``n`` of a frame folder, frame ``n`` (0-based) of a video
+file (1-based when the numbers run 1..T). A sequence whose first mask holds only 0 and 255 is
+**binary**: every mask is thresholded at 128 into object 1 (no void). ``--vot`` takes a sequence
+folder holding ``groundtruth.txt`` or a folder of them. Folders with fewer than 3 masks (only a
+first-frame mask: nothing to score), without ``masks/`` or ``groundtruth.txt``, or without frames
+are skipped with the reason printed.
 
 Alongside every model the **copy-first** baseline (frame 0's mask / box for every frame) is
 scored on the same frames.
@@ -234,6 +234,24 @@ def _mask_frames(name: str, masks_dir: Path, video: Path) -> list[tuple[int, Pat
     return out
 
 
+def read_imageset(root: Path, spec: str) -> list[str]:
+    """Sequence names of a DAVIS ``ImageSets`` list: ``spec`` a path to a ``.txt``, ``YEAR/SET``
+    (``root/ImageSets/YEAR/SET.txt``) or ``SET`` (the newest year holding ``SET.txt``)."""
+    path = Path(spec)
+    if not path.is_file():
+        sets = root / "ImageSets"
+        name = spec if spec.endswith(".txt") else spec + ".txt"
+        cands = [sets / name] if "/" in spec else sorted(sets.glob(f"*/{name}"), reverse=True)
+        cands += [sets / name]
+        path = next((c for c in cands if c.is_file()), Path())
+        if not path.is_file():
+            raise FileNotFoundError(f"--imageset {spec}: no {name} under {sets}")
+    names = [ln.split()[0] for ln in path.read_text().splitlines() if ln.strip()]
+    if not names:
+        raise ValueError(f"{path}: --imageset lists no sequence")
+    return names
+
+
 def _pick(cands: list[tuple[str, Path]], sequences: list[str] | None) -> list[tuple[str, Path]]:
     """The candidates named in ``sequences`` (all when None; run_bench names the unknown)."""
     return cands if not sequences else [c for c in cands if c[0] in sequences]
@@ -309,17 +327,18 @@ def find_vot(root: Path, sequences: list[str] | None = None,
 
 # ------------------------------------------------------------------------------ tracking
 def _track(embedder: Any, video: Path, start: int, end: int, index0: np.ndarray, k: int,
-           size: int, opts: Any) -> torch.Tensor:  # fmt: skip
+           size: int | None, opts: Any) -> torch.Tensor:  # fmt: skip
     """Soft labels ``(end - start, K + 1, h, w)`` of frames ``start..end-1`` of ``video``
     tracked from ``index0`` (the frame ``start`` labels) with :func:`avssl.track.track_frames`."""
     from avssl.data import decode
-    from avssl.track import model_size, track_frames
+    from avssl.track import model_size, real_size, track_frames
 
     info = decode.probe(video)
     if index0.shape != (info.height, info.width):
         raise ValueError(f"{video}: {info.width}x{info.height} frames but a "
                          f"{index0.shape[1]}x{index0.shape[0]} first label map")  # fmt: skip
-    h, w = model_size(info.height, info.width, size, embedder.stride)
+    h, w = model_size(info.height, info.width, real_size(size, info.height, info.width),
+                      embedder.stride)  # fmt: skip
     frames = []
     for i, frame in decode.iter_frames(video, size=(h, w), info=info):
         if i >= end:
@@ -337,10 +356,13 @@ def _object_ids(values: np.ndarray, binary: bool) -> np.ndarray:
     return (values >= 128).astype(np.uint8) if binary else values
 
 
-def evaluate_davis(embedder: Any, seq: MaskSequence, *, size: int, opts: Any,
-                   void: str = "background") -> dict[str, Any]:  # fmt: skip
+def evaluate_davis(embedder: Any, seq: MaskSequence, *, size: int | None, opts: Any,
+                   void: str = "background", picture: Path | None = None,
+                   ) -> dict[str, Any]:  # fmt: skip
     """J and F per object and scored frame of one sequence, for the tracker and copy-first,
-    and their per-object statistics (module docstring)."""
+    and their per-object statistics (module docstring); ``picture``: write its sheet there
+    (:mod:`avssl.eval.tracking_pictures`)."""
+    from avssl.eval.tracking_pictures import Panel, pick_frames
     from avssl.track import labels_to_index
 
     if void not in ("background", "ignore"):
@@ -356,6 +378,8 @@ def evaluate_davis(embedder: Any, seq: MaskSequence, *, size: int, opts: Any,
     hw = index0.shape
     res = {who: {"J": np.zeros((k, len(scored))), "F": np.zeros((k, len(scored)))}
            for who in ("tracker", "copy_first")}  # fmt: skip
+    shown = set(pick_frames([i for i, _ in scored], PANELS - 1)) if picture else set()
+    panels = [Panel(start, index0, index0, f"frame {start}: given")] if picture else []
     for n, (i, path) in enumerate(scored):
         gt = _object_ids(read_mask(path), seq.binary)
         if gt.shape != hw:
@@ -369,6 +393,10 @@ def evaluate_davis(embedder: Any, seq: MaskSequence, *, size: int, opts: Any,
                 pj, gj = p == j + 1, gt == j + 1
                 res[who]["J"][j, n] = region_similarity(pj, gj, v)
                 res[who]["F"][j, n] = davis_f(pj, gj, v)
+        if i in shown:
+            panels.append(
+                Panel(i, pred, gt, f"frame {i}: J {res['tracker']['J'][:, n].mean():.2f}")
+            )
     out: dict[str, Any] = {"sequence": seq.name, "video": str(seq.video), "objects": k,
                            "frames_scored": len(scored), "binary_masks": seq.binary}  # fmt: skip
     for who, r in res.items():
@@ -381,7 +409,22 @@ def evaluate_davis(embedder: Any, seq: MaskSequence, *, size: int, opts: Any,
                          "F_per_frame": [round(x, 5) for x in r["F"][j]]})  # fmt: skip
         jj, ff = np.mean([o["J"] for o in objs]), np.mean([o["F"] for o in objs])
         out[who] = {"J": float(jj), "F": float(ff), "J&F": float((jj + ff) / 2), "objects": objs}
+    if picture is not None:
+        score = f"J&F {out['tracker']['J&F']:.3f} (copy-first {out['copy_first']['J&F']:.3f})"
+        _sheet(seq, panels, [f"{j}" for j in range(1, k + 1)], embedder, score, picture)
     return out
+
+
+PANELS = 5  # panels of a sequence's picture: the given frame and 4 spread over the scored ones
+
+
+def _sheet(seq: Any, panels: list[Any], names: list[str], embedder: Any, score: str,
+           path: Path) -> None:  # fmt: skip
+    from avssl.eval.tracking_pictures import write_sheet
+
+    title = (f"{seq.name} | {embedder.spec} | {score} | fill: tracked, white outline: "
+             "ground truth")  # fmt: skip
+    write_sheet(seq.video, panels, names, title, path)
 
 
 def davis_summary(seqs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -395,10 +438,13 @@ def davis_summary(seqs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return out
 
 
-def evaluate_vot(embedder: Any, seq: BoxSequence, *, size: int, opts: Any) -> dict[str, Any]:
+def evaluate_vot(embedder: Any, seq: BoxSequence, *, size: int | None, opts: Any,
+                 picture: Path | None = None) -> dict[str, Any]:  # fmt: skip
     """Per-frame IoU of the tracked box (and of copy-first) with the true region of frames
-    1..T-1 that have one; mean IoU, success@0.5 and success AUC (module docstring)."""
+    1..T-1 that have one; mean IoU, success@0.5 and success AUC (module docstring);
+    ``picture``: write its sheet there."""
     from avssl.data import decode
+    from avssl.eval.tracking_pictures import Panel, pick_frames
     from avssl.track import boxes_from_index, boxes_to_index, labels_to_index
 
     info = decode.probe(seq.video)
@@ -417,17 +463,24 @@ def evaluate_vot(embedder: Any, seq: BoxSequence, *, size: int, opts: Any) -> di
     labels = _track(embedder, seq.video, 0, t, index0, 1, size, opts)
     rec: dict[str, list[Any]] = {"frame": [], "iou": [], "iou_poly": [], "iou_copy": [],
                                  "iou_poly_copy": [], "box": []}  # fmt: skip
+    shown = set(pick_frames([i for i in range(1, t) if seq.regions[i] is not None],
+                            PANELS - 1)) if picture else set()  # fmt: skip
+    panels = [Panel(0, index0, None, "frame 0: given", box0, seq.regions[0])] if picture else []
     for i in range(1, t):
         region = seq.regions[i]
         if region is None:
             continue
-        pred = boxes_from_index(labels_to_index(labels[i], (hh, ww)), 1)[0]
+        index = labels_to_index(labels[i], (hh, ww))
+        pred = boxes_from_index(index, 1)[0]
         rec["frame"].append(i)
         rec["box"].append(None if pred is None else [round(v, 2) for v in pred])
         rec["iou"].append(box_iou(pred, aabb(region)))
         rec["iou_poly"].append(polygon_iou(pred, region))
         rec["iou_copy"].append(box_iou(box0, aabb(region)))
         rec["iou_poly_copy"].append(polygon_iou(box0, region))
+        if i in shown:
+            cap = f"frame {i}: IoU {rec['iou'][-1]:.2f}"
+            panels.append(Panel(i, index, None, cap, pred, region))
     if not rec["frame"]:
         raise ValueError(f"{seq.name}: no frame after the first has ground truth")
     out: dict[str, Any] = {"sequence": seq.name, "video": str(seq.video),
@@ -439,6 +492,9 @@ def evaluate_vot(embedder: Any, seq: BoxSequence, *, size: int, opts: Any) -> di
                     "AUC_poly": success_auc(ip)}  # fmt: skip
     out["per_frame"] = {key: [round(x, 5) if isinstance(x, float) else x for x in v]
                         for key, v in rec.items()}  # fmt: skip
+    if picture is not None:
+        score = f"AUC {out['tracker']['AUC']:.3f} (copy-first {out['copy_first']['AUC']:.3f})"
+        _sheet(seq, panels, ["1"], embedder, score, picture)
     return out
 
 
@@ -482,18 +538,28 @@ def run_bench(args: argparse.Namespace, out: Path) -> int:
     """``avssl-eval tracking MODEL --davis DIR --vot DIR``: evaluate, print, write
     ``OUT/tracking_bench.json``."""
     from avssl.data.manifest import atomic_write_text
-    from avssl.track import PropagationOptions, load_embedder
+    from avssl.track import REAL_SIZE, PropagationOptions, load_embedder
 
     t0 = time.monotonic()
     opts = PropagationOptions(args.context, args.radius if args.radius > 0 else None, args.topk,
                               args.temperature)  # fmt: skip
     names = [s for s in (args.sequences or "").split(",") if s] or None
+    dnames = names
+    if getattr(args, "imageset", None):  # the DAVIS side only: --vot keeps --sequences
+        if not args.davis:
+            raise ValueError("--imageset needs --davis (a DAVIS tree with ImageSets/)")
+        listed = read_imageset(Path(args.davis), args.imageset)
+        dnames = [n for n in names if n in listed] if names else listed
+        if not dnames:
+            raise ValueError(f"--sequences: none of them is in --imageset {args.imageset}")
     dseqs, skipped = (
-        find_davis(Path(args.davis), args.resolution, names) if args.davis else ([], [])
+        find_davis(Path(args.davis), args.resolution, dnames) if args.davis else ([], [])
     )
     vseqs, vskip = find_vot(Path(args.vot), names) if args.vot else ([], [])
     found = {s.name for s in dseqs} | {b.name for b in vseqs}
-    unknown = sorted(set(names or ()) - found - {n for n, _ in skipped + vskip})
+    unknown = sorted(
+        (set(names or ()) | set(dnames or ())) - found - {n for n, _ in skipped + vskip}
+    )
     if unknown:
         raise ValueError(f"--sequences: no sequence {unknown} under --davis / --vot")
     reasons: dict[str, str] = {}  # one reason per folder; none for one the other flag scores
@@ -506,13 +572,21 @@ def run_bench(args: argparse.Namespace, out: Path) -> int:
     if not dseqs and not vseqs:
         raise ValueError("no sequence with ground truth to score (see the skipped reasons)")
     embedder = load_embedder(args.model)
-    size = args.size or embedder.size
+    size = args.size  # None: avssl.track.real_size per sequence
     davis, vot = [], []
+    budget = [int(getattr(args, "pictures", 0) or 0)]
+
+    def picture(name: str) -> Path | None:  # sheets of the first --pictures sequences
+        budget[0] -= 1
+        return out / "pictures" / f"{name}.png" if budget[0] >= 0 else None
+
     for s in dseqs:
-        davis.append(evaluate_davis(embedder, s, size=size, opts=opts, void=args.void))
+        davis.append(evaluate_davis(embedder, s, size=size, opts=opts, void=args.void,
+                                    picture=picture(s.name)))  # fmt: skip
         print(f"  {s.name}: J&F {davis[-1]['tracker']['J&F']:.4f}", file=sys.stderr)
     for b in vseqs:
-        vot.append(evaluate_vot(embedder, b, size=size, opts=opts))
+        vot.append(evaluate_vot(embedder, b, size=size, opts=opts,
+                                picture=picture(b.name)))  # fmt: skip
         print(f"  {b.name}: AUC {vot[-1]['tracker']['AUC']:.4f}", file=sys.stderr)
     metrics: dict[str, Any] = {}
     if davis:
@@ -525,7 +599,7 @@ def run_bench(args: argparse.Namespace, out: Path) -> int:
                           "void": args.void, "sequences": [s["sequence"] for s in davis + vot],
                           "skipped": [{"sequence": n, "reason": w} for n, w in skipped]},
               "metrics": metrics,
-              "extra": {"size": size, "settings": {
+              "extra": {"size": size or f"{REAL_SIZE} or the video's short side", "settings": {
                   "context": opts.context, "radius": opts.radius, "topk": opts.topk,
                   "temperature": opts.temperature or embedder.temperature,
                   "similarity": embedder.similarity, "stride": embedder.stride},
@@ -535,8 +609,9 @@ def run_bench(args: argparse.Namespace, out: Path) -> int:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "tracking_bench.json"
     atomic_write_text(path, json.dumps(result, indent=1) + "\n")
+    shown = size or f"{REAL_SIZE} (or the short side)"
     print(f"tracking: {args.model} on {len(davis)} mask and {len(vot)} box sequence(s), input "
-          f"{size} px, {result['seconds']:.0f} s")  # fmt: skip
+          f"{shown} px, {result['seconds']:.0f} s")  # fmt: skip
     _print_tables(davis, vot, metrics)
     print(f"wrote {path}")
     return 0

@@ -72,6 +72,13 @@ class TrackingOptions:
     head_layers: int = 3  # the paper: 5
     head_width: int = 64  # the paper: 256 (recalled)
     coords: bool = False  # the paper: (x, y) in [-1, 1] concatenated before the head
+    # what the network sees: "grey" (the paper: the lightness only, as a grey RGB image) or
+    # "lab" (L, a and b; CorrFlow / MAST, Lai et al. 2019 / 2020), the colours the loss copies
+    # hidden by ``colour_dropout``
+    input: Literal["grey", "lab"] = "grey"
+    # training only, input "lab": the probability that a frame's a and b are zeroed (it is seen
+    # grey), drawn per frame, so the pointers must also work from the lightness's structure
+    colour_dropout: float = 0.0
     # the built-in set: train on its own train split, validate on its val split, never see its
     # test clips (those avssl-eval tracking scores); other manifests: the usual hash split
     synth_split: bool = True
@@ -93,6 +100,12 @@ class TrackingOptions:
             )
         if self.per_video < 1:
             problems.append(f"per_video={self.per_video} (need >= 1)")
+        if self.input not in ("grey", "lab"):
+            problems.append(f"input={self.input!r} (grey or lab)")
+        if not 0.0 <= self.colour_dropout <= 1.0:
+            problems.append(f"colour_dropout={self.colour_dropout} (need 0..1)")
+        if self.colour_dropout and self.input == "grey":
+            problems.append("colour_dropout with input=grey (the network sees no colour)")
         if problems:
             raise ValueError("tracking: bad " + "; ".join(problems))
 
@@ -259,11 +272,16 @@ class ColourTracker(nn.Module):
         head_layers: int = 3,
         head_width: int = 64,
         coords: bool = False,
+        input: str = "grey",
+        colour_dropout: float = 0.0,
         mean: tuple[float, ...] = IMAGENET_MEAN,
         std: tuple[float, ...] = IMAGENET_STD,
         **backbone_kwargs: Any,
     ) -> None:
         super().__init__()
+        if input not in ("grey", "lab"):
+            raise ValueError(f"tracking.input must be grey or lab, not {input!r}")
+        self.input, self.colour_dropout = input, float(colour_dropout)
         self.class_weight: torch.Tensor | None = None  # the trainer's balanced-loss hook (unused)
         self.encoder = TrackNet(
             backbone, embed_dim=embed_dim, head=head, head_layers=head_layers,
@@ -280,28 +298,42 @@ class ColourTracker(nn.Module):
 
     @torch.no_grad()
     def grey_lab(self, rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(..., 3, H, W)`` RGB in [0, 1] -> (the network's input: the sRGB grey of the same
-        lightness, 3 channels, normalised; Lab ``(..., 3, H, W)``), in float32."""
+        """``(..., 3, H, W)`` RGB in [0, 1] -> (the network's input, Lab ``(..., 3, H, W)``), in
+        float32. Input ``grey``: the sRGB grey of the same lightness, 3 channels, normalised by
+        the run's mean / std; ``lab``: ``(L - 50) / 25, a / 25, b / 25``."""
         from avssl.tasks.image_ops import grey_from_lightness, rgb_to_lab
 
         with torch.autocast(rgb.device.type, enabled=False):
             lab = rgb_to_lab(rgb.float())
+            if self.input == "lab":
+                shift = lab.new_tensor([50.0, 0.0, 0.0]).view(3, 1, 1)
+                return (lab - shift) / 25.0, lab
             grey = grey_from_lightness(lab[..., :1, :, :]).expand_as(lab)
         return (grey - self.mean) / self.std, lab
 
     def embed(self, rgb: torch.Tensor) -> torch.Tensor:
-        """``(B, T, 3, H, W)`` RGB in [0, 1] -> embeddings ``(B, T, D, h, w)`` of the grey frames
-        (what :mod:`avssl.track` propagates labels with)."""
-        grey, _ = self.grey_lab(rgb)
-        return self.encoder(grey)
+        """``(B, T, 3, H, W)`` RGB in [0, 1] -> embeddings ``(B, T, D, h, w)`` of the frames as
+        the network sees them (what :mod:`avssl.track` propagates labels with)."""
+        x, _ = self.grey_lab(rgb)
+        return self.encoder(x)
+
+    def _drop_colour(self, x: torch.Tensor) -> torch.Tensor:
+        """Training, input ``lab``: each frame of ``(B, T, 3, H, W)`` loses its a and b (zeroed:
+        grey) with probability ``colour_dropout``."""
+        if not (self.training and self.input == "lab" and self.colour_dropout > 0):
+            return x
+        drop = torch.rand(x.shape[:2], device=x.device) < self.colour_dropout
+        keep = torch.ones(*x.shape[:2], 3, 1, 1, device=x.device, dtype=x.dtype)
+        keep[..., 1:, :, :] = (~drop).to(x.dtype)[..., None, None, None]
+        return x * keep
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         x = batch["frames"]
         if x.shape[1] < 2:
             raise ValueError(f"colorization_tracking: {x.shape[1]} frame(s) per example; need >= 2")
         rgb = (x.float() * self.std + self.mean).clamp(0.0, 1.0)
-        grey, lab = self.grey_lab(rgb)
-        feats = self.encoder(grey)  # (B, T, D, h, w)
+        x_in, lab = self.grey_lab(rgb)
+        feats = self.encoder(self._drop_colour(x_in))  # (B, T, D, h, w)
         b, t, _, h, w = feats.shape
         from avssl.tasks.image_ops import quantize_ab
 

@@ -181,6 +181,8 @@ def prepare(
         "head_layers": o.head_layers,
         "head_width": o.head_width,
         "coords": o.coords,
+        "input": o.input,
+        "colour_dropout": o.colour_dropout,
         "mean": tuple(cfg.aug.mean),
         "std": tuple(cfg.aug.std),
     }
