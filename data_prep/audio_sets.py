@@ -38,6 +38,7 @@ from typing import Any
 
 from avssl import errors
 from avssl.data.manifest import atomic_write_text, remove_stale_temps, write_manifest
+from avssl.data.suffixes import AUDIO_SUFFIXES
 from data_prep.parallel import Progress, default_workers, imap_jobs
 from data_prep.scan import not_taken, write_skipped
 
@@ -59,8 +60,6 @@ __all__ = [
 
 #: Version of the manifest rows (the ``"v"`` field of every row); see docs/manifests.md.
 FORMAT_VERSION = 1
-#: File suffixes taken as audio by :func:`prep_audio_folder` (case-insensitive).
-AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus")
 #: The columns of ESC-50's ``meta/esc50.csv`` (extra columns are allowed and ignored).
 ESC50_COLUMNS = ("filename", "fold", "target", "category", "esc10", "src_file", "take")
 ESC50_FOLDS = 5

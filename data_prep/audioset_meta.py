@@ -27,6 +27,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from avssl.data.suffixes import AUDIO_SUFFIXES, VIDEO_SUFFIXES
+
 __all__ = [
     "AUDIO_SUFFIXES",
     "MEDIA_SUFFIXES",
@@ -48,10 +50,8 @@ __all__ = [
     "split_of_csv",
 ]
 
-#: Video containers and audio files a download may hold (compared case-insensitively).
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".flv")
-AUDIO_SUFFIXES = (".wav", ".m4a", ".mp3", ".ogg", ".opus", ".flac")
-MEDIA_SUFFIXES = VIDEO_SUFFIXES + AUDIO_SUFFIXES
+
+MEDIA_SUFFIXES = tuple(dict.fromkeys(VIDEO_SUFFIXES + AUDIO_SUFFIXES))  # videos and sound
 
 #: A start time read from a file name matches a segment start within this many seconds.
 START_TOLERANCE_S = 0.5

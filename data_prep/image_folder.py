@@ -97,7 +97,7 @@ class ShardResult:
 
 
 def _suffixes() -> frozenset[str]:
-    from avssl.eval.vision import IMAGE_SUFFIXES
+    from avssl.data.suffixes import IMAGE_SUFFIXES
 
     return IMAGE_SUFFIXES
 

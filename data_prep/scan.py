@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from avssl.data.decode import VIDEO_SUFFIXES
+from avssl.data.suffixes import AUDIO_SUFFIXES
 from data_prep.ucf101_lists import parse_clip_path, read_splits
 
 __all__ = [
@@ -21,8 +22,6 @@ __all__ = [
     "write_skipped",
 ]  # fmt: skip
 
-#: Sound-only files (named in skipped.csv as such: the video preps need pictures).
-AUDIO_SUFFIXES = (".wav", ".mp3", ".m4a", ".aac", ".flac", ".opus", ".oga", ".wma", ".aif", ".aiff")
 #: Folders of annotations, not of video frames (DAVIS ``Annotations/``, ``masks/``, ``gt/``):
 #: a scan skips them with everything below, and names them in skipped.csv.
 ANNOTATION_DIRS = frozenset({

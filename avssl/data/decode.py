@@ -64,7 +64,6 @@ from avssl.data.audio_decode import (
 )
 from avssl.data.media_io import (
     DEFAULT_TIMEOUT_S,
-    VIDEO_SUFFIXES,
     _check_deadline,
     _demux,
     _open,
@@ -72,6 +71,7 @@ from avssl.data.media_io import (
     _video_stream,
     check_source,
 )
+from avssl.data.suffixes import VIDEO_SUFFIXES
 from avssl.types import (
     FRAME_FOLDER_CONTAINER,
     Clip,

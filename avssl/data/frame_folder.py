@@ -44,6 +44,7 @@ from pathlib import Path
 import av
 
 from avssl import errors
+from avssl.data.suffixes import IMAGE_SUFFIXES
 
 __all__ = [
     "DEFAULT_FPS",
@@ -57,8 +58,6 @@ __all__ = [
     "looks_like_frame_folder",
 ]
 
-#: Suffixes of frame images (case-insensitive).
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 #: Frame rate of a frame folder without a sidecar or an explicit ``fps`` (UCF-101's and most
 #: European footage's rate; DAVIS is 24, Kinetics rawframes 30: pass ``fps`` or a sidecar).
 DEFAULT_FPS = 25.0

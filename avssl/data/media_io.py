@@ -18,21 +18,11 @@ from typing import Any
 import av
 
 from avssl import errors
-from avssl.data import frame_folder
+from avssl.data.suffixes import MEDIA_SUFFIXES
 
 #: Wall-clock bound for one probe or one read; a decode that takes longer raises
 #: DecodeTimeoutError instead of hanging a data-loader worker.
 DEFAULT_TIMEOUT_S = 120.0
-
-
-#: File suffixes of videos (case-insensitive), what ``avssl-prep folder`` takes: the containers
-#: read exactly (tests/test_decode_exact.py), animated GIF/APNG, and the MPEG program /
-#: transport stream names. A folder of numbered images is a video too (frame_folder).
-VIDEO_SUFFIXES = (
-    ".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".vob", ".m2v", ".wmv",
-    ".asf", ".flv", ".3gp", ".3g2", ".ogv", ".ogg", ".ts", ".mts", ".m2ts", ".mxf", ".gif",
-    ".apng",
-)  # fmt: skip
 
 
 def _check_file(path: str | os.PathLike[str]) -> Path:
@@ -165,10 +155,7 @@ def _is_folder(path: str | os.PathLike[str]) -> bool:
 
 
 #: A folder named like a media file (``clip.mp4``, ``x.wav``, ``x.png``) is no frame folder.
-_MEDIA_FILE_SUFFIXES = (
-    *VIDEO_SUFFIXES, *frame_folder.IMAGE_SUFFIXES,
-    ".wav", ".mp3", ".m4a", ".aac", ".flac", ".opus", ".oga", ".wma", ".aif", ".aiff", ".mka",
-)  # fmt: skip
+_MEDIA_FILE_SUFFIXES = MEDIA_SUFFIXES
 
 
 def _check_deadline(deadline: float, p: Path, what: str) -> None:

@@ -90,6 +90,7 @@ from avssl import dist
 from avssl.checkpoints import load_checkpoint, load_weights
 from avssl.data.dataset import FrameReader, ManifestDataset, load_probe_infos
 from avssl.data.manifest import atomic_output, atomic_write_text, read_manifest, resolve_under
+from avssl.data.suffixes import IMAGE_SUFFIXES
 from avssl.data.transforms import AugmentConfig, AugmentParams, apply_params, augment
 from avssl.eval.encoders import ModelInfo, load_encoder
 from avssl.eval.metrics import accuracy, balanced_accuracy, confusion_matrix
@@ -124,7 +125,6 @@ __all__ = [
     "register",
 ]
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
 CROP_CHOICES = (1, 2, 5, 10)
 VIDEO_CLIP_LENGTH = 16  # clip.length = 0 with a video backbone (r3d_18, r2plus1d_18)
 

@@ -47,6 +47,7 @@ import numpy as np
 
 from avssl.data.decode import VIDEO_SUFFIXES
 from avssl.data.manifest import atomic_output, atomic_write_text
+from avssl.data.suffixes import AUDIO_SUFFIXES
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -68,8 +69,6 @@ MAP_MAX_POINTS = 20000  # PCA fit and scatter on at most this many points (fixed
 MAX_HEATMAPS = 200  # gallery entries
 TRAIN_KEYS = ("loss", "acc", "lr", "samples_per_s", "data_wait")
 VAL_KEYS = ("val_loss", "val_acc", "val_balanced_acc", "val_samples")
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
-AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aac", ".opus"})
 _GREY = (160, 160, 160)
 _BORDER = {"query": (40, 90, 220), True: (30, 170, 60), False: (220, 40, 40), None: (120, 120, 120)}
 

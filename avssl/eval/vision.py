@@ -89,6 +89,7 @@ from torch import nn
 from avssl import errors
 from avssl.checkpoints import checkpoint_file, load_checkpoint
 from avssl.data.manifest import atomic_output, atomic_write_text, read_manifest, resolve_under
+from avssl.data.suffixes import AUDIO_SUFFIXES, IMAGE_SUFFIXES
 from avssl.data.transforms import IMAGENET_MEAN, IMAGENET_STD, AugmentConfig, augment
 
 __all__ = [
@@ -115,8 +116,6 @@ __all__ = [
 FEATURE_VERSION = 1  # bump when the extraction changes, so old caches are not reused
 DEFAULT_SIZE = 64
 DEFAULT_FRAME_SIZE = 64
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".pgm"})
-AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac"})
 CLIP_BACKBONES = frozenset({"r3d_18", "r2plus1d_18"})
 
 
