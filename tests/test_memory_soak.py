@@ -56,10 +56,17 @@ def test_rss_sees_an_allocation() -> None:
     before = ms.rss_mb()
     if before is None:
         pytest.skip("no psutil and no /proc on this platform")
-    block = np.ones(64 * 2**20, np.uint8)  # touched: resident
+    # a fresh anonymous mapping, every page written: new resident memory (np.ones may reuse heap
+    # pages an earlier test freed but the allocator kept resident, and then RSS does not move)
+    import mmap
+
+    block = mmap.mmap(-1, 64 * 2**20)
+    page = mmap.PAGESIZE
+    for off in range(0, len(block), page):
+        block[off] = 1
     after = ms.rss_mb()
     assert after is not None and after - before > 48, (before, after)
-    del block
+    block.close()
     assert ms.rss_mb(os.getpid()) is not None
     assert ms.rss_mb(2**22 + 12345) is None  # no such process
 

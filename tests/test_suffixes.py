@@ -20,7 +20,9 @@ def test_every_reader_uses_the_one_list() -> None:
         assert mod.IMAGE_SUFFIXES is suffixes.IMAGE_SUFFIXES
     for mod in (vision, report, audio_sets, scan, audioset_meta):
         assert mod.AUDIO_SUFFIXES is suffixes.AUDIO_SUFFIXES
-    assert set(audioset_meta.MEDIA_SUFFIXES) == set(suffixes.VIDEO_SUFFIXES + suffixes.AUDIO_SUFFIXES)
+    assert set(audioset_meta.MEDIA_SUFFIXES) == set(
+        suffixes.VIDEO_SUFFIXES + suffixes.AUDIO_SUFFIXES
+    )
     assert ".gif" in suffixes.VIDEO_SUFFIXES and ".gif" not in suffixes.IMAGE_SUFFIXES
     assert all(s == s.lower() and s.startswith(".") for s in suffixes.MEDIA_SUFFIXES)
 
