@@ -574,11 +574,11 @@ def run_bench(args: argparse.Namespace, out: Path) -> int:
     embedder = load_embedder(args.model)
     size = args.size  # None: avssl.track.real_size per sequence
     davis, vot = [], []
-    budget = [int(getattr(args, "pictures", 0) or 0)]
+    names_all = [q.name for q in dseqs] + [q.name for q in vseqs]
+    pictured = names_all[: max(0, getattr(args, "pictures", 0) or 0)]
 
     def picture(name: str) -> Path | None:  # sheets of the first --pictures sequences
-        budget[0] -= 1
-        return out / "pictures" / f"{name}.png" if budget[0] >= 0 else None
+        return out / "pictures" / f"{name}.png" if name in pictured else None
 
     for s in dseqs:
         davis.append(evaluate_davis(embedder, s, size=size, opts=opts, void=args.void,

@@ -45,11 +45,10 @@ def _panel(frame: np.ndarray, p: Panel, names: list[str], width: int) -> np.ndar
     s = width / w
     size = (width, max(1, round(h * s)))
     small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
-    box: list[list[float] | None] = [] if p.pred_box is None else [p.pred_box]
     if p.pred is not None:
         index = cv2.resize(p.pred.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
-        boxes = box if p.gt_poly is not None else []
-        img = overlay_labels(small, index, boxes, names[: len(boxes) or len(names)], scale=s)
+        boxes: list[list[float] | None] = [] if p.pred_box is None else [p.pred_box]
+        img = overlay_labels(small, index, boxes, names, scale=s)
     else:
         img = small.copy()
     white = (255, 255, 255)

@@ -322,10 +322,8 @@ class ColourTracker(nn.Module):
         grey) with probability ``colour_dropout``."""
         if not (self.training and self.input == "lab" and self.colour_dropout > 0):
             return x
-        drop = torch.rand(x.shape[:2], device=x.device) < self.colour_dropout
-        keep = torch.ones(*x.shape[:2], 3, 1, 1, device=x.device, dtype=x.dtype)
-        keep[..., 1:, :, :] = (~drop).to(x.dtype)[..., None, None, None]
-        return x * keep
+        keep = (torch.rand(x.shape[:2], device=x.device) >= self.colour_dropout).to(x.dtype)
+        return torch.cat([x[:, :, :1], x[:, :, 1:] * keep[..., None, None, None]], dim=2)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         x = batch["frames"]
