@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import sys
+from collections.abc import Callable
 
 
 class MediaError(Exception):
@@ -158,3 +160,32 @@ def check_file_entry(path: str | os.PathLike[str]) -> os.stat_result:
     if not os.access(p, os.R_OK):
         raise PermissionDeniedError(p, "file is not readable (permissions)")
     return st
+
+
+def cli_message(prog: str, e: BaseException) -> str:
+    """The one line a command prints for an error it cannot go on from.
+
+    A full disk, a read-only file system or a denied path names the path and says that running
+    the same command again resumes (writes are atomic: nothing half-written is kept).
+    """
+    if isinstance(e, OSError) and not isinstance(e, MediaError):
+        where = e.filename if e.filename is not None else ""
+        what = e.strerror or str(e)
+        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS):
+            return f"{prog}: {where}: {what}; fix that and run the same command again: it resumes"
+        if where:
+            return f"{prog}: {where}: {what}"
+    return f"{prog}: {e}"
+
+
+def run_cli(prog: str, func: Callable[[], int]) -> int:
+    """Run a command's body with the one error guard every avssl CLI shares.
+
+    Bad input (a missing file, a bad value, bad media) and environment failures (a full disk, a
+    denied path) become one line on stderr and exit status 2, not a traceback.
+    """
+    try:
+        return int(func())
+    except (OSError, ValueError, MediaError) as e:
+        print(cli_message(prog, e), file=sys.stderr)
+        return 2

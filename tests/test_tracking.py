@@ -189,7 +189,7 @@ def test_task_trains_and_its_checkpoint_loads(run: Path, synth_set: Path) -> Non
 
 
 def test_eval_tracking_on_the_synth(run: Path, synth_set: Path, tmp_path: Path) -> None:
-    from avssl.eval.cli import main as eval_main
+    from avssl.cli.eval import main as eval_main
 
     split = json.loads((synth_set / "manifest.jsonl").read_text().splitlines()[0])["split"]
     out = tmp_path / "ev"

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from avssl.checks import float_arg, int_arg
+
 __all__ = [
     "ArrowClip",
     "OddOneOutQuestion",
@@ -44,25 +46,6 @@ Window = tuple[int, int]
 
 
 # --------------------------------------------------------------------------- validation helpers
-
-
-def _int_arg(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _float_arg(name: str, value: object, lo: float, hi: float = float("inf")) -> float:
-    bound = f"in [{lo}, {hi}]" if np.isfinite(hi) else f"finite and >= {lo}"
-    try:
-        v = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number {bound}, got {value!r}") from None
-    if not (lo <= v <= hi) or not np.isfinite(v):  # NaN fails the comparison
-        raise ValueError(f"{name} must be {bound}, got {value!r}")
-    return v
 
 
 def _check_rng(rng: object) -> np.random.Generator:
@@ -88,8 +71,8 @@ def _check_windows(windows: Sequence[Window], n: int) -> list[Window]:
     for w in windows:
         if len(w) != 2:
             raise ValueError(f"window must be a (start, end) pair, got {w!r}")
-        s = _int_arg("window start", w[0], 0)
-        e = _int_arg("window end", w[1], 0)
+        s = int_arg("window start", w[0], 0)
+        e = int_arg("window end", w[1], 0)
         if not s < e <= n:
             raise ValueError(f"window {w!r} must satisfy 0 <= start < end <= len(thumbs) = {n}")
         out.append((s, e))
@@ -207,11 +190,11 @@ def high_motion_windows(
     coarse optical-flow magnitude per frame), because in a still window every order looks the same
     and the temporal-order label is noise; O3N and arrow-of-time use the same motion filter.
     """
-    smooth = _int_arg("smooth", smooth, 1)
-    quantile = _float_arg("quantile", quantile, 0.0, 1.0)
-    floor = _float_arg("floor", floor, 0.0)
-    min_len = _int_arg("min_len", min_len, 1)
-    merge_gap = _int_arg("merge_gap", merge_gap, 0)
+    smooth = int_arg("smooth", smooth, 1)
+    quantile = float_arg("quantile", quantile, 0.0, 1.0)
+    floor = float_arg("floor", floor, 0.0)
+    min_len = int_arg("min_len", min_len, 1)
+    merge_gap = int_arg("merge_gap", merge_gap, 0)
     e = np.asarray(energy, dtype=np.float64)
     if e.ndim != 1:
         raise ValueError(f"energy must be 1-D (N,), got shape {e.shape}")
@@ -245,12 +228,12 @@ def near_duplicate(thumbs: np.ndarray, i: int, j: int, threshold: float) -> bool
     """True when frames ``i`` and ``j`` look the same: mean |thumbs[i] - thumbs[j]| / 255 <
     ``threshold`` (so ``threshold = 0`` never calls two frames duplicates)."""
     n = _check_thumbs(thumbs)
-    i = _int_arg("i", i, 0)
-    j = _int_arg("j", j, 0)
+    i = int_arg("i", i, 0)
+    j = int_arg("j", j, 0)
     for name, v in (("i", i), ("j", j)):
         if v >= n:
             raise ValueError(f"{name} must be < len(thumbs) = {n}, got {v}")
-    threshold = _float_arg("threshold", threshold, 0.0)
+    threshold = float_arg("threshold", threshold, 0.0)
     return _mad(thumbs, i, j) < threshold
 
 
@@ -299,13 +282,13 @@ def shuffle_learn_tuples(
     """
     n = _check_thumbs(thumbs)
     wins = _check_windows(windows, n)
-    count = _int_arg("count", count, 0)
+    count = int_arg("count", count, 0)
     rng = _check_rng(rng)
-    positive_ratio = _float_arg("positive_ratio", positive_ratio, 0.0, 1.0)
-    tau_max = _int_arg("tau_max", tau_max, 2)  # c needs a frame strictly between b and d
-    tau_min = _int_arg("tau_min", tau_min, 1)
-    dup_threshold = _float_arg("dup_threshold", dup_threshold, 0.0)
-    max_tries = _int_arg("max_tries", max_tries, 1)
+    positive_ratio = float_arg("positive_ratio", positive_ratio, 0.0, 1.0)
+    tau_max = int_arg("tau_max", tau_max, 2)  # c needs a frame strictly between b and d
+    tau_min = int_arg("tau_min", tau_min, 1)
+    dup_threshold = float_arg("dup_threshold", dup_threshold, 0.0)
+    max_tries = int_arg("max_tries", max_tries, 1)
 
     # Per window: b ranges over [s + tau_min, hi_d - 2] (room for a before b and for c, d after),
     # d over [b + 2, min(b + tau_max, hi_d)] with hi_d = end - 1 - tau_min (room for e after d).
@@ -396,13 +379,13 @@ def odd_one_out_questions(
     """
     n = _check_thumbs(thumbs)
     wins = _check_windows(windows, n)
-    count = _int_arg("count", count, 0)
+    count = int_arg("count", count, 0)
     rng = _check_rng(rng)
-    num_subsequences = _int_arg("num_subsequences", num_subsequences, 2)
-    length = _int_arg("length", length, 2)
-    max_stride = _int_arg("max_stride", max_stride, 1)
-    dup_threshold = _float_arg("dup_threshold", dup_threshold, 0.0)
-    max_tries = _int_arg("max_tries", max_tries, 1)
+    num_subsequences = int_arg("num_subsequences", num_subsequences, 2)
+    length = int_arg("length", length, 2)
+    max_stride = int_arg("max_stride", max_stride, 1)
+    dup_threshold = float_arg("dup_threshold", dup_threshold, 0.0)
+    max_tries = int_arg("max_tries", max_tries, 1)
 
     tables = _stride_tables(wins, length, max_stride)
     if count == 0 or not tables:
@@ -467,12 +450,12 @@ def arrow_of_time_clips(
     """
     n = _check_thumbs(thumbs)
     wins = _check_windows(windows, n)
-    count = _int_arg("count", count, 0)
+    count = int_arg("count", count, 0)
     rng = _check_rng(rng)
-    length = _int_arg("length", length, 2)
-    max_stride = _int_arg("max_stride", max_stride, 1)
-    dup_threshold = _float_arg("dup_threshold", dup_threshold, 0.0)
-    max_tries = _int_arg("max_tries", max_tries, 1)
+    length = int_arg("length", length, 2)
+    max_stride = int_arg("max_stride", max_stride, 1)
+    dup_threshold = float_arg("dup_threshold", dup_threshold, 0.0)
+    max_tries = int_arg("max_tries", max_tries, 1)
 
     tables = _stride_tables(wins, length, max_stride)
     if count == 0 or not tables:

@@ -38,6 +38,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from avssl.checks import float_arg, int_arg
+
 __all__ = [
     "DEFAULT_C_GRID",
     "accuracy",
@@ -66,35 +68,6 @@ _TIE_TOL = 1e-12
 
 
 # --------------------------------------------------------------------------- validation helpers
-
-
-def _int_arg(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _float_arg(
-    name: str, value: object, lo: float, hi: float = float("inf"), *, lo_open: bool = False
-) -> float:
-    left = "(" if lo_open else "["
-    bound = (
-        f"in {left}{lo}, {hi}]"
-        if np.isfinite(hi)
-        else f"finite and {'>' if lo_open else '>='} {lo}"
-    )
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be a number {bound}, got {value!r}")
-    try:
-        v = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number {bound}, got {value!r}") from None
-    ok_lo = v > lo if lo_open else v >= lo
-    if not (ok_lo and v <= hi) or not np.isfinite(v):  # NaN fails the comparisons
-        raise ValueError(f"{name} must be {bound}, got {value!r}")
-    return v
 
 
 def _labels(name: str, values: ArrayLike, *, non_negative: bool = True) -> np.ndarray:
@@ -140,7 +113,7 @@ def _num_classes_arg(num_classes: object, *arrays: np.ndarray) -> int:
     top = max((int(a.max()) for a in arrays if a.size), default=-1)
     if num_classes is None:
         return top + 1
-    n = _int_arg("num_classes", num_classes, 1)
+    n = int_arg("num_classes", num_classes, 1)
     if top >= n:
         raise ValueError(f"label {top} is out of range for num_classes={n}")
     return n
@@ -148,7 +121,7 @@ def _num_classes_arg(num_classes: object, *arrays: np.ndarray) -> int:
 
 def _c_grid(values: Iterable[object]) -> list[float]:
     try:
-        grid = [_float_arg("C_grid value", c, 0.0, lo_open=True) for c in values]
+        grid = [float_arg("C_grid value", c, 0.0, lo_open=True) for c in values]
     except TypeError:
         raise ValueError(f"C_grid must be an iterable of numbers, got {values!r}") from None
     if not grid:
@@ -184,7 +157,7 @@ def _count_convergence(counter: list[int]) -> Iterator[None]:
 
 def _chunk_rows(chunk_size: object, rows: int, cols: int) -> int:
     if chunk_size is not None:
-        return _int_arg("chunk_size", chunk_size, 1)
+        return int_arg("chunk_size", chunk_size, 1)
     return max(1, min(max(rows, 1), _CHUNK_ELEMENTS // max(cols, 1)))
 
 
@@ -219,7 +192,7 @@ def confusion_matrix(pred: ArrayLike, target: ArrayLike, num_classes: int) -> np
     """``(num_classes, num_classes)`` int64 counts; ``cm[t, p]`` = #samples of true class ``t``
     predicted as ``p`` (rows = true class, columns = predicted class)."""
     p, t = _pred_target(pred, target)
-    n = _int_arg("num_classes", num_classes, 1)
+    n = int_arg("num_classes", num_classes, 1)
     _num_classes_arg(n, p, t)
     return np.bincount(t * n + p, minlength=n * n).reshape(n, n).astype(np.int64)
 
@@ -270,10 +243,8 @@ def knn_predict(
         )
     if te.shape[1] != tr.shape[1]:
         raise ValueError(f"feature dims differ: train {tr.shape[1]}, test {te.shape[1]}")
-    k = _int_arg("k", k, 1)
-    temp = (
-        None if temperature is None else _float_arg("temperature", temperature, 0.0, lo_open=True)
-    )
+    k = int_arg("k", k, 1)
+    temp = None if temperature is None else float_arg("temperature", temperature, 0.0, lo_open=True)
     n_cls = _num_classes_arg(num_classes, y)
 
     n_train, n_test = tr.shape[0], te.shape[0]
@@ -382,8 +353,8 @@ def linear_svm_folds(
     if len(fold_ids) < 3:
         raise ValueError(f"need at least 3 distinct folds, got {len(fold_ids)}: {fold_ids}")
     grid = _c_grid(C_grid)
-    seed = _int_arg("seed", seed, 0)
-    max_iter = _int_arg("max_iter", max_iter, 1)
+    seed = int_arg("seed", seed, 0)
+    max_iter = int_arg("max_iter", max_iter, 1)
     warned = [0]
 
     def fit_score(
@@ -498,11 +469,11 @@ def logistic_probe(
     if xte.shape[1] != xtr.shape[1]:
         raise ValueError(f"feature dims differ: train {xtr.shape[1]}, test {xte.shape[1]}")
     grid = _c_grid(C_grid)
-    frac = _float_arg("val_fraction", val_fraction, 0.0, 1.0, lo_open=True)
+    frac = float_arg("val_fraction", val_fraction, 0.0, 1.0, lo_open=True)
     if frac >= 1.0:
         raise ValueError(f"val_fraction must be < 1, got {val_fraction!r}")
-    seed = _int_arg("seed", seed, 0)
-    max_iter = _int_arg("max_iter", max_iter, 1)
+    seed = int_arg("seed", seed, 0)
+    max_iter = int_arg("max_iter", max_iter, 1)
     if ytr.size == 0:
         raise ValueError("training set is empty")
     _check_two_classes(ytr, "train_labels")
@@ -578,7 +549,7 @@ def retrieval_metrics(
         raise ValueError("relevance must be finite and >= 0")
     if isinstance(ks, int | np.integer):
         ks = (int(ks),)
-    k_list = sorted({_int_arg("k", k, 1) for k in ks})
+    k_list = sorted({int_arg("k", k, 1) for k in ks})
     if not k_list:
         raise ValueError("ks is empty")
     n_q, n_items = s_all.shape
@@ -816,8 +787,8 @@ def boxes_to_mask(
       ``consensus=m`` it is instead ``min(count / m, 1)`` -- the Flickr-SoundNet consensus map of
       Senocak et al. as implemented in LVS / EZ-VSL (``m = 2``: two agreeing annotators suffice).
     """
-    height = _int_arg("height", height, 1)
-    width = _int_arg("width", width, 1)
+    height = int_arg("height", height, 1)
+    width = int_arg("width", width, 1)
     if not soft:
         if consensus is not None:
             raise ValueError("consensus applies only with soft=True")
@@ -832,7 +803,7 @@ def boxes_to_mask(
         count += _binary_box_mask(_box_array(boxes), height, width)
     if consensus is None:
         return count / len(annotators)
-    m = _int_arg("consensus", consensus, 1)
+    m = int_arg("consensus", consensus, 1)
     return np.minimum(count / m, 1.0)
 
 
@@ -861,7 +832,7 @@ def _binarise(hm: np.ndarray, threshold: str | float) -> np.ndarray:
             raise ValueError(f"threshold must be 'median' or a number in [0, 1], got {threshold!r}")
         flat = np.sort(hm, axis=None)
         return hm >= flat[flat.size // 2]
-    t = _float_arg("threshold", threshold, 0.0, 1.0)
+    t = float_arg("threshold", threshold, 0.0, 1.0)
     lo, hi = float(hm.min()), float(hm.max())
     norm = (hm - lo) / (hi - lo) if hi > lo else np.zeros_like(hm)
     return norm >= t
@@ -944,7 +915,7 @@ def pointing_game(
     if size is not None:
         if len(size) != 2:
             raise ValueError(f"size must be (height, width), got {size!r}")
-        hm = _resize_bilinear(hm, (_int_arg("height", size[0], 1), _int_arg("width", size[1], 1)))
+        hm = _resize_bilinear(hm, (int_arg("height", size[0], 1), int_arg("width", size[1], 1)))
     boxes = _box_array(boxes_norm)
     if boxes.shape[0] == 0:
         raise ValueError("pointing_game needs at least one box")

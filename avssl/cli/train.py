@@ -1,4 +1,4 @@
-"""Thin entry points: ``avssl-train`` and ``avssl-export`` (also ``python -m avssl.cli``).
+"""``avssl-train`` and ``avssl-export`` (also ``python -m avssl.cli``).
 
 avssl-train TASK [--config configs/X.yaml] [--set key=value ...] [--out RUN_DIR] [--resume]
 avssl-train --list
@@ -152,6 +152,3 @@ def train_entry() -> int:
 def export_entry() -> int:
     return export_main()
 
-
-if __name__ == "__main__":
-    sys.exit(main())
