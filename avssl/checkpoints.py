@@ -20,8 +20,6 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["checkpoint_file", "load_checkpoint", "load_weights"]
-
 _SHOW = 8  # keys listed per kind of mismatch (the count says how many more)
 
 

@@ -46,8 +46,6 @@ import yaml
 
 from avssl.data.manifest import atomic_write_text
 
-__all__ = ["apply_overrides", "config_from_dict", "config_to_dict", "dump_config", "load_config"]
-
 T = TypeVar("T")
 
 SET_SOURCE = "--set"
@@ -143,10 +141,6 @@ def dump_config(cfg: Any, path: str | os.PathLike[str]) -> Path:
     return Path(path)
 
 
-# --------------------------------------------------------------------------------------------
-# Internals
-
-
 def _is_instance(obj: Any) -> bool:
     return dataclasses.is_dataclass(obj) and not isinstance(obj, type)
 
@@ -174,8 +168,7 @@ def _field_types(cls: type) -> dict[str, Any]:
             f"{cls.__qualname__}: cannot resolve field annotations ({e}); define config "
             "dataclasses and the types they name at module level"
         ) from e
-    found = {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init}
-    _FIELD_TYPES[cls] = found
+    found = _FIELD_TYPES[cls] = {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init}
     return found
 
 
@@ -233,10 +226,7 @@ def _set_path(obj: Any, parts: list[str], text: str, *, prefix: str) -> Any:
 def _dataclass_arm(tp: Any) -> type | None:
     """The dataclass type in ``tp`` (``Section`` or ``Section | None``), if any."""
     arms = _union_arms(tp) or (tp,)
-    for arm in arms:
-        if isinstance(arm, type) and dataclasses.is_dataclass(arm):
-            return arm
-    return None
+    return next((a for a in arms if isinstance(a, type) and dataclasses.is_dataclass(a)), None)
 
 
 def _convert_text(text: str, tp: Any, *, key: str, current: Any) -> Any:
@@ -287,31 +277,11 @@ def _convert(
     ``text`` marks values from ``--set``, which may spell booleans and ``None`` as words.
     ``current`` is the field's value now; a mapping for a nested dataclass updates it.
     """
-
-    def fail(extra: str = "") -> ValueError:
-        return ValueError(
-            f"{source}: {key}={value!r}: expected {_type_name(tp)}, "
-            f"got {type(value).__name__}{extra}"
-        )
-
     if tp is Any:
         return value
     arms = _union_arms(tp)
     if arms is not None:
-        if type(None) in arms and (
-            value is None or (text and isinstance(value, str) and value.lower() in _NONE_TEXT)
-        ):
-            return None
-        others = [a for a in arms if a is not type(None)]
-        if len(others) == 1 and _dataclass_arm(others[0]) is not None:
-            # Section | None: the section's own error (e.g. a nested unknown key) says more
-            return _convert(value, others[0], key=key, source=source, current=current, text=text)
-        for arm in others:
-            try:
-                return _convert(value, arm, key=key, source=source, current=current, text=text)
-            except ValueError:
-                continue
-        raise fail()
+        return _convert_union(value, arms, tp, key=key, source=source, current=current, text=text)
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is Literal:
         for choice in args:
@@ -319,24 +289,56 @@ def _convert(
                 return choice
         by_lower = {str(a).lower(): a for a in args}
         close = difflib.get_close_matches(str(value).lower(), list(by_lower), n=1)
-        raise fail(f"; did you mean {by_lower[close[0]]!r}?" if close else "")
-    if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise fail()
-        if origin is tuple and not (len(args) == 2 and args[1] is ...) and args != ():
-            if len(value) != len(args):
-                raise fail(f" of length {len(value)}")
-            elem_types = list(args)
-        else:
-            elem_types = [args[0] if args else Any] * len(value)
-        items = [
-            _convert(v, t, key=f"{key}[{i}]", source=source, text=text)
-            for i, (v, t) in enumerate(zip(value, elem_types, strict=True))
-        ]
-        return items if origin is list else tuple(items)
+        raise _mismatch(
+            value, tp, key, source, f"; did you mean {by_lower[close[0]]!r}?" if close else ""
+        )
+    if origin in (list, tuple, dict):
+        return _convert_collection(value, tp, key=key, source=source, text=text)
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise _mismatch(value, tp, key, source, " (a section: give a mapping of its fields)")
+        base = current if isinstance(current, tp) else _defaults(tp)
+        return _apply_mapping(base, value, prefix=key + ".", source=source)
+    if tp in (bool, int, float, str, Path):
+        out = _convert_scalar(value, tp, text=text)
+        if out is _NO_FIT:
+            raise _mismatch(value, tp, key, source)
+        return out
+    raise TypeError(f"{key}: unsupported config field type {_type_name(tp)}")
+
+
+def _mismatch(value: Any, tp: Any, key: str, source: str, extra: str = "") -> ValueError:
+    return ValueError(
+        f"{source}: {key}={value!r}: expected {_type_name(tp)}, got {type(value).__name__}{extra}"
+    )
+
+
+def _convert_union(
+    value: Any, arms: tuple[Any, ...], tp: Any, *, key: str, source: str, current: Any, text: bool
+) -> Any:
+    """``value`` in the first arm of ``X | Y | None`` it fits."""
+    if type(None) in arms and (
+        value is None or (text and isinstance(value, str) and value.lower() in _NONE_TEXT)
+    ):
+        return None
+    others = [a for a in arms if a is not type(None)]
+    if len(others) == 1 and _dataclass_arm(others[0]) is not None:
+        # Section | None: the section's own error (e.g. a nested unknown key) says more
+        return _convert(value, others[0], key=key, source=source, current=current, text=text)
+    for arm in others:
+        try:
+            return _convert(value, arm, key=key, source=source, current=current, text=text)
+        except ValueError:
+            continue
+    raise _mismatch(value, tp, key, source)
+
+
+def _convert_collection(value: Any, tp: Any, *, key: str, source: str, text: bool) -> Any:
+    """``value`` as a ``list[X]``, ``tuple[X, ...]``, ``tuple[X, Y]`` or ``dict[K, V]`` field."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is dict:
         if not isinstance(value, Mapping):
-            raise fail()
+            raise _mismatch(value, tp, key, source)
         k_tp, v_tp = args if args else (Any, Any)
         return {
             _convert(k, k_tp, key=f"{key}[{k!r}]", source=source, text=text): _convert(
@@ -344,43 +346,46 @@ def _convert(
             )
             for k, v in value.items()
         }
-    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        if not isinstance(value, Mapping):
-            raise fail(" (a section: give a mapping of its fields)")
-        base = current if isinstance(current, tp) else _defaults(tp)
-        return _apply_mapping(base, value, prefix=key + ".", source=source)
+    if not isinstance(value, (list, tuple)):
+        raise _mismatch(value, tp, key, source)
+    if origin is tuple and not (len(args) == 2 and args[1] is ...) and args != ():
+        if len(value) != len(args):
+            raise _mismatch(value, tp, key, source, f" of length {len(value)}")
+        elem_types = list(args)
+    else:
+        elem_types = [args[0] if args else Any] * len(value)
+    items = [
+        _convert(v, t, key=f"{key}[{i}]", source=source, text=text)
+        for i, (v, t) in enumerate(zip(value, elem_types, strict=True))
+    ]
+    return items if origin is list else tuple(items)
+
+
+_NO_FIT = object()
+
+
+def _convert_scalar(value: Any, tp: type, *, text: bool) -> Any:
+    """``value`` as a ``bool``, ``int``, ``float``, ``str`` or ``Path`` field; ``_NO_FIT`` when
+    it does not fit. Only ``bool`` fields take booleans (``True`` is not the int 1 here)."""
     if tp is bool:
         if isinstance(value, bool):
             return value
-        if text and isinstance(value, (str, int)):
-            word = str(value).strip().lower()
-            if word in _TRUE_TEXT:
-                return True
-            if word in _FALSE_TEXT:
-                return False
-        raise fail()
+        word = str(value).strip().lower() if text and isinstance(value, (str, int)) else ""
+        return True if word in _TRUE_TEXT else False if word in _FALSE_TEXT else _NO_FIT
+    if isinstance(value, bool):
+        return _NO_FIT
     if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise fail()
+        return value if isinstance(value, int) else _NO_FIT
     if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, (int, float)):
             return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise fail()
+        try:  # YAML 1.1 reads 1e-3 as a string
+            return float(value) if isinstance(value, str) else _NO_FIT
+        except ValueError:
+            return _NO_FIT
     if tp is str:
-        if isinstance(value, str):
-            return value
-        raise fail()
-    if tp is Path:
-        if isinstance(value, (str, Path)):
-            return Path(value)
-        raise fail()
-    raise TypeError(f"{key}: unsupported config field type {_type_name(tp)}")
+        return value if isinstance(value, str) else _NO_FIT
+    return Path(value) if isinstance(value, (str, Path)) else _NO_FIT
 
 
 def _plain(obj: Any) -> Any:

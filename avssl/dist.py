@@ -21,21 +21,6 @@ from typing import Any, Literal, TypeVar
 import torch
 import torch.distributed as dist
 
-__all__ = [
-    "DistEnv",
-    "all_gather_with_grad",
-    "all_reduce_max",
-    "all_reduce_sum",
-    "barrier",
-    "broadcast_object",
-    "cleanup",
-    "get_rank",
-    "get_world_size",
-    "init_distributed",
-    "is_main",
-    "print0",
-]
-
 T = TypeVar("T")
 
 

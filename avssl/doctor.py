@@ -1,14 +1,8 @@
 """``avssl doctor``: what this install can decode, and whether it decodes the right frames.
 
-    avssl doctor [--json] [--backends pyav opencv ...] [--reads 12]
-
-Reports the Python, torch, torchvision and torchaudio versions; the decoders found (PyAV and the
-FFmpeg libraries it carries, decord, OpenCV and its FFmpeg build, torchcodec and whether its
-FFmpeg libraries load, the ``ffmpeg``/``ffprobe`` programs); an exact-frame self-test per
-backend (:mod:`avssl.data.selftest`: small videos whose frames spell their own index, with
-B-frames, read at random indices through :func:`avssl.data.decode.read_frames` and compared
-with a sequential decode); and the GPU and NVDEC (torchcodec's CUDA decoding) when there is one.
-Exit status 0 when the default backend (``auto``) passes the self-test on every file, else 1.
+The versions, the decoders found with their FFmpeg builds, an exact-frame self-test per backend
+(:mod:`avssl.data.selftest`), the GPU and NVDEC; ``avssl doctor --help`` and docs/reliability.md
+say how to read it. Exit status 0 when the default backend (``auto``) passes on every file.
 """
 
 from __future__ import annotations

@@ -7,10 +7,12 @@ import os
 import stat
 import sys
 from collections.abc import Callable
+from typing import Any
 
 
 class MediaError(Exception):
-    """Base class for problems with one media file. ``reason`` is a short quarantine code."""
+    """Base class for problems with one media file. ``reason`` is a short quarantine code, given
+    by each subclass as a class keyword (``class X(MediaError, reason="x")``)."""
 
     reason = "media-error"
 
@@ -18,118 +20,90 @@ class MediaError(Exception):
         self.path = str(path)
         super().__init__(f"{path}: {message}")
 
+    def __init_subclass__(cls, reason: str = "", **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if reason:
+            cls.reason = reason
 
-class MediaNotFoundError(MediaError, FileNotFoundError):
-    reason = "missing"
+
+class MediaNotFoundError(MediaError, FileNotFoundError, reason="missing"): ...
 
 
-class BrokenLinkError(MediaNotFoundError):
+class BrokenLinkError(MediaNotFoundError, reason="broken-link"):
     """A symbolic link whose target does not exist."""
 
-    reason = "broken-link"
+
+class EmptyMediaError(MediaError, reason="empty-file"): ...
 
 
-class EmptyMediaError(MediaError):
-    reason = "empty-file"
-
-
-class NotMediaError(MediaError):
+class NotMediaError(MediaError, reason="not-media"):
     """The file could not be opened as a media container at all."""
 
-    reason = "not-media"
 
-
-class NotAFileError(NotMediaError):
+class NotAFileError(NotMediaError, reason="not-a-file"):
     """A directory, FIFO, socket or device where a media file was expected (a FIFO would block
     a reader forever, so it is refused before anything opens it)."""
 
-    reason = "not-a-file"
 
-
-class LinkLoopError(NotMediaError):
+class LinkLoopError(NotMediaError, reason="link-loop"):
     """A symbolic link that leads back to itself (``a -> b -> a``)."""
 
-    reason = "link-loop"
 
-
-class PermissionDeniedError(NotMediaError, PermissionError):
+class PermissionDeniedError(NotMediaError, PermissionError, reason="permission-denied"):
     """The file (or a folder above it) may not be read by this user."""
 
-    reason = "permission-denied"
 
-
-class StillImageError(NotMediaError):
+class StillImageError(NotMediaError, reason="still-image"):
     """A single image (PNG, JPEG, ...) where a video was expected: FFmpeg opens it as a one-frame
     "video", which no temporal or audio-visual task can use."""
 
-    reason = "still-image"
 
-
-class CorruptMediaError(MediaError):
+class CorruptMediaError(MediaError, reason="corrupt"):
     """The container opened but its data could not be decoded."""
 
-    reason = "corrupt"
+
+class TruncatedMediaError(CorruptMediaError, reason="truncated"): ...
 
 
-class TruncatedMediaError(CorruptMediaError):
-    reason = "truncated"
-
-
-class FrameGapError(TruncatedMediaError):
+class FrameGapError(TruncatedMediaError, reason="frame-gap"):
     """A frame folder whose numbering has gaps: frames that are gone (avssl.data.frame_folder)."""
 
-    reason = "frame-gap"
 
-
-class MixedFrameSizeError(CorruptMediaError):
+class MixedFrameSizeError(CorruptMediaError, reason="mixed-frame-sizes"):
     """A frame folder whose images are not all of one size."""
 
-    reason = "mixed-frame-sizes"
+
+class NoVideoStreamError(MediaError, reason="no-video-stream"): ...
 
 
-class NoVideoStreamError(MediaError):
-    reason = "no-video-stream"
+class NoAudioStreamError(MediaError, reason="no-audio-stream"): ...
 
 
-class NoAudioStreamError(MediaError):
-    reason = "no-audio-stream"
-
-
-class SilentAudioError(MediaError):
+class SilentAudioError(MediaError, reason="silent-audio"):
     """The audio stream decodes but is digitally silent (peak below the audibility level)."""
 
-    reason = "silent-audio"
 
-
-class NoUsableWindowError(MediaError):
+class NoUsableWindowError(MediaError, reason="no-usable-window"):
     """No (frame, audio window) pair fits: the file is shorter than its listed segment, or the
     segment is shorter than one window."""
 
-    reason = "no-usable-window"
+
+class FrameIndexError(MediaError, IndexError, reason="frame-index"): ...
 
 
-class FrameIndexError(MediaError, IndexError):
-    reason = "frame-index"
-
-
-class AudioRangeError(MediaError, ValueError):
+class AudioRangeError(MediaError, ValueError, reason="audio-range"):
     """An audio window runs past the stream and the caller asked for no padding."""
 
-    reason = "audio-range"
 
-
-class DecodeTimeoutError(MediaError, TimeoutError):
-    reason = "decode-timeout"
+class DecodeTimeoutError(MediaError, TimeoutError, reason="decode-timeout"): ...
 
 
 class BackendUnavailableError(RuntimeError):
     """A decoding backend was asked for but its package is not installed."""
 
 
-class BackendRefusedError(MediaError):
+class BackendRefusedError(MediaError, reason="backend-refused"):
     """A backend was asked for on a kind of file where it fails the exact-frame tests."""
-
-    reason = "backend-refused"
 
 
 def check_file_entry(path: str | os.PathLike[str]) -> os.stat_result:

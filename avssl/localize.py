@@ -1,23 +1,10 @@
 """``avssl-localize``: sound-source heatmaps of an audio-visual run on your own videos.
 
-For every ``--every``-th frame of each video, the run's model (:class:`avssl.models.av.AVNet`:
-``ave_net``, ``l3_net``, ``avol_net``, ``av_sync``) gets the frame -- ``T = data.av_frames``
-frames centred on it, ``data.av_frame_step`` apart, clipped to the video, exactly as training
-reads them (:func:`avssl.tasks.av.read_frames` through a :class:`~avssl.data.dataset.FrameReader`)
--- and the second of sound centred on the frame's presentation time, and returns its heatmap
+Every ``--every``-th frame goes to the run's model (:class:`avssl.models.av.AVNet`) as training
+reads it (:func:`avssl.tasks.av.read_frames` through a :class:`~avssl.data.dataset.FrameReader`),
+with the second of sound centred on its presentation time; the model gives its heatmap
 (:meth:`~avssl.models.av.AVNet.localize`) and match probability (the sigmoid of
-:meth:`~avssl.models.av.AVNet.match_logit`). Written to ``OUT/<video stem>/``:
-
-* ``heatmaps.npy``: float16 ``(N, h, w)``, one grid map per computed frame (values in [0, 1]);
-* ``scores.csv``: ``frame, time_s, match_prob`` per computed frame;
-* ``frames/NNNNN.png``: the heatmap over the full-size frame for every ``--png-every``-th
-  computed frame (NNNNN: the frame index);
-* ``<stem>_heatmap.mp4``: the whole video at its own size with the heatmap on top (frames
-  between computed ones reuse the last map) and the original sound track.
-
-A model trained on the built-in synthetic set has never seen real footage: its heatmaps on
-such videos show what the pipeline produces, not how good the model is. The scored check is
-``avssl-eval localization`` (docs/evaluation.md).
+:meth:`~avssl.models.av.AVNet.match_logit`). What it writes: ``avssl-localize --help``.
 """
 
 from __future__ import annotations
@@ -32,21 +19,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from avssl.checks import int_arg
+from avssl.errors import run_cli
 from avssl.eval.av import LoadedAV, load_av_model, overlay
+from avssl.eval.tracking_pictures import write_overlays
 from avssl.types import VideoInfo
-
-__all__ = ["entry", "localize_video", "main"]
 
 #: Seconds of sound given to the model, centred on the frame (the pair tasks' window).
 AUDIO_S = 1.0
 #: AAC encodes these rates; other source rates are resampled to 48 kHz for the output video.
 _AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 @torch.no_grad()
@@ -62,10 +44,7 @@ def localize_video(
     write_mp4: bool = True,
 ) -> dict[str, object]:
     """Heatmaps of ``video`` into ``out_dir`` (see the module); returns a summary."""
-    import cv2
-
     from avssl.data import decode
-    from avssl.data.encode import write_video
     from avssl.data.manifest import atomic_output, atomic_write_text
 
     t0 = time.monotonic()
@@ -83,41 +62,29 @@ def localize_video(
     lines += [f"{i},{info.pts_s[i]:.6f},{p:.6f}" for i, p in zip(wanted, probs, strict=True)]
     atomic_write_text(out_dir / "scores.csv", "\n".join(lines) + "\n")
 
-    png_dir = out_dir / "frames"
-    png_dir.mkdir(exist_ok=True)
-    for old in png_dir.glob("*.png"):  # a previous run's pictures (other --every)
-        old.unlink()
     pngs = {wanted[k] for k in range(0, len(wanted), png_every)} if png_every > 0 else set()
     slot = {i: k for k, i in enumerate(wanted)}
-    # 4:2:0 video needs even sides: an odd last row/column is left out of the video.
-    h2, w2 = info.height - info.height % 2, info.width - info.width % 2
-    t_first = info.pts_s[0]
 
-    def overlays() -> Iterator[np.ndarray]:
+    def overlays() -> Iterator[tuple[int, np.ndarray, bool]]:
         k = 0
         for i, frame in decode.iter_frames(video, info=info):
             k = slot.get(i, k)  # frames between computed ones keep the last map
-            pic = overlay(frame, heat[k])
-            if i in pngs:
-                ok, png = cv2.imencode(".png", pic[..., ::-1])
-                if not ok:
-                    raise ValueError("PNG encoding failed")
-                (png_dir / f"{i:05d}.png").write_bytes(png.tobytes())
-            yield pic[:h2, :w2]
+            yield i, overlay(frame, heat[k]), i in pngs
 
-    mp4 = out_dir / f"{video.stem}_heatmap.mp4"
-    if write_mp4:
+    mp4 = out_dir / f"{video.stem}_heatmap.mp4" if write_mp4 else None
+    if mp4 is not None:
+        t_first = info.pts_s[0]
         track, track_sr = _sound_track(video, info, t_first)
         pts = [t - t_first for t in info.pts_s] if info.vfr else None
-        write_video(mp4, overlays(), fps=info.fps, pts_s=pts, audio=track,
-                    sample_rate=track_sr)  # fmt: skip
-    elif pngs:
-        for _ in overlays():
-            pass
+        write_overlays(
+            overlays(), out_dir, mp4, fps=info.fps, pts_s=pts, audio=track, sample_rate=track_sr
+        )
+    else:  # a previous run's PNGs go (other --every); the video is decoded for new ones only
+        write_overlays(overlays() if pngs else (), out_dir, None)
     return {
         "video": str(video), "out": str(out_dir), "frames": info.num_frames,
         "heatmaps": len(wanted), "grid": tuple(heat.shape[1:]), "pngs": len(pngs),
-        "mp4": str(mp4) if write_mp4 else None, "has_audio": info.has_audio,
+        "mp4": None if mp4 is None else str(mp4), "has_audio": info.has_audio,
         "mean_match_prob": float(np.mean(probs)), "seconds": time.monotonic() - t0,
     }  # fmt: skip
 
@@ -209,76 +176,34 @@ def _parser() -> argparse.ArgumentParser:
         "(docs/evaluation.md).\n\n"
         "example: avssl-localize runs/ave_net clip.mp4 other.mkv --out heatmaps --every 5",
     )
-    p.add_argument(
-        "checkpoint",
-        metavar="CHECKPOINT",
-        help="an audio-visual run directory or its checkpoint.pt",
-    )
-    p.add_argument(
-        "videos",
-        metavar="VIDEO",
-        nargs="+",
-        type=Path,
-        help="video files, animated GIFs or folders of numbered images (a folder has no "
-        "sound: it is scored against silence)",
-    )
-    p.add_argument(
-        "--out",
-        required=True,
-        type=Path,
-        metavar="DIR",
-        help="output folder (one subfolder per video, named after its stem)",
-    )
-    p.add_argument(
-        "--every",
-        type=int,
-        default=1,
-        metavar="K",
-        help="compute a heatmap for every K-th frame (default 1: all)",
-    )
-    p.add_argument(
-        "--png-every",
-        type=int,
-        default=10,
-        metavar="P",
-        help="write a PNG for every P-th computed heatmap (default 10; 0: none)",
-    )
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        default=32,
-        metavar="B",
-        help="frames per forward pass (default 32)",
-    )
-    p.add_argument(
-        "--device",
-        default="auto",
-        help="torch device: cpu, cuda, cuda:1, ... (default: cuda if available)",
-    )
-    p.add_argument(
-        "--no-video",
-        action="store_true",
-        help="skip the overlay .mp4 (heatmaps, scores and PNGs only)",
-    )
+    p.add_argument("checkpoint", metavar="CHECKPOINT",
+                   help="an audio-visual run directory or its checkpoint.pt")  # fmt: skip
+    p.add_argument("videos", metavar="VIDEO", nargs="+", type=Path,
+                   help="video files, animated GIFs or folders of numbered images (a folder has "
+                   "no sound: it is scored against silence)")  # fmt: skip
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (one "
+                   "subfolder per video, named after its stem)")  # fmt: skip
+    p.add_argument("--every", type=int, default=1, metavar="K",
+                   help="compute a heatmap for every K-th frame (default 1: all)")  # fmt: skip
+    p.add_argument("--png-every", type=int, default=10, metavar="P", help="write a PNG for "
+                   "every P-th computed heatmap (default 10; 0: none)")  # fmt: skip
+    p.add_argument("--batch-size", type=int, default=32, metavar="B",
+                   help="frames per forward pass (default 32)")  # fmt: skip
+    p.add_argument("--device", default="auto", help="torch device: cpu, cuda, cuda:1, ... "
+                   "(default: cuda if available)")  # fmt: skip
+    p.add_argument("--no-video", action="store_true",
+                   help="skip the overlay .mp4 (heatmaps, scores and PNGs only)")  # fmt: skip
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    for name in ("every", "batch_size"):
-        if getattr(args, name) < 1:
-            print(f"error: --{name.replace('_', '-')} must be >= 1", file=sys.stderr)
-            return 2
-    if args.png_every < 0:
-        print("error: --png-every must be >= 0", file=sys.stderr)
-        return 2
-    try:
-        loaded = load_av_model(args.checkpoint)
-        device = _device(args.device)
-        loaded.model.to(device)
-    except Exception as e:  # noqa: BLE001 - one line, not a traceback
-        print(f"error: {_one_line(e)}", file=sys.stderr)
-        return 2
+def _run(args: argparse.Namespace) -> int:
+    int_arg("--every", args.every, 1)
+    int_arg("--batch-size", args.batch_size, 1)
+    int_arg("--png-every", args.png_every, 0)
+    loaded = load_av_model(args.checkpoint)
+    auto = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(auto if args.device == "auto" else args.device)
+    loaded.model.to(device)
     print(f"{loaded.cfg.task} from {loaded.path} on {device}: grid of the "
           f"{loaded.cfg.data.frame_size}px input, {loaded.frames} frame(s), "
           f"{AUDIO_S:g} s of sound at {loaded.model.sample_rate} Hz")  # fmt: skip
@@ -301,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"warning: {w.message}", file=sys.stderr)
         except Exception as e:  # noqa: BLE001 - report, go on with the other videos
             failed += 1
-            msg = _one_line(e)
+            msg = " ".join(str(e).split()) or type(e).__name__
+            msg = msg if len(msg) <= 400 else msg[:400] + "..."
             print(f"error: {msg if msg.startswith(str(video)) else f'{video}: {msg}'}",
                   file=sys.stderr)  # fmt: skip
             continue
@@ -313,15 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
-def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split()) or type(e).__name__
-    return text if len(text) <= 400 else text[:400] + "..."
+def main(argv: list[str] | None = None) -> int:
+    return run_cli("avssl-localize", lambda: _run(_parser().parse_args(argv)))
 
 
 def entry() -> None:
     """Console-script entry point (``avssl-localize``)."""
-    sys.exit(main())
-
-
-if __name__ == "__main__":
     sys.exit(main())

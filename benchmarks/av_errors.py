@@ -149,7 +149,7 @@ def _misses(loaded: Any, man: Path, n: int) -> int:
             maps = loaded.model.localize(x, a).numpy()
             h, w = clips.shape[-2:]
             for k, r in enumerate(part):
-                hm = metrics._resize_bilinear(maps[k].astype(np.float64), (h, w))
+                hm = metrics.localization._resize_bilinear(maps[k].astype(np.float64), (h, w))
                 i, j = np.unravel_index(int(np.argmax(hm)), hm.shape)
                 cy, cx = i + 0.5, j + 0.5
                 gaps = []

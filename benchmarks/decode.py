@@ -76,8 +76,12 @@ from avssl.data.decode import (
     read_audio,
     read_frames,
 )
+from avssl.data.decode import (
+    reader as dec_reader,
+)
 from avssl.types import VideoInfo
 from benchmarks import media
+from tests.exact import naive_seek
 
 PATTERNS = ("sequential", "tuple3", "clip16", "frame+audio")
 BACKENDS = ("auto", "pyav", "decord", "opencv", "torchcodec", "naive")
@@ -281,12 +285,7 @@ def naive_read(path: Path, indices: tuple[int, ...], info: VideoInfo) -> torch.T
         tb = vs.time_base
         for i in indices:
             target = round(info.pts_s[i] / tb)
-            c.seek(target, stream=vs, backward=True, any_frame=False)
-            got = None
-            for f in c.decode(vs):
-                if f.pts is not None and f.pts >= target:
-                    got = f.to_ndarray(format="rgb24")
-                    break
+            got = naive_seek(c, vs, target)
             if got is None:
                 raise RuntimeError(f"naive: no frame at or after pts {target}")
             out.append(got)
@@ -416,7 +415,7 @@ def _merge(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
 def count_decoded() -> Iterator[dict[str, int]]:
     """Count frames the pyav reader decodes and the decode runs (seeks) it starts."""
     counts = {"frames": 0, "runs": 0}
-    orig = decode._decode_from
+    orig = dec_reader._decode_from
 
     def counting(*a: Any, **k: Any) -> Iterator[Any]:
         counts["runs"] += 1
@@ -424,11 +423,11 @@ def count_decoded() -> Iterator[dict[str, int]]:
             counts["frames"] += 1
             yield item
 
-    decode._decode_from = counting  # type: ignore[assignment]
+    dec_reader._decode_from = counting  # type: ignore[assignment]
     try:
         yield counts
     finally:
-        decode._decode_from = orig  # type: ignore[assignment]
+        dec_reader._decode_from = orig  # type: ignore[assignment]
 
 
 # --------------------------------------------------------------------------------------------
@@ -762,23 +761,23 @@ def profile_file(path: Path, info: VideoInfo, bound: dict[str, Any], quick: bool
         )
 
     def opener() -> None:
-        with decode._open(p) as c:
-            decode._video_stream(c, p)
+        with dec_reader._open(p) as c:
+            dec_reader._video_stream(c, p)
 
     def opener_small_probe() -> None:
         opts = {"probesize": "32", "analyzeduration": "0"}
         with av.open(str(p), metadata_errors="ignore", options=opts) as c:
-            decode._video_stream(c, p)
+            dec_reader._video_stream(c, p)
 
     def demux_only() -> int:
-        with decode._open(p) as c:
-            vs = decode._video_stream(c, p)
+        with dec_reader._open(p) as c:
+            vs = dec_reader._video_stream(c, p)
             return sum(1 for _ in c.demux(vs))
 
     def decode_only(skip: str | None = None) -> int:
         k = 0
-        with decode._open(p) as c:
-            vs = decode._video_stream(c, p)
+        with dec_reader._open(p) as c:
+            vs = dec_reader._video_stream(c, p)
             if skip:
                 vs.codec_context.skip_frame = skip
             for pk in c.demux(vs):
@@ -787,9 +786,9 @@ def profile_file(path: Path, info: VideoInfo, bound: dict[str, Any], quick: bool
 
     def decode_from_start() -> int:
         k = 0
-        with decode._open(p) as c:
-            vs = decode._video_stream(c, p)
-            for _i, _f in decode._decode_from(c, vs, p, None, math.inf):
+        with dec_reader._open(p) as c:
+            vs = dec_reader._video_stream(c, p)
+            for _i, _f in dec_reader._decode_from(c, vs, p, None, math.inf):
                 k += 1
         return k
 
@@ -821,8 +820,8 @@ def profile_file(path: Path, info: VideoInfo, bound: dict[str, Any], quick: bool
     )
 
     # Per-frame output costs on decoded frames kept in memory (at most 32).
-    with decode._open(p) as c:
-        vs = decode._video_stream(c, p)
+    with dec_reader._open(p) as c:
+        vs = dec_reader._video_stream(c, p)
         kept = []
         for f in c.decode(vs):
             kept.append(f)
@@ -889,20 +888,20 @@ def profile_file(path: Path, info: VideoInfo, bound: dict[str, Any], quick: bool
         out["rotate_us_per_frame"] = _median_us(
             lambda: [np.ascontiguousarray(np.rot90(x, k=k_rot)) for x in rgb], reps
         ) / len(rgb)
-    out["fingerprint_us"] = _median_us(lambda: decode._fingerprint(kept[0]), reps, 20)
-    out["check_file_us"] = _median_us(lambda: decode._check_file(p), reps, 50)
+    out["fingerprint_us"] = _median_us(lambda: dec_reader._fingerprint(kept[0]), reps, 20)
+    out["check_file_us"] = _median_us(lambda: dec_reader._check_file(p), reps, 50)
 
     # Seek cost: seek to the last verified seek point on an open container (no decode).
     sp = info.seek_points[-1] if info.seek_points else None
     if sp is not None:
-        with decode._open(p) as c:
-            vs = decode._video_stream(c, p)
+        with dec_reader._open(p) as c:
+            vs = dec_reader._video_stream(c, p)
             out["seek_us"] = _median_us(
                 lambda: c.seek(sp.ts, stream=vs, backward=True, any_frame=False), reps, 10
             )
             if info.packed_b_frames:
                 headers = info.prime_headers
-                out["prime_us"] = _median_us(lambda: decode._prime(vs, headers), reps, 5)
+                out["prime_us"] = _median_us(lambda: dec_reader._prime(vs, headers), reps, 5)
 
     # A whole read_frames call for one keyframe (open + seek + decode 1 + RGB + assembly).
     first = info.seek_points[-1].frame_index if info.seek_points else 0

@@ -13,7 +13,7 @@ One task per family, on the data and config it trains on here:
   augmented views).
 
 For each family, in one process, one after the other (the real step of ``avssl-train``:
-``avssl.train.train_one_epoch``, augmentation on the device, forward, backward, optimizer):
+``avssl.engine.train_one_epoch``, augmentation on the device, forward, backward, optimizer):
 
 * **compute-only** -- one pre-made batch fed again at every step: no loading at all. The speed
   the model allows; every other row is divided by it.

@@ -4,7 +4,7 @@
                                   [--tasks shuffle_learn odd_one_out arrow_of_time]
 
 For each task, its demo config (``configs/demo_<task>.yaml``) on the built-in set (``avssl-prep
-synth``; built when absent), this runs the real training step (``avssl.train.train_one_epoch``:
+synth``; built when absent), this runs the real training step (``avssl.engine.train_one_epoch``:
 loader -> augmentation on the device -> forward -> backward -> optimizer) for ``--steps`` steps
 under three conditions, in one process, one after the other:
 
@@ -37,7 +37,8 @@ import torch
 
 from avssl import dist
 from avssl.config import load_config
-from avssl.train import TrainConfig, build, default_manifest, train_one_epoch
+from avssl.engine import train_one_epoch
+from avssl.train import TrainConfig, build, default_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS = ("shuffle_learn", "odd_one_out", "arrow_of_time")

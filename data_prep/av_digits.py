@@ -1,64 +1,41 @@
 """``avssl-prep av-digits``: a real audio-visual "digits" set for audio-visual correspondence.
 
-A "video" is a handwritten digit image (the OpenCV digits sheet, MNIST-derived; see
-:mod:`data_prep.images`) shown for 1 s while a person says that digit's name (the Free Spoken
-Digit Dataset, FSDD: ``{digit}_{speaker}_{take}.wav``, 8 kHz mono). Nothing ties one image to one
-recording: pairs are made by rule, so a model that learns image <-> sound correspondence (AVE-Net,
-AVOL-Net) without labels has to discover the digit classes itself.
+A "video" is a handwritten digit image (the OpenCV digits sheet, :mod:`data_prep.digits`) shown
+for 1 s while a person says that digit's name (the Free Spoken Digit Dataset, FSDD:
+``{digit}_{speaker}_{take}.wav``, 8 kHz mono). Nothing ties one image to one recording: pairs
+are made by rule, so a model that learns image <-> sound correspondence (AVE-Net, AVOL-Net)
+without labels has to discover the digit classes itself. The files, split, pairing and
+negatives are those of ``avssl-prep av-digits --help``; the pair rows: docs/manifests.md.
 
-Output (``OUT``, default ``$AVSSL_DATA/av-digits``, else ``./avssl-data/av-digits``)::
-
-    frames.npy               uint8 (5000, 20, 20, 3): every sheet cell (grey copied to RGB),
-                             row-major (grid row, then column): index = row * 100 + col
-    audio.npy                int16 (2000 * 16000,): every recording as exactly 1 s at 16 kHz;
-                             recording j (sorted by digit, speaker, numeric take) is samples
-                             [j * 16000, (j + 1) * 16000)
-    mosaics.npy              uint8 (M, 40, 40, 3): 2x2 mosaics of four different test digits
-    avc_train.jsonl          correspondence pairs, positive then negative (docs/manifests.md)
-    avc_test.jsonl
-    localization_test.jsonl  one row per mosaic: which quadrant's digit is spoken, and its box
-    localization_test.json   the same boxes in the VGG-SS json format
-    gallery_test.jsonl       10 test images per digit (retrieval / nearest-neighbour queries)
-    prep.json                the card: config, sources, counts, rules
-
-Rules:
-
-* **split** -- images: sheet columns 0-49 train, 50-99 test (as ``avssl-prep digits``);
-  recordings: takes 0-4 test, 5-49 train (FSDD's own convention).
+* **arrays** -- ``frames.npy`` uint8 (N, 20, 20, 3), every sheet cell (grey copied to RGB)
+  row-major: index = row * 100 + col; ``audio.npy`` int16, recording j (sorted by digit,
+  speaker, numeric take) at samples [j * 16000, (j + 1) * 16000); ``mosaics.npy`` uint8
+  (M, 40, 40, 3).
 * **audio** -- read with soundfile, resampled 8 kHz -> 16 kHz by ``scipy.signal.resample_poly``
   (up 2, down 1) in float64, then centred in exactly 1 s: zero-padded equally both sides when
   shorter (the odd sample goes to the end), the centre 1 s when longer; rounded, clipped to int16.
-* **pairing** -- per split and digit, with ``n_img`` images (sheet order) and ``n_rec`` recordings
-  (audio.npy order), ``n = max(n_img, n_rec)`` pairs: pair ``i`` shows image ``i % n_img`` with
-  recording ``perm[i % n_rec]``, ``perm`` a permutation seeded by (seed, split, digit). Every
-  image and every recording is in at least one pair (250 x 180 -> 250 train pairs per digit,
-  250 x 20 -> 250 test pairs). Each pair is one 1 s video: its frame is at 0.5 s and its
-  recording starts at 0 s.
-* **negatives** -- one per positive, right after it: the same frame with the sound of another pair
-  of the same split, drawn uniformly (seeded) among the pairs whose recording differs (a pair that
-  reuses the same recording would make the "negative" sound identical to the positive). About
-  10% of negatives therefore say the same digit, as an unlabelled method would draw them;
-  ``audio_labels`` tells which.
+* **pairing** -- per split and digit, ``n = max(n_img, n_rec)`` pairs: pair ``i`` shows image
+  ``i % n_img`` with recording ``perm[i % n_rec]``, ``perm`` seeded by (seed, split, digit). A
+  pair is one 1 s video: its frame is at 0.5 s, its recording starts at 0 s. A negative, right
+  after its positive, takes the sound of another pair of the same split drawn among those whose
+  recording differs (``audio_labels`` tells its digit).
 * **mosaics** -- four different digits drawn at random, one random test image of each, tiled
-  top-left, top-right, bottom-left, bottom-right; one quadrant drawn uniformly is "spoken": a
-  random test recording of its digit. ``bbox`` is that quadrant, normalised ``[x1, y1, x2, y2]``.
+  TL, TR, BL, BR; one quadrant drawn uniformly is "spoken" (a random test recording of its
+  digit), ``bbox`` that quadrant, normalised ``[x1, y1, x2, y2]``; ``localization_test.json``
+  holds the same boxes in the VGG-SS format.
 * **gallery** -- per digit, the first 10 of a seeded permutation of its test images.
 
-Re-running with the same sources and options gives identical files; a file whose bytes already
-match is not rewritten (nor its modification time changed). Every write is atomic.
+Re-running gives identical files and leaves a file whose bytes match untouched.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import json
 import math
 import os
 import re
-import sys
-import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,18 +43,15 @@ from typing import Any
 
 import numpy as np
 
-from avssl.data.manifest import remove_stale_temps, write_manifest
-from data_prep.images import CELL, ROWS_PER_CLASS, _split_fold, _write_if_changed, slice_grid
-
-__all__ = [
-    "AvDigitsResult",
-    "DEFAULT_DIGITS",
-    "DEFAULT_FSDD",
-    "default_out",
-    "load_recording",
-    "prep_av_digits",
-    "register_av_digits",
-]
+from avssl.data.manifest import remove_stale_temps
+from data_prep.digits import CELL, ROWS_PER_CLASS, _split_fold, read_sheet, slice_grid
+from data_prep.outputs import (
+    PrepResult,
+    default_data_dir,
+    json_bytes,
+    jsonl_bytes,
+    write_if_changed,
+)
 
 _REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DIGITS = _REPO / "../shared/data/digits/opencv-doc__digits.png"
@@ -89,7 +63,6 @@ TEST_TAKES = 5  # takes 0..4 are test
 DEFAULT_MOSAICS = 500
 GALLERY_PER_CLASS = 10
 SPLITS = ("train", "test")
-QUADRANTS = ("top-left", "top-right", "bottom-left", "bottom-right")
 #: normalised [x1, y1, x2, y2] of each quadrant of a 2x2 mosaic
 QUADRANT_BOX = (
     [0.0, 0.0, 0.5, 0.5],
@@ -102,30 +75,15 @@ _FSDD_NAME = re.compile(r"(\d+)_([A-Za-z0-9-]+)_(\d+)")
 _PAIRING, _NEGATIVES, _MOSAICS, _GALLERY = 1, 2, 3, 4
 
 
-def default_out() -> Path:
-    """``$AVSSL_DATA/av-digits``, or ``./avssl-data/av-digits`` when AVSSL_DATA is not set."""
-    return Path(os.environ.get("AVSSL_DATA", "avssl-data")) / "av-digits"
-
-
-@dataclass(frozen=True)
-class AvDigitsResult:
-    """What :func:`prep_av_digits` wrote."""
-
-    out: Path
-    counts: dict[str, Any]
-    written: list[str]  # files (re)written; empty on an identical re-run
-
-    def summary(self) -> str:
-        c = self.counts
-        return (
-            f"av-digits: {c['images']} images, {c['recordings']} recordings -> "
-            f"{c['pairs']['train']} train / {c['pairs']['test']} test pairs (+ as many "
-            f"negatives; same digit {c['same_digit_negatives']['train']} / "
-            f"{c['same_digit_negatives']['test']}), {c['mosaics']} mosaics, "
-            f"{c['gallery']} gallery images in {self.out}; "
-            f"{len(self.written)} files written"
-            + (f" ({', '.join(self.written)})" if self.written else "")
-        )
+def _summary(out: Path, c: dict[str, Any], written: list[str]) -> str:
+    return (
+        f"av-digits: {c['images']} images, {c['recordings']} recordings -> "
+        f"{c['pairs']['train']} train / {c['pairs']['test']} test pairs (+ as many "
+        f"negatives; same digit {c['same_digit_negatives']['train']} / "
+        f"{c['same_digit_negatives']['test']}), {c['mosaics']} mosaics, "
+        f"{c['gallery']} gallery images in {out}; "
+        f"{len(written)} files written" + (f" ({', '.join(written)})" if written else "")
+    )
 
 
 @dataclass(frozen=True)
@@ -164,18 +122,6 @@ def load_recording(path: str | os.PathLike[str], sample_rate: int = SAMPLE_RATE)
     return np.clip(np.rint(y), -32768, 32767).astype(np.int16)
 
 
-def _read_sheet(png: Path) -> tuple[np.ndarray, bytes]:
-    import cv2
-
-    if not png.is_file():
-        raise FileNotFoundError(f"{png}: no such file (the OpenCV digits sheet, digits.png)")
-    raw = png.read_bytes()
-    sheet = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_GRAYSCALE)
-    if sheet is None:
-        raise ValueError(f"{png}: not an image OpenCV can read")
-    return sheet, raw
-
-
 def _scan_fsdd(folder: Path) -> list[tuple[int, str, int, Path]]:
     """``(digit, speaker, take, path)`` of every ``{digit}_{speaker}_{take}.wav``, sorted."""
     if not folder.is_dir():
@@ -199,26 +145,6 @@ def _npy_bytes(a: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(a), allow_pickle=False)
     return buf.getvalue()
-
-
-def _manifest_if_changed(path: Path, rows: list[dict[str, Any]]) -> bool:
-    """:func:`write_manifest` ``rows`` to ``path`` unless the file already holds the same bytes."""
-    fd, name = tempfile.mkstemp(
-        prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent
-    )
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        write_manifest(tmp, rows)
-        data = tmp.read_bytes()
-        if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
-            tmp.unlink()
-            return False
-        os.replace(tmp, path)
-        return True
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _pairs(
@@ -345,13 +271,13 @@ def prep_av_digits(
     mosaics: int = DEFAULT_MOSAICS,
     cell: int = CELL,
     rows_per_class: int = ROWS_PER_CLASS,
-) -> AvDigitsResult:
+) -> PrepResult:
     """Build the av-digits set in ``out`` (module docstring). Raises FileNotFoundError for a
     missing source and ValueError for an unusable one."""
     if mosaics < 0:
         raise ValueError(f"mosaics must be >= 0, got {mosaics}")
     png, fsdd = Path(digits_png), Path(fsdd_dir)
-    sheet, raw = _read_sheet(png)
+    sheet, raw = read_sheet(png)
     wavs = _scan_fsdd(fsdd)
     cells = slice_grid(sheet, cell=cell, rows_per_class=rows_per_class)
     cols = sheet.shape[1] // cell
@@ -376,12 +302,12 @@ def prep_av_digits(
     tiles, loc_rows = _mosaics(frames, images, recs, mosaics, seed, num_classes, cell)
     gallery = _gallery(images, seed, num_classes)
 
-    root = Path(out) if out is not None else default_out()
+    root = Path(out) if out is not None else default_data_dir("av-digits")
     root.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(root)  # a killed run's half-written files
     written: list[str] = []
     for name, arr in (("frames.npy", frames), ("audio.npy", audio), ("mosaics.npy", tiles)):
-        if _write_if_changed(root / name, _npy_bytes(arr)):
+        if write_if_changed(root / name, _npy_bytes(arr)):
             written.append(name)
     manifests = {
         "avc_train.jsonl": avc["train"][0],
@@ -390,16 +316,41 @@ def prep_av_digits(
         "gallery_test.jsonl": gallery,
     }
     for name, rows in manifests.items():
-        if _manifest_if_changed(root / name, rows):
+        if write_if_changed(root / name, jsonl_bytes(rows, (",", ":"))):
             written.append(name)
     vggss = [{"file": r["id"], "class": r["labels"][0], "bbox": r["bbox"]} for r in loc_rows]
     text = "[\n" + ",\n".join(json.dumps(e) for e in vggss) + ("\n]\n" if vggss else "]\n")
-    if _write_if_changed(root / "localization_test.json", text.encode()):
+    if write_if_changed(root / "localization_test.json", text.encode()):
         written.append("localization_test.json")
 
+    counts = _counts(images, recs, pairs, avc, loc_rows, gallery)
+    config = {"cache_sample_rate": SAMPLE_RATE, "window_s": WINDOW_S, "seed": seed,
+              "mosaics": mosaics, "cell": cell, "rows_per_class": rows_per_class,
+              "resampler": "scipy.signal.resample_poly"}  # fmt: skip
+    sources = {
+        "digits": {"path": str(png.resolve()),
+                   "blake2b": hashlib.blake2b(raw, digest_size=16).hexdigest(),
+                   "grid": {"columns": cols, "rows": sheet.shape[0] // cell}},
+        "fsdd": {"path": str(fsdd.resolve()), "recordings": len(wavs),
+                 "speakers": sorted({s for _, s, _, _ in wavs}), "blake2b": wav_digest},
+    }  # fmt: skip
+    card = _card(root, config, sources, num_classes, counts)
+    if write_if_changed(root / "prep.json", json_bytes(card)):
+        written.append("prep.json")
+    return PrepResult(root, None, counts, _summary(root, counts, written), written)
+
+
+def _counts(
+    images: list[_Image],
+    recs: list[_Recording],
+    pairs: dict[str, list[tuple[_Image, _Recording]]],
+    avc: dict[str, tuple[list[dict[str, Any]], int]],
+    loc_rows: list[dict[str, Any]],
+    gallery: list[dict[str, Any]],
+) -> dict[str, Any]:
     img_split = Counter(im.split for im in images)
     rec_split = Counter(r.split for r in recs)
-    counts: dict[str, Any] = {
+    return {
         "images": len(images),
         "images_per_split": {s: img_split[s] for s in SPLITS},
         "recordings": len(recs),
@@ -414,33 +365,23 @@ def prep_av_digits(
             for s in SPLITS
         },
     }
-    card = {
+
+
+def _card(
+    root: Path,
+    config: dict[str, Any],
+    sources: dict[str, Any],
+    num_classes: int,
+    counts: dict[str, Any],
+) -> dict[str, Any]:
+    """prep.json: the config, sources and counts, the layout of the arrays and the rules."""
+    return {
         "format": "avssl-prep",
         "dataset": "av-digits",
         "version": 1,
         "cache_dir": str(root.resolve()),
-        "config": {
-            "cache_sample_rate": SAMPLE_RATE,
-            "window_s": WINDOW_S,
-            "seed": seed,
-            "mosaics": mosaics,
-            "cell": cell,
-            "rows_per_class": rows_per_class,
-            "resampler": "scipy.signal.resample_poly",
-        },  # fmt: skip
-        "sources": {
-            "digits": {
-                "path": str(png.resolve()),
-                "blake2b": hashlib.blake2b(raw, digest_size=16).hexdigest(),
-                "grid": {"columns": cols, "rows": sheet.shape[0] // cell},
-            },
-            "fsdd": {
-                "path": str(fsdd.resolve()),
-                "recordings": len(wavs),
-                "speakers": sorted({s for _, s, _, _ in wavs}),
-                "blake2b": wav_digest,
-            },
-        },  # fmt: skip
+        "config": config,
+        "sources": sources,
         "classes": [str(d) for d in range(num_classes)],
         "counts": counts,
         "layout": {
@@ -465,82 +406,3 @@ def prep_av_digits(
             "test images",
         },
     }
-    if _write_if_changed(root / "prep.json", (json.dumps(card, indent=2) + "\n").encode()):
-        written.append("prep.json")
-    return AvDigitsResult(root, counts, written)
-
-
-def register_av_digits(sub: argparse._SubParsersAction) -> None:
-    """Add ``avssl-prep av-digits`` to ``sub`` (an entry of ``data_prep.cli.SUBCOMMANDS``)."""
-    p = sub.add_parser(
-        "av-digits",
-        help="handwritten digits + spoken digits (FSDD) -> an audio-visual correspondence set",
-        description=(
-            "Build a real audio-visual set for AVE-Net / AVOL-Net: a 'video' is a handwritten "
-            "digit (the OpenCV digits sheet) shown for 1 s while its name is spoken (FSDD, "
-            "8 kHz, resampled to 16 kHz with scipy's resample_poly and centred in exactly 1 s). "
-            "Writes OUT/frames.npy (uint8 N x 20 x 20 x 3, sheet cells row-major), "
-            "OUT/audio.npy (int16, recording j at samples [j*16000, (j+1)*16000)), "
-            "OUT/mosaics.npy (2x2 mosaics of four different test digits), "
-            "OUT/avc_{train,test}.jsonl, OUT/localization_test.jsonl (+ .json in the VGG-SS "
-            "format), OUT/gallery_test.jsonl (10 test images per digit) and OUT/prep.json. "
-            "Split: sheet columns 0-49 train, 50-99 test; recordings take 0-4 test, 5-49 train. "
-            "Pairing: per split and digit, max(images, recordings) pairs, image i with "
-            "recording i of a seeded permutation (both cycled), so every image and every "
-            "recording is used: 2,500 train and 2,500 test pairs. Each positive is followed by "
-            "a negative: the same image with the sound of another pair of the same split "
-            "drawn at random (never the same recording), so about 10% of negatives say the "
-            "same digit, as an unlabelled method would draw them. Re-running gives identical "
-            "files (unchanged files are not rewritten); about 10 s. No --shard: one sheet and "
-            "3,000 one-second recordings, seconds on one core."
-        ),
-    )
-    p.add_argument(
-        "--digits",
-        type=Path,
-        default=DEFAULT_DIGITS,
-        metavar="PNG",
-        help="the OpenCV digits sheet (default: ../shared/data/digits/opencv-doc__digits.png "
-        "beside the repository)",
-    )
-    p.add_argument(
-        "--fsdd",
-        type=Path,
-        default=DEFAULT_FSDD,
-        metavar="DIR",
-        help="the FSDD recordings folder, {digit}_{speaker}_{take}.wav (default: "
-        "../shared/data/fsdd/recordings beside the repository)",
-    )
-    p.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="output directory (default: $AVSSL_DATA/av-digits, else ./avssl-data/av-digits)",
-    )
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seed of the pairing, negatives, mosaics and gallery (default 0)",
-    )
-    p.add_argument(
-        "--mosaics",
-        type=int,
-        default=DEFAULT_MOSAICS,
-        metavar="M",
-        help=f"number of test localization mosaics (default {DEFAULT_MOSAICS})",
-    )
-    p.set_defaults(func=_run_av_digits)
-
-
-def _run_av_digits(args: argparse.Namespace) -> int:
-    try:
-        result = prep_av_digits(
-            args.digits, args.fsdd, args.out, seed=args.seed, mosaics=args.mosaics
-        )
-    except (OSError, ValueError) as e:
-        print(f"avssl-prep av-digits: {e}", file=sys.stderr)
-        return 2
-    print(result.summary())
-    return 0

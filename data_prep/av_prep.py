@@ -30,8 +30,6 @@ from avssl.data.manifest import atomic_output
 from avssl.types import VideoInfo
 from data_prep.scan import Entry
 
-__all__ = ["PAIR_TASKS", "PairConfig", "load_cached_pair", "mine_pairs", "pair_rows"]
-
 PAIR_TASKS = ("avc", "sync")
 # 2: the stricter probe of data_prep.videos (bad-media corpus): old records are re-checked
 RECORD_VERSION = 2

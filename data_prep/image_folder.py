@@ -1,80 +1,31 @@
 """``avssl-prep images ROOT --out OUT``: a folder of images -> an image manifest, in place.
 
-Layouts (the images are found recursively; suffixes as ``avssl-eval`` reads them):
-
-* ``ROOT/<class>/.../*.png``: ImageFolder -- the first folder under ROOT is the class (class ids
-  in sorted order of the names);
-* ``ROOT/<split>/<class>/...``, when every folder directly under ROOT is ``train``, ``val`` or
-  ``test``: the split comes from the folder, the class from the next one;
-* files directly in ROOT (alone or next to class folders) have no class (``class_id`` -1).
-
-Output (``OUT``; the images stay where they are)::
-
-    OUT/images.jsonl     one row per readable image, sorted by path
-    OUT/quarantine.csv   path, reason, message of every file that could not be read
-    OUT/prep.json        the card: root, layout, rules, classes, counts
-
-Rows have the digits manifest's fields (``data_prep/images.py``): ``"v": 1``, ``path`` (POSIX,
-relative to ``root`` in prep.json -- the trainer and the evaluations both resolve it there),
-``class_id``, ``label``, ``split``, ``fold``.
-
-* **split** -- the folder's, else ``test`` for a fraction ``--test-fraction`` of the images
-  chosen by a hash of the path (``blake2b("{seed}:{path}")``), ``train`` for the rest: adding or
-  removing an image never moves another one.
-* **fold** -- ``1 + k % 5`` for the k-th image of its (class, split) in path order.
-
-Every file is opened with the reader ``avssl-train`` and ``avssl-eval`` use
-(:func:`avssl.data.image.read_image`); one that fails -- zero bytes (``empty``), a PNG or JPEG
-cut short (``truncated``), not an image OpenCV can decode or will allocate (``unreadable``), not
-8-bit (``not-8-bit``), or not a readable regular file at all (``broken-link``, ``link-loop``,
-``not-a-file``, ``permission-denied``) -- goes to quarantine.csv with the reason, and the run
-goes on. Writes are atomic; a file whose bytes would not change is not
-rewritten, so a re-run on the same folder changes nothing (not even modification times, which
-key the evaluations' feature caches).
+Layouts: ``ROOT/<class>/...`` (ImageFolder), ``ROOT/<train|val|test>/<class>/...`` (when every
+top folder is a split), or files directly in ROOT (no class). Outputs, split and fold rules:
+docs/manifests.md. Every file is opened with the reader of ``avssl-train`` and ``avssl-eval``
+(:func:`avssl.data.image.read_image`); one that fails goes to quarantine.csv with its reason
+(:func:`_check`) and the run goes on. A re-run on the same folder rewrites nothing.
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
 import hashlib
-import io
-import json
 import os
-import sys
 from collections import Counter
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 from avssl.data.manifest import remove_stale_temps
+from avssl.data.suffixes import IMAGE_SUFFIXES
 from data_prep import shards
-from data_prep.images import _write_if_changed
-from data_prep.parallel import Progress, default_workers, imap_jobs
+from data_prep.outputs import PrepResult, csv_text, json_bytes, jsonl_bytes, write_if_changed
+from data_prep.parallel import default_workers, imap_progress
 from data_prep.scan import not_taken
-
-__all__ = ["ImagesResult", "prep_images", "register_images"]
 
 SPLITS = ("train", "val", "test")
 NUM_FOLDS = 5
-
-
-@dataclass(frozen=True)
-class ImagesResult:
-    """What :func:`prep_images` wrote."""
-
-    out: Path
-    manifest: Path
-    counts: dict[str, Any]
-
-    def summary(self) -> str:
-        c = self.counts
-        splits = ", ".join(f"{k} {v}" for k, v in c["per_split"].items())
-        return (
-            f"images: {c['images']} images of {c['classes']} classes ({splits}); "
-            f"{c['quarantined']} quarantined (quarantine.csv), {c.get('skipped', 0)} other "
-            f"entries not taken (skipped.csv); manifest {self.manifest}"
-        )
 
 
 @dataclass
@@ -94,12 +45,6 @@ class ShardResult:
             f"{self.note}; when all {n} shards are done run "
             f"'avssl-prep merge {self.note.parent} SHARD_DIRS...'"
         )
-
-
-def _suffixes() -> frozenset[str]:
-    from avssl.data.suffixes import IMAGE_SUFFIXES
-
-    return IMAGE_SUFFIXES
 
 
 def _truncation(data: bytes) -> str | None:
@@ -181,8 +126,8 @@ def prep_images(
     workers: int | None = 1,
     shard: tuple[int, int] | None = None,
     checked: dict[str, Any] | None = None,
-) -> ImagesResult | ShardResult:
-    """Index the images under ``root`` into ``out`` (module docstring).
+) -> PrepResult | ShardResult:
+    """Index the images under ``root`` into ``out`` (docs/manifests.md).
 
     ``shard`` I/N opens only every N-th image and writes a shard note instead of the manifest
     (a :class:`ShardResult`); ``checked`` is for ``avssl-prep merge``: the shards' results by
@@ -192,42 +137,12 @@ def prep_images(
         raise FileNotFoundError(f"{src}: not a folder of images")
     if not 0.0 <= test_fraction < 1.0:
         raise ValueError(f"--test-fraction {test_fraction}: expected 0 <= f < 1")
-    suffixes = _suffixes()
-    files = sorted(
-        p.relative_to(src).as_posix()
-        for p in src.rglob("*")  # any entry: a link, FIFO or folder named x.png is quarantined
-        if p.suffix.lower() in suffixes
-        and not any(part.startswith(".") for part in p.relative_to(src).parts)
-    )
-    if not files:
-        raise ValueError(f"{src}: no images ({', '.join(sorted(suffixes))}) found")
-    top = {f.split("/")[0] for f in files if "/" in f}
-    by_split = bool(top) and top <= set(SPLITS) and all("/" in f for f in files)
-    layout = "split-folders" if by_split else ("class-folders" if top else "flat")
-
-    def parts(rel: str) -> tuple[str | None, str]:
-        """(split from the folder or None, class name or "")."""
-        p = rel.split("/")
-        if by_split:
-            return p[0], (p[1] if len(p) > 2 else "")
-        return None, (p[0] if len(p) > 1 else "")
-
-    classes = sorted({c for c in (parts(f)[1] for f in files) if c})
-    class_id = {c: i for i, c in enumerate(classes)}
-
-    ok: dict[str, bool] = {}
-    bad: list[tuple[str, str, str]] = []
+    files, by_split = _find_images(src)
     if checked is not None:
         got = [(f, *r) for f, r in zip(files, shards.take_results(files, checked), strict=True)]
     else:
         todo = shards.select(files, shard)
-        bar = Progress("images", len(todo), "files")
-        got = []
-        for rel, reason, message in imap_jobs(
-            _check, [(str(src), f) for f in todo], default_workers(workers)
-        ):
-            got.append((rel, reason, message))
-            bar.step(note=f", {sum(1 for g in got if g[1])} quarantined")
+        got = _open_images(src, todo, workers)
         if shard is not None:
             by = {g[0]: [g[1], g[2]] for g in got}
             params = {"root": str(src), "test_fraction": test_fraction, "seed": seed,
@@ -235,18 +150,16 @@ def prep_images(
             note = shards.write_note(Path(out), "images", shard, params, todo,
                                      [by[f] for f in todo])  # fmt: skip
             return ShardResult("images", shard, note, len(todo), sum(1 for g in got if g[1]))
-    for rel, reason, message in got:
-        ok[rel] = not reason
-        if reason:
-            bad.append((rel, reason, message))
-    bad.sort()
-
+    bad = sorted(g for g in got if g[1])
+    readable = {g[0] for g in got if not g[1]}
+    classes = sorted({c for c in (_parts(f, by_split)[1] for f in files) if c})
+    class_id = {c: i for i, c in enumerate(classes)}
     rows: list[dict[str, Any]] = []
     seen: Counter[tuple[int, str]] = Counter()
     for rel in files:
-        if not ok[rel]:
+        if rel not in readable:
             continue
-        split, cls = parts(rel)
+        split, cls = _parts(rel, by_split)
         if split is None:
             split = "test" if _hash_unit(f"{seed}:{rel}") < test_fraction else "train"
         cid = class_id.get(cls, -1)
@@ -254,17 +167,63 @@ def prep_images(
         seen[(cid, split)] += 1
         rows.append({"v": 1, "path": rel, "class_id": cid, "label": cls, "split": split,
                      "fold": fold})  # fmt: skip
+    nested = any("/" in f for f in files)
+    layout = "split-folders" if by_split else ("class-folders" if nested else "flat")
+    split_rule = (
+        "the top folder (train/val/test)"
+        if by_split
+        else f"test when blake2b('{seed}:' + path) / 2**64 < {test_fraction}, else train"
+    )
+    about = {"dataset": name or src.name, "kind": "images", "root": str(src), "layout": layout,
+             "split_rule": split_rule}  # fmt: skip
+    return _write_images(Path(out), src, files, rows, bad, classes, about)
 
-    o = Path(out)
+
+def _find_images(src: Path) -> tuple[list[str], bool]:
+    """The image paths under ``src`` (sorted) and whether the top folders are the splits."""
+    files = sorted(
+        p.relative_to(src).as_posix()
+        for p in src.rglob("*")  # any entry: a link, FIFO or folder named x.png is quarantined
+        if p.suffix.lower() in IMAGE_SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(src).parts)
+    )
+    if not files:
+        raise ValueError(f"{src}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found")
+    top = {f.split("/")[0] for f in files if "/" in f}
+    return files, bool(top) and top <= set(SPLITS) and all("/" in f for f in files)
+
+
+def _parts(rel: str, by_split: bool) -> tuple[str | None, str]:
+    """(split from the folder or None, class name or "")."""
+    p = rel.split("/")
+    if by_split:
+        return p[0], (p[1] if len(p) > 2 else "")
+    return None, (p[0] if len(p) > 1 else "")
+
+
+def _open_images(src: Path, todo: list[str], workers: int | None) -> list[tuple[str, str, str]]:
+    """``(path, reason, message)`` of each of ``todo``, opened in ``workers`` processes."""
+    jobs = [(str(src), f) for f in todo]
+    return list(
+        imap_progress(_check, jobs, default_workers(workers), "images", "files", bad=itemgetter(1))
+    )
+
+
+def _write_images(
+    o: Path,
+    src: Path,
+    files: list[str],
+    rows: list[dict[str, Any]],
+    bad: list[tuple[str, str, str]],
+    classes: list[str],
+    about: dict[str, Any],
+) -> PrepResult:
+    """images.jsonl, quarantine.csv, skipped.csv and prep.json into ``o``."""
     o.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(o, recursive=False)  # a killed run's half-written manifests (not the images)
     manifest = o / "images.jsonl"
-    _write_if_changed(manifest, "".join(json.dumps(r) + "\n" for r in rows).encode())
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(("path", "reason", "message"))
-    writer.writerows(bad)
-    _write_if_changed(o / "quarantine.csv", buf.getvalue().encode())
+    write_if_changed(manifest, jsonl_bytes(rows))
+    write_if_changed(o / "quarantine.csv", csv_text(("path", "reason", "message"), bad).encode())
     ours = {"images.jsonl", "quarantine.csv", "prep.json", "skipped.csv"}
     outs = {
         (o.resolve() / f).relative_to(src).as_posix()
@@ -272,11 +231,8 @@ def prep_images(
         if (o.resolve() / f).is_relative_to(src)
     }  # the manifests written in place are no strays
     stray = not_taken(src, set(files) | outs, takes="images")
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(("path", "kind", "why"))
-    writer.writerows((k.path, k.kind, k.why) for k in stray)
-    _write_if_changed(o / "skipped.csv", buf.getvalue().encode())
+    skipped = ((k.path, k.kind, k.why) for k in stray)
+    write_if_changed(o / "skipped.csv", csv_text(("path", "kind", "why"), skipped).encode())
     counts: dict[str, Any] = {
         "images": len(rows),
         "classes": len(classes),
@@ -289,75 +245,16 @@ def prep_images(
     card = {
         "format": "avssl-prep",
         "version": 1,
-        "dataset": name or src.name,
-        "kind": "images",
-        "root": str(src),
-        "layout": layout,
-        "split_rule": (
-            "the top folder (train/val/test)"
-            if by_split
-            else f"test when blake2b('{seed}:' + path) / 2**64 < {test_fraction}, else train"
-        ),
+        **about,
         "fold_rule": f"1 + k % {NUM_FOLDS}, k = the image's rank in its (class, split) by path",
         "classes": classes,
         "counts": counts,
     }
-    _write_if_changed(o / "prep.json", (json.dumps(card, indent=2) + "\n").encode())
-    return ImagesResult(o, manifest, counts)
-
-
-def register_images(sub: argparse._SubParsersAction) -> None:
-    """Add ``avssl-prep images`` to ``sub`` (an entry of ``data_prep.cli.SUBCOMMANDS``)."""
-    p = sub.add_parser(
-        "images",
-        help="a folder of images (ImageFolder or flat) -> an image manifest, in place",
-        description=(
-            "Index the images under ROOT (ROOT/<class>/..., ROOT/<train|val|test>/<class>/..., "
-            "or files directly in ROOT without a class) into OUT/images.jsonl (path relative to "
-            "ROOT, class_id, label, split, fold) with OUT/prep.json (root, classes, counts) and "
-            "OUT/quarantine.csv (files that would not read: empty, unreadable, not 8-bit). The "
-            "images are not copied. Without split folders, a hash of the path puts "
-            "--test-fraction of them in 'test'. Re-running changes nothing. For 'avssl-train "
-            "rotation|relative-position|colorization|exemplar|simclr|mae|multi-task' and "
-            "'avssl-eval linear | knn | retrieval'."
-        ),
+    write_if_changed(o / "prep.json", json_bytes(card))
+    splits = ", ".join(f"{k} {v}" for k, v in counts["per_split"].items())
+    text = (
+        f"images: {len(rows)} images of {len(classes)} classes ({splits}); {len(bad)} "
+        f"quarantined (quarantine.csv), {len(stray)} other entries not taken (skipped.csv); "
+        f"manifest {manifest}"
     )
-    p.add_argument("root", type=Path, metavar="ROOT", help="the folder of images")
-    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="where the manifest goes")
-    p.add_argument(
-        "--test-fraction",
-        type=float,
-        default=0.2,
-        metavar="F",
-        help="share of the images held out as 'test' when ROOT has no split folders "
-        "(default 0.2; by a hash of the path, so it is stable as the folder grows)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="seed of the split hash (default 0)")
-    p.add_argument("--name", default=None, help="dataset name in reports (default: ROOT's name)")
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        metavar="W",
-        help="processes that open the images (default: one per core, at most 8)",
-    )
-    p.add_argument(
-        "--shard",
-        type=shards.parse_shard,
-        default=None,
-        metavar="I/N",
-        help=shards.SHARD_HELP.format(command="images"),
-    )
-    p.set_defaults(func=_run_images)
-
-
-def _run_images(args: argparse.Namespace) -> int:
-    try:
-        result = prep_images(args.root, args.out, test_fraction=args.test_fraction,
-                             seed=args.seed, name=args.name, workers=args.workers,
-                             shard=args.shard)  # fmt: skip
-    except (OSError, ValueError) as e:
-        print(f"avssl-prep images: {e}", file=sys.stderr)
-        return 2
-    print(result.summary())
-    return 0
+    return PrepResult(o, manifest, counts, text)

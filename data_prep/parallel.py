@@ -9,8 +9,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TextIO, TypeVar
 
-__all__ = ["Progress", "default_workers", "imap_jobs"]
-
 J = TypeVar("J")
 R = TypeVar("R")
 
@@ -38,6 +36,30 @@ def imap_jobs(fn: Callable[[J], R], jobs: Iterable[J], workers: int) -> Iterator
     finally:
         pool.terminate()
         pool.join()
+
+
+def imap_progress(
+    fn: Callable[[J], R],
+    jobs: list[J],
+    workers: int,
+    label: str,
+    unit: str,
+    *,
+    progress: bool = True,
+    intro: str = "",
+    bad: Callable[[R], Any] | None = None,
+) -> Iterator[R]:
+    """:func:`imap_jobs` with a :class:`Progress` line (when ``progress`` and there are jobs):
+    ``intro`` first, then ``, N quarantined`` once ``bad(result)`` held for any result."""
+    bar = Progress(label, len(jobs), unit) if progress and jobs else None
+    if bar is not None and intro:
+        print(intro, file=bar.stream)
+    n_bad = 0
+    for result in imap_jobs(fn, jobs, workers):
+        n_bad += bool(bad and bad(result))
+        if bar is not None:
+            bar.step(note=f", {n_bad} quarantined" if n_bad else "")
+        yield result
 
 
 class Progress:

@@ -8,6 +8,7 @@ files that no list names). Probing and mining happen in :mod:`data_prep.videos`.
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,12 +16,6 @@ from typing import Any
 
 from avssl.data.decode import VIDEO_SUFFIXES
 from avssl.data.suffixes import AUDIO_SUFFIXES
-from data_prep.ucf101_lists import parse_clip_path, read_splits
-
-__all__ = [
-    "VIDEO_SUFFIXES", "Entry", "Scan", "Skipped", "not_taken", "scan_folder", "scan_ucf101",
-    "write_skipped",
-]  # fmt: skip
 
 #: Folders of annotations, not of video frames (DAVIS ``Annotations/``, ``masks/``, ``gt/``):
 #: a scan skips them with everything below, and names them in skipped.csv.
@@ -28,6 +23,112 @@ ANNOTATION_DIRS = frozenset({
     "annotations", "annotation", "masks", "mask", "gt", "groundtruth", "ground_truth", "labels",
     "segmentations", "segmentation", "annots", "trimaps",
 })  # fmt: skip
+
+
+# The official UCF-101 split lists (``ucfTrainTestlist/``), read as published: CRLF line ends,
+# ``classInd.txt`` numbered from 1 (avssl labels are that number - 1), ``trainlistNN.txt`` lines
+# ``Class/v_Class_gGG_cCC.avi N``, ``testlistNN.txt`` lines without label; the folder
+# ``HandstandPushups/`` holds ``v_HandStandPushups_*`` (the class is the folder); split N tests
+# on groups 7(N-1)+1 .. 7N and trains on the other 18.
+_NAME = re.compile(r"^v_(?P<cls>[A-Za-z]+)_g(?P<group>\d{2})_c(?P<clip>\d{2})\.avi$")
+
+
+@dataclass(frozen=True)
+class UCFClip:
+    relpath: str  # "Class/v_Class_gGG_cCC.avi", relative to the UCF-101 root
+    class_name: str  # the folder, as in classInd.txt
+    label: int  # 0-based
+    group: int  # 1..25: clips of one group come from one long video (never split across sets)
+    clip: int
+
+
+def parse_clip_path(relpath: str) -> tuple[str, int, int]:
+    """``"Class/v_Class_g08_c01.avi"`` -> ``("Class", 8, 1)``; ValueError names the bad path."""
+    parts = relpath.strip().replace("\\", "/").split("/")
+    if len(parts) != 2:
+        raise ValueError(f"UCF-101 clip path {relpath!r}: expected 'Class/v_Class_gGG_cCC.avi'")
+    folder, name = parts
+    m = _NAME.match(name)
+    if m is None:
+        raise ValueError(f"UCF-101 clip path {relpath!r}: file name is not v_Class_gGG_cCC.avi")
+    if m["cls"].lower() != folder.lower():  # HandstandPushups/v_HandStandPushups_*: case only
+        raise ValueError(f"UCF-101 clip path {relpath!r}: folder {folder!r} vs file {m['cls']!r}")
+    return folder, int(m["group"]), int(m["clip"])
+
+
+def _lines(path: Path) -> list[tuple[int, str]]:
+    text = path.read_text(encoding="utf-8-sig")
+    return [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+
+
+def read_class_index(path: str | Path) -> list[str]:
+    """``classInd.txt`` -> class names, position = 0-based label. Checks the numbering 1..N."""
+    p = Path(path)
+    names: list[str] = []
+    for n, line in _lines(p):
+        fields = line.split()
+        if len(fields) != 2 or not fields[0].isdigit():
+            raise ValueError(f"{p}:{n}: expected 'N ClassName', got {line!r}")
+        if int(fields[0]) != len(names) + 1:
+            raise ValueError(f"{p}:{n}: class number {fields[0]}, expected {len(names) + 1}")
+        names.append(fields[1])
+    if not names:
+        raise ValueError(f"{p}: no classes")
+    return names
+
+
+def read_split_list(path: str | Path, classes: list[str]) -> list[UCFClip]:
+    """A train or test list -> clips. A train line's label must match its folder's class."""
+    p = Path(path)
+    index = {c: i for i, c in enumerate(classes)}
+    out: list[UCFClip] = []
+    seen: set[str] = set()
+    for n, line in _lines(p):
+        fields = line.split()
+        if len(fields) not in (1, 2):
+            raise ValueError(f"{p}:{n}: expected 'Class/v_...avi [label]', got {line!r}")
+        try:
+            folder, group, clip = parse_clip_path(fields[0])
+        except ValueError as e:
+            raise ValueError(f"{p}:{n}: {e}") from None
+        if folder not in index:
+            raise ValueError(f"{p}:{n}: class {folder!r} is not in classInd")
+        label = index[folder]
+        if len(fields) == 2 and int(fields[1]) - 1 != label:
+            raise ValueError(
+                f"{p}:{n}: label {fields[1]} but {folder!r} is class {label + 1} in classInd"
+            )
+        if fields[0] in seen:
+            raise ValueError(f"{p}:{n}: {fields[0]} is listed twice")
+        seen.add(fields[0])
+        out.append(UCFClip(fields[0], folder, label, group, clip))
+    return out
+
+
+def read_splits(list_dir: str | Path) -> tuple[list[str], dict[int, dict[str, list[UCFClip]]]]:
+    """Read ``classInd.txt`` and every ``trainlist0N.txt`` / ``testlist0N.txt`` present.
+
+    Returns ``(classes, {split: {"train": [...], "test": [...]}})``. A split whose train and test
+    lists share a clip, or share a group (which would leak one long video into both), is refused.
+    """
+    d = Path(list_dir)
+    classes = read_class_index(d / "classInd.txt")
+    splits: dict[int, dict[str, list[UCFClip]]] = {}
+    for k in (1, 2, 3):
+        train_p, test_p = d / f"trainlist0{k}.txt", d / f"testlist0{k}.txt"
+        if not train_p.exists() and not test_p.exists():
+            continue
+        if not (train_p.exists() and test_p.exists()):
+            missing = test_p if train_p.exists() else train_p
+            raise FileNotFoundError(f"{missing}: split {k} needs both its train and test list")
+        train, test = read_split_list(train_p, classes), read_split_list(test_p, classes)
+        shared = {c.group for c in train} & {c.group for c in test}
+        if shared:
+            raise ValueError(f"{d}: split {k} has groups {sorted(shared)} in both train and test")
+        splits[k] = {"train": train, "test": test}
+    if not splits:
+        raise FileNotFoundError(f"{d}: no trainlist0N.txt / testlist0N.txt found")
+    return classes, splits
 
 
 @dataclass(frozen=True)
@@ -149,29 +250,35 @@ def scan_ucf101(root: str | Path, splits_dir: str | Path, split: str = "1") -> S
 
 
 def scan_folder(root: str | Path) -> Scan:
-    """Every video under ``root`` (recursively), and every file it does not take, with why.
+    """Every video under ``root`` (recursively), and every file it does not take, with why
+    (docs/manifests.md, "What is a video" and ``skipped.csv``).
 
-    Videos are files with a video suffix (:data:`VIDEO_SUFFIXES`, animated GIFs included) and
-    **frame folders**: a folder directly holding two or more numbered images
-    (:mod:`avssl.data.frame_folder`) is one video, named by its path. Every entry named like a
-    video counts, not only regular files: a dangling or looping link, a FIFO or a folder named
-    ``x.mp4`` is quarantined by the prep with its reason instead of vanishing without a trace.
-
-    Not taken, each named in ``skipped`` (``skipped.csv``): hidden files and folders (a hidden
-    folder is one row, not searched), annotation folders (:data:`ANNOTATION_DIRS`, one row
-    each with everything below it: DAVIS ``Annotations/``, ``masks/``), single images, sound
-    files, other files (by suffix), and files inside a frame folder that are not its frames.
-
-    The class of a video is the first-level sub-folder it is in (``root/<class>/.../x.mp4``);
-    videos directly in ``root`` have none. There is no official split: every video is "train"
-    of the split "all".
+    Videos are files with a video suffix (:data:`VIDEO_SUFFIXES`, animated GIFs included) and frame
+    folders (a folder directly holding 2+ numbered images, :mod:`avssl.data.frame_folder`). Every
+    entry named like a video counts, not only regular files: a dangling link, a FIFO or a folder
+    named ``x.mp4`` is quarantined by the prep with its reason instead of vanishing. The class of a
+    video is its first-level sub-folder (none directly in ``root``); every video is "train" of the
+    split "all".
     """
-    from avssl.data.frame_folder import IMAGE_SUFFIXES, looks_like_frame_folder
-
     r = Path(root)
     if not r.is_dir():
         raise FileNotFoundError(f"{r}: not a directory")
     r = r.resolve()
+    rels, skipped = _find_videos(r)
+    classes = sorted({rel.split("/")[0] for rel in rels if "/" in rel})
+    index = {c: i for i, c in enumerate(classes)}
+    entries = []
+    for rel in rels:
+        cls = rel.split("/")[0] if "/" in rel else ""
+        entries.append(Entry(rel, cls, index.get(cls, -1), -1, {"all": "train"}))
+    return Scan("folder", str(r), classes, entries, ["all"], skipped=skipped)
+
+
+def _find_videos(r: Path) -> tuple[list[str], list[Skipped]]:
+    """The videos under ``r`` (files and frame folders, sorted) and what is not taken, with why
+    (the rules of :func:`scan_folder`)."""
+    from avssl.data.frame_folder import IMAGE_SUFFIXES, looks_like_frame_folder
+
     rels: list[str] = []
     frame_dirs: set[str] = set()
     skipped: list[Skipped] = []
@@ -222,14 +329,8 @@ def scan_folder(root: str | Path) -> Scan:
                 skipped.append(Skipped(rel, "not-video", f"not a video by suffix "
                                        f"({suffix or 'none'})"))  # fmt: skip
     rels.sort()
-    classes = sorted({rel.split("/")[0] for rel in rels if "/" in rel})
-    index = {c: i for i, c in enumerate(classes)}
-    entries = []
-    for rel in rels:
-        cls = rel.split("/")[0] if "/" in rel else ""
-        entries.append(Entry(rel, cls, index.get(cls, -1), -1, {"all": "train"}))
     skipped.sort(key=lambda k: k.path)
-    return Scan("folder", str(r), classes, entries, ["all"], skipped=skipped)
+    return rels, skipped
 
 
 def not_taken(root: Path, taken: set[str], *, takes: str) -> list[Skipped]:
@@ -290,60 +391,24 @@ def scan_audioset(
     pattern: str | None = None,
     cut: bool | None = None,
 ) -> Scan:
-    """Entries for the AudioSet segments of ``csvs`` found under ``videos_root``.
+    """Entries for the AudioSet segments of ``csvs`` found under ``videos_root`` (by name:
+    :func:`data_prep.audioset_files.match_files`); docs/manifests.md has the outputs.
 
-    A segment's role is "test" when its list is an eval list, else "train". ``classes`` (display
-    names or MIDs, expanded down the ontology: "Musical instrument" gives the instrument subset of
-    L3 / AVE-Net) keeps the segments with at least one of those labels, and a row's ``labels``
-    are then the selected ones (``all_labels`` keeps the rest). ``labels_csv`` and
-    ``ontology_json`` default to ``class_labels_indices.csv`` and ``ontology.json`` beside the
-    first list. Files are matched by name (:func:`data_prep.audioset_meta.match_files`);
-    ``missing`` lists the segments without a file, ``unlisted`` the media files matching no
-    segment or several.
+    A segment's role is "test" when its list is an eval list, else "train". ``classes`` (names or
+    MIDs, expanded down the ontology) keeps the segments with one of those labels, and a row's
+    ``labels`` are then the selected ones (``all_labels`` keeps the rest). ``labels_csv`` and
+    ``ontology_json`` default to the files beside the first list. ``missing``: the segments without
+    a file; ``unlisted``: the media files matching no segment or several.
     """
-    from data_prep.audioset_meta import (
-        expand_classes,
-        match_files,
-        read_class_labels,
-        read_ontology,
-        read_segments,
-        split_of_csv,
-    )
+    from data_prep.audioset_files import match_files
 
     if not csvs:
         raise ValueError("give at least one AudioSet segments CSV")
     root = Path(videos_root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: videos folder is not a directory")
-    first = Path(csvs[0])
-    labels_path = Path(labels_csv) if labels_csv else first.parent / "class_labels_indices.csv"
-    names: dict[str, str] = {}
-    if labels_path.is_file():
-        label_list = read_class_labels(labels_path)
-        names = {c.mid: c.name for c in label_list}
-    elif classes:
-        raise FileNotFoundError(f"{labels_path}: class_labels_indices.csv needed for --classes")
-    selected: set[str] | None = None
-    if classes:
-        onto_path = Path(ontology_json) if ontology_json else first.parent / "ontology.json"
-        if not onto_path.is_file():
-            raise FileNotFoundError(f"{onto_path}: ontology.json needed to expand --classes")
-        selected = set(expand_classes(classes, read_ontology(onto_path), label_list))
-    segments: list[Any] = []
-    role: dict[tuple[str, float], str] = {}
-    for c in csvs:
-        r = split_of_csv(c)
-        for s in read_segments(c):
-            if s.key in role:
-                if role[s.key] != r:
-                    raise ValueError(
-                        f"{c}: segment {s.ytid} {s.start_s} is in a train and a test list"
-                    )
-                continue
-            if selected is not None and not selected & set(s.labels):
-                continue
-            role[s.key] = r
-            segments.append(s)
+    names, selected = _audioset_classes(Path(csvs[0]).parent, classes, labels_csv, ontology_json)
+    segments, role = _listed_segments(csvs, selected)
     result = match_files(root, segments, pattern=pattern, cut=cut)
     by_key = {s.key: s for s in segments}
     entries: dict[str, Entry] = {}
@@ -369,3 +434,53 @@ def scan_audioset(
         "audioset", str(root.resolve()), used, [entries[k] for k in sorted(entries)],
         ["audioset"], missing, unlisted, {m: names.get(m, m) for m in used}, skipped,
     )  # fmt: skip
+
+
+def _audioset_classes(
+    beside: Path,
+    classes: list[str] | None,
+    labels_csv: str | Path | None,
+    ontology_json: str | Path | None,
+) -> tuple[dict[str, str], set[str] | None]:
+    """The display name of each MID (when class_labels_indices.csv is there) and the MIDs that
+    ``classes`` select (None: all); the files default to those in ``beside``."""
+    from data_prep.audioset_meta import expand_classes, read_class_labels, read_ontology
+
+    labels_path = Path(labels_csv) if labels_csv else beside / "class_labels_indices.csv"
+    names: dict[str, str] = {}
+    if labels_path.is_file():
+        label_list = read_class_labels(labels_path)
+        names = {c.mid: c.name for c in label_list}
+    elif classes:
+        raise FileNotFoundError(f"{labels_path}: class_labels_indices.csv needed for --classes")
+    if not classes:
+        return names, None
+    onto_path = Path(ontology_json) if ontology_json else beside / "ontology.json"
+    if not onto_path.is_file():
+        raise FileNotFoundError(f"{onto_path}: ontology.json needed to expand --classes")
+    return names, set(expand_classes(classes, read_ontology(onto_path), label_list))
+
+
+def _listed_segments(
+    csvs: list[str | Path], selected: set[str] | None
+) -> tuple[list[Any], dict[tuple[str, float], str]]:
+    """The segments of ``csvs`` with a selected label, in list order, and the role of each
+    (``test`` for an eval list); a segment in a train and a test list is refused."""
+    from data_prep.audioset_meta import read_segments, split_of_csv
+
+    segments: list[Any] = []
+    role: dict[tuple[str, float], str] = {}
+    for c in csvs:
+        r = split_of_csv(c)
+        for s in read_segments(c):
+            if s.key in role:
+                if role[s.key] != r:
+                    raise ValueError(
+                        f"{c}: segment {s.ytid} {s.start_s} is in a train and a test list"
+                    )
+                continue
+            if selected is not None and not selected & set(s.labels):
+                continue
+            role[s.key] = r
+            segments.append(s)
+    return segments, role

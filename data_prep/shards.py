@@ -1,47 +1,24 @@
 """Shards of the per-file preps (esc50, audio-folder, images): ``--shard I/N`` and merge.
 
-The video preps (ucf101, folder, audioset) shard through their per-video records
-(:func:`data_prep.videos.prep_videos`). The per-file preps share this simpler scheme: the slow part
-is opening every file (probing an audio file, reading an image), and everything else -- scanning
-the folder, labels, folds, splits -- is cheap and deterministic. So a shard run
-
-1. scans and validates exactly as an unsharded run would,
-2. opens only the files ``files[I::N]`` of the sorted list of files to open, and
-3. writes ``OUT/{command}-shard-I-of-N.json`` (the command, its parameters, its file list and the
-   results) and no manifest.
-
-``avssl-prep merge OUT SHARD_DIRS...`` reads the N notes, checks that they come from one command
-with the same parameters and that together they cover every file to open exactly once, then runs
-the command once more with the shards' results in place of opening the files: the files it
-writes are byte-identical to an unsharded run's (tests/test_prep_shards.py). The merge re-scans
-the source folder, so it must see the dataset (as every shard did); it refuses when the files to
-open are no longer the ones the shards opened.
-
-``digits``, ``av-digits`` and ``synth`` are not sharded (see their ``--help``): the first two
-slice one sheet / one small recording set in seconds, and synth renders a seeded built-in set in
-about a minute and resumes clip by clip.
+Opening every file is the slow part; scanning, labels, folds and splits are cheap and
+deterministic. So a shard run scans and validates as an unsharded run would, opens only
+``files[I::N]`` of the sorted list and writes ``OUT/{command}-shard-I-of-N.json`` (command,
+parameters, files, results) instead of the manifests; the merge checks the N notes and runs the
+command once more with their results in place of opening the files: byte-identical to an
+unsharded run (docs/manifests.md, "Resuming, shards and merging"). The video preps' records
+(:mod:`data_prep.videos`) share :func:`read_notes` and :func:`select`.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, TypeVar
 
 from avssl.data.manifest import atomic_write_text
-
-__all__ = [
-    "SHARDED_COMMANDS",
-    "ShardNote",
-    "find_notes",
-    "merge_notes",
-    "parse_shard",
-    "select",
-    "take_results",
-    "write_note",
-]
 
 T = TypeVar("T")
 
@@ -112,44 +89,53 @@ def find_notes(dirs: Sequence[Path]) -> list[Path]:
     return sorted(found)
 
 
-def merge_notes(paths: Sequence[Path]) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    """``(command, params, results by file)`` from the notes of all N shards of one run.
+def read_notes(
+    paths: Sequence[Path], agree: Callable[[ShardNote], Any], what: str
+) -> dict[int, tuple[ShardNote, Path]]:
+    """The notes of all N shards of one run, by shard index, with their paths: the one check of
+    both shard schemes (these notes, and the video preps' ``shard-I-of-N.json``).
 
-    Raises ValueError when the notes mix commands, parameters or shard counts, or a shard appears
-    twice with different contents, and FileNotFoundError when a shard is missing."""
+    Raises ValueError when a shard appears twice with different contents or a note differs from
+    the first in ``agree(note)`` (``what`` says in what) or in N, and FileNotFoundError when a
+    shard is missing."""
     if not paths:
         raise FileNotFoundError("no shard notes ({command}-shard-I-of-N.json) found")
-    notes: dict[int, ShardNote] = {}
-    where: dict[int, Path] = {}
+    notes: dict[int, tuple[ShardNote, Path]] = {}
     for p in paths:
         note = json.loads(Path(p).read_text("utf-8"))
         i = int(note["shard"][0])
-        if i in notes and notes[i] != note:
-            raise ValueError(f"{p}: shard {i} appears twice with different contents ({where[i]})")
-        notes[i], where[i] = note, Path(p)
-    ref = notes[min(notes)]
+        if i in notes and notes[i][0] != note:
+            other = notes[i][1]
+            raise ValueError(f"{p}: shard {i} appears twice with different contents ({other})")
+        notes[i] = note, Path(p)
+    ref, ref_path = notes[min(notes)]
     n = int(ref["shard"][1])
-    for i, note in notes.items():
-        if (note["command"], note["params"], note["shard"][1]) != (
-            ref["command"],
-            ref["params"],
-            n,
-        ):
+    for i, (note, path) in notes.items():
+        if (agree(note), note["shard"][1]) != (agree(ref), n):
             raise ValueError(
-                f"{where[i]}: shard {i} comes from another command, other parameters or "
-                f"another shard count than {where[min(notes)]}"
+                f"{path}: shard {i} comes from {what} or another shard count than {ref_path}"
             )
     absent = [i for i in range(n) if i not in notes]
     if absent:
+        prefix = f"{ref['command']}: " if "command" in ref else ""
         raise FileNotFoundError(
-            f"{ref['command']}: shards {absent} of {n} are missing (give their directories)"
+            f"{prefix}shards {absent} of {n} are missing (give their directories)"
         )
+    return notes
+
+
+def merge_notes(paths: Sequence[Path]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """``(command, params, results by file)`` from the notes of all N shards of one per-file
+    prep (:func:`read_notes` checks them)."""
+    notes = read_notes(paths, itemgetter("command", "params"), "another command, other parameters")
     results: dict[str, Any] = {}
-    for i in range(n):
-        for f, r in zip(notes[i]["files"], notes[i]["results"], strict=True):
+    for i in sorted(notes):
+        note = notes[i][0]
+        for f, r in zip(note["files"], note["results"], strict=True):
             if f in results:
                 raise ValueError(f"{f}: opened by two shards")
             results[f] = r
+    ref = notes[min(notes)][0]
     return str(ref["command"]), dict(ref["params"]), results
 
 

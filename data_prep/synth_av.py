@@ -1,20 +1,13 @@
 """The built-in set's audio-visual pairs (``avssl-prep synth`` writes them to ``DIR/av``).
 
-The same pair mining as ``avssl-prep audioset`` (:mod:`data_prep.av_prep`: frames on each
-video's grid, the 1 s of sound centred on each, negatives cut on the frame's grid), on the
-synthetic clips, with the synth's own split: its ``train`` clips are the train role, its ``val``
-and ``test`` clips the test role (30% of every class, held out whole). Two settings differ from
-the AudioSet defaults, both written to ``prep.json``:
-
-* 8 frames per second of sound (4 s clips: ~13 positives a clip rather than 3);
-* only windows whose sound peaks at -30 dBFS or more: between impacts the track is a -60 dBFS
-  noise floor, and 46% of the 1 s windows hold no impact -- a frame cannot be matched with
-  silence. Measured on 40 clips: the rule keeps 99.9% of the windows holding an impact; 8% of the
-  kept ones hold only the tail of one.
-
-Besides the pair manifests it writes ``localization_test.jsonl``: the test role's positives with
-the box of the sounding object at the row's frame (``bbox``, normalised [x1, y1, x2, y2], the
-VGG-SS convention) and the classes of the silent distractors, for ``avssl-eval localization``.
+The pair mining of ``avssl-prep audioset`` (:mod:`data_prep.av_prep`) on the synthetic clips:
+the synth's ``train`` clips are the train role, its ``val`` and ``test`` clips the test role
+(30% of every class, held out whole). Two settings differ, both written to ``prep.json``: 8
+frames per second of sound (~13 positives per 4 s clip), and only windows whose sound peaks at
+-30 dBFS or more -- between impacts the track is a -60 dBFS noise floor, and 46% of the 1 s
+windows hold no impact (measured on 40 clips: the rule keeps 99.9% of the windows holding an
+impact). ``localization_test.jsonl`` adds to the test positives the sounding object's box at
+the frame (``bbox``) and the silent distractors' classes, for ``avssl-eval localization``.
 """
 
 from __future__ import annotations
@@ -26,8 +19,6 @@ from typing import Any
 from avssl.data.manifest import read_manifest, write_manifest
 from data_prep.av_prep import PairConfig
 from data_prep.scan import Entry, Scan
-
-__all__ = ["SYNTH_PAIRS", "ensure_builtin_av", "prep_synth_av", "scan_synth"]
 
 SYNTH_PAIRS = PairConfig(frames_per_s=8.0, min_window_peak_dbfs=-30.0)
 
@@ -80,21 +71,3 @@ def prep_synth_av(
     result = prep_videos(scan_synth(r), o, config=SYNTH_PAIRS, workers=workers, progress=progress)
     write_manifest(o / "localization_test.jsonl", _localization_rows(r, o))
     return result
-
-
-def ensure_builtin_av(av_dir: str | Path, *, workers: int | None = None) -> None:
-    """Build what ``avssl-train ave_net`` with no manifest needs, where it is missing: the synth
-    set (``av_dir``'s parent; ~1 min) and its pairs (``av_dir``; ~20 s)."""
-    d = Path(av_dir)
-    if (d / "avc_train.jsonl").is_file() and (d / "localization_test.jsonl").is_file():
-        return
-    import sys
-
-    root = d.parent
-    if not (root / "dataset.json").is_file():
-        from data_prep.synth import build_synth
-
-        print(f"building the built-in set in {root} (first use; about a minute)", file=sys.stderr)
-        print(build_synth(root, workers=workers, progress=True).summary(), file=sys.stderr)
-    res = prep_synth_av(root, d, workers=workers)
-    print(res.summary(), file=sys.stderr)

@@ -29,21 +29,11 @@ its sample ``k`` is at ``k / sample_rate`` s on the source's axis, zero-padded b
 stream's first sample (see :func:`avssl.data.decode.read_audio`). MP3 in AVI keeps its encoder
 delay, as decoding the source would.
 
-**Trade-off: size vs random-access cost.** Short GOPs cost bits (an I-frame is worth several
-P-frames), CRF 18 is near-transparent (mean error to the decoded source ~1.6 on 0..255), and an
-H.264 frame decodes 3-5x slower than an Xvid frame of the same size (2x with ``fast_decode``,
-libx264 ``tune=fastdecode``), so the gain comes from decoding fewer frames. Measured on one
-thread (best of 3; 200 seeded reads of 3 random frames, probe excluded), 320x240 packed-B Xvid
-sources with a single keyframe:
-
-* real UCF-101 ``ApplyEyeMakeup`` clip, 164 frames: source 288 KiB [1], 11.8 ms per read;
-  cache 450 KiB, 3.4 ms per read;
-* generated (tests/media.py frames), 250 frames: source 1048 KiB, 22.4 ms per read; cache
-  812 KiB, 3.4 ms per read.
-
-[1] of which 167 KiB video and the rest MP3. The mono 16-bit WAV at 44.1 kHz (565 KiB for the
-6.6 s clip) is larger than the cached picture. Without ``fast_decode`` the MP4s are 9-20%
-smaller and reads cost 7-8 ms; CRF 23 instead of 18 saves about 40% (error 2.0 instead of 1.6).
+**Trade-off** (BENCHMARKS.md, "Training cache"): CRF 18 is near-transparent (mean error ~1.6 on
+0..255); random reads get 3-4.5x cheaper on one-keyframe Xvid such as UCF-101's, none on
+short-GOP sources, as an H.264 frame decodes 3-5x slower than an Xvid one (2x with ``fast_decode``).
+Without ``fast_decode`` the MP4s are 9-20% smaller and reads cost about twice as much; CRF 23
+saves about 40% (error 2.0).
 
 Writes are atomic: the video is written and checked under a temporary name and moved into place
 only when its frame count is right, and the WAV goes through a temporary name too; a failure
@@ -61,8 +51,6 @@ from avssl.data.decode import DEFAULT_TIMEOUT_S, iter_frames, probe, read_audio
 from avssl.data.encode import write_audio, write_video
 from avssl.data.manifest import atomic_output
 from avssl.types import VideoInfo
-
-__all__ = ["VERSION", "TranscodeConfig", "cache_size", "transcode_video"]
 
 #: Bumped whenever the cache's content changes for the same config (a resumed prep run
 #: re-transcodes rows whose ``cache_version`` differs).
@@ -82,7 +70,7 @@ class TranscodeConfig:
     crf: int = 18  # libx264 quality: 18 ~ visually lossless; +6 roughly halves the size
     audio: bool = True  # mono wav at the source's rate next to the video
     # libx264 tune=fastdecode (CAVLC, no deblocking filter): ~2x cheaper decodes for +10-25%
-    # bytes at the same CRF and the same error to the source (measured in the module docstring).
+    # bytes at the same CRF and the same error to the source (module docstring).
     fast_decode: bool = True
 
     def __post_init__(self) -> None:
@@ -125,20 +113,16 @@ def transcode_video(
     dst_audio: Path | None = None,
     timeout_s: float | None = None,
 ) -> dict[str, Any]:
-    """Write the cache of ``src`` (probed as ``info``) to ``dst_video`` (``.mp4``) and its sound.
+    """Write the cache of ``src`` (probed as ``info``) to ``dst_video`` (``.mp4``) and its sound to
+    ``dst_audio`` (``.wav``) when ``config.audio`` is set, a path is given and the source has an
+    audio stream. ``timeout_s`` bounds the video pass and the check (default: DEFAULT_TIMEOUT_S +
+    0.1 s per frame).
 
-    The sound goes to ``dst_audio`` (``.wav``) when ``config.audio`` is set, a path is given and
-    the source has an audio stream (the first one probe found with samples). ``timeout_s``
-    bounds the video pass and the check (default: DEFAULT_TIMEOUT_S + 0.1 s per frame).
-
-    Returns the manifest columns: ``cache_video`` / ``cache_audio`` (the paths as given, audio
-    None when none was written), ``cache_width``, ``cache_height``, ``cache_fps``,
-    ``cache_num_frames``, ``cache_bytes`` (video + audio), ``cache_gop``,
-    ``cache_sample_rate`` (None without audio) and ``cache_version``.
-
+    Returns the manifest columns ``cache_video`` / ``cache_audio`` (the paths as given, audio None
+    when none was written), ``cache_width``, ``cache_height``, ``cache_fps``, ``cache_num_frames``,
+    ``cache_bytes`` (video + audio), ``cache_gop``, ``cache_sample_rate`` and ``cache_version``.
     Raises CorruptMediaError (naming the cache file) when the written video does not decode to
-    ``info.num_frames`` frames, and whatever the source's decode raises; no new file is left at
-    ``dst_video`` or ``dst_audio`` then.
+    ``info.num_frames`` frames, and whatever the source's decode raises; no new file is left then.
     """
     src, dst_video = Path(src), Path(dst_video)
     if dst_video.suffix.lower() != ".mp4":
@@ -173,28 +157,10 @@ def transcode_video(
             )
     video_bytes = dst_video.stat().st_size
 
-    audio_path: Path | None = None
-    sample_rate: int | None = None
-    audio_bytes = 0
+    audio_path, sample_rate, audio_bytes = None, None, 0
     if config.audio and dst_audio is not None and info.audio:
-        stream = info.audio[0]
-        sample_rate = stream.sample_rate
         audio_path = Path(dst_audio)
-        try:
-            sound = read_audio(
-                src,
-                0.0,
-                stream.duration_s,  # end of the stream on the source's time axis
-                sample_rate=sample_rate,
-                mono=True,
-                stream=stream.index,
-            )
-            # 16-bit PCM: -96 dBFS quantisation is far below any recording's noise, and half
-            # the size of float. write_audio is atomic itself.
-            write_audio(audio_path, sound.data.numpy(), sample_rate=sample_rate)
-        except BaseException:
-            dst_video.unlink(missing_ok=True)  # all or nothing: no video without its sound
-            raise
+        sample_rate = _write_sound(src, info, audio_path, dst_video)
         audio_bytes = audio_path.stat().st_size
 
     return {
@@ -209,3 +175,25 @@ def transcode_video(
         "cache_sample_rate": sample_rate,
         "cache_version": VERSION,
     }
+
+
+def _write_sound(src: Path, info: VideoInfo, dst_audio: Path, dst_video: Path) -> int:
+    """The first audio stream of ``src`` as a mono 16-bit WAV on the source's time axis; on a
+    failure ``dst_video`` is removed too (all or nothing). Returns the sample rate."""
+    stream = info.audio[0]
+    try:
+        sound = read_audio(
+            src,
+            0.0,
+            stream.duration_s,  # end of the stream on the source's time axis
+            sample_rate=stream.sample_rate,
+            mono=True,
+            stream=stream.index,
+        )
+        # 16-bit PCM: -96 dBFS quantisation is far below any recording's noise, and half
+        # the size of float. write_audio is atomic itself.
+        write_audio(dst_audio, sound.data.numpy(), sample_rate=stream.sample_rate)
+    except BaseException:
+        dst_video.unlink(missing_ok=True)  # all or nothing: no video without its sound
+        raise
+    return stream.sample_rate

@@ -1,22 +1,15 @@
-"""The video prep engine behind ``avssl-prep ucf101`` and ``avssl-prep folder``.
+"""The video prep engine behind ``avssl-prep ucf101``, ``folder`` and ``audioset``.
 
-For every video of a :class:`~data_prep.scan.Scan` a worker process
-
-1. fingerprints the file (BLAKE2b of its bytes) and probes it strictly (exact frame count,
-   verified seek points, audio presence); bad media is *quarantined* with its reason;
-2. measures per-frame motion energy (:mod:`avssl.data.motion`), cached in ``OUT/motion/`` by
-   file fingerprint and motion setting, so re-mining with other sampler settings never decodes;
-3. finds the video's high-motion windows and mines Shuffle & Learn tuples, Odd-One-Out
-   questions and arrow-of-time clips (:mod:`avssl.data.samplers`) with a random stream seeded by
-   ``(seed, path)``: a video's samples do not depend on the other videos, the order of work,
-   the number of workers or shards;
-4. optionally writes a transcoded training copy (:mod:`data_prep.transcode`);
-5. commits one JSON *record* atomically to ``OUT/records/``.
-
-A record whose file size, mtime and settings still match is reused, so a killed run re-run
-finishes the rest and writes byte-identical manifests. The manifests are then assembled from the
-records in path order (:func:`assemble`); ``avssl-prep merge`` assembles shards the same way.
-The format of every output file is documented in ``docs/manifests.md``.
+For every video of a :class:`~data_prep.scan.Scan` a worker process fingerprints the file,
+probes it strictly (bad media is quarantined with its reason), measures per-frame motion
+(cached in ``OUT/motion/`` by fingerprint and setting) and mines the temporal-order samples of
+its high-motion windows (:mod:`avssl.data.samplers`) -- or the audio-visual pairs
+(:mod:`data_prep.av_prep`) -- with a random stream seeded by ``(seed, path)``, so a video's
+samples do not depend on the other videos, the workers or the shards; optionally transcodes it
+(:mod:`data_prep.transcode`); and commits one JSON record to ``OUT/records/``. A record whose
+file size, mtime and settings still match is reused, so a re-run finishes a killed one; the
+manifests are assembled from the records (:mod:`data_prep.video_manifests`), also by
+``avssl-prep merge``. Outputs: docs/manifests.md.
 """
 
 from __future__ import annotations
@@ -28,32 +21,31 @@ import time
 import traceback
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from avssl import errors
+from avssl.config import config_from_dict
 from avssl.data import samplers
 from avssl.data.decode import check_source, media_identity
 from avssl.data.frame_folder import list_frames
-from avssl.data.manifest import atomic_write_text, remove_stale_temps, write_manifest
+from avssl.data.manifest import atomic_write_text, remove_stale_temps
 from avssl.data.motion import Motion, load_motion, motion_energy, save_motion
-from data_prep.av_prep import PAIR_TASKS, PairConfig, mine_pairs, pair_rows
-from data_prep.parallel import Progress, default_workers, imap_jobs
-from data_prep.scan import Entry, Scan, write_skipped
+from data_prep import shards
+from data_prep.av_prep import PairConfig, mine_pairs
+from data_prep.parallel import default_workers, imap_progress
+from data_prep.scan import Entry, Scan
+from data_prep.video_manifests import FORMAT_VERSION, TASKS, PrepResult, assemble, record_name
 
-__all__ = ["FORMAT_VERSION", "MineConfig", "PrepResult", "assemble", "prep_videos"]
-
-#: Version of the manifest rows (the ``"v"`` field of every row); see docs/manifests.md.
-FORMAT_VERSION = 1
 #: Bump when a change alters what a record holds for the same input and settings.
 # 2: Shuffle & Learn keeps its class through rejected draws; 3: stricter probe (bad-media corpus:
 # concealed damage, still images, headers claiming lost frames, links / FIFOs / folders)
 # 4: concealed decode damage is recorded, not quarantined (--strict-decode brings it back);
 # frame folders and GIFs; AVI held frames are time; trailing bytes after a whole MP4
 RECORD_VERSION = 4
-TASKS = ("shuffle_learn", "odd_one_out", "arrow_of_time")
 
 # Below these energies a window is "still" whatever the video's own statistics say (measured on
 # ../shared/data: a static shot's coarse flow is ~1e-4 frame widths per frame).
@@ -119,11 +111,6 @@ def _hash_file(h: Any, path: Path, chunk: int) -> None:
     with open(path, "rb") as f:
         while block := f.read(chunk):
             h.update(block)
-
-
-def record_name(relpath: str) -> str:
-    """A flat, readable file name for a video's record: ``Class/v_x.avi`` -> ``Class__v_x.avi``."""
-    return relpath.replace("/", "__") + ".json"
 
 
 @dataclass(frozen=True)
@@ -220,33 +207,21 @@ def mine_samples(
     return {
         "windows": [list(w) for w in windows],
         "shuffle_learn": [
-            {
-                "frames": list(t.frames),
-                "target": t.label,
-                "kind": t.kind,
-                "five": list(t.five),
-                "window": list(t.window),
-            }
+            {"frames": list(t.frames), "target": t.label, "kind": t.kind, "five": list(t.five),
+             "window": list(t.window)}
             for t in tuples
-        ],  # fmt: skip
+        ],
         "odd_one_out": [
-            {
-                "subsequences": [list(s) for s in q.subsequences],
-                "target": q.odd,
-                "windows": [list(w) for w in q.windows],
-            }
+            {"subsequences": [list(s) for s in q.subsequences], "target": q.odd,
+             "windows": [list(w) for w in q.windows]}
             for q in questions
-        ],  # fmt: skip
+        ],
         "arrow_of_time": [
-            {
-                "frames": list(c.frames),
-                "target": c.label,
-                "reversed": c.reversed,
-                "window": list(c.window),
-            }
+            {"frames": list(c.frames), "target": c.label, "reversed": c.reversed,
+             "window": list(c.window)}
             for c in clips
-        ],  # fmt: skip
-    }
+        ],
+    }  # fmt: skip
 
 
 def _process(job: _Job) -> tuple[str, str]:
@@ -379,189 +354,6 @@ def _video_row(e: Entry, info: Any, fingerprint: str) -> dict[str, Any]:
     }
 
 
-# --------------------------------------------------------------------------------------------
-# assembling the manifests
-# --------------------------------------------------------------------------------------------
-@dataclass
-class PrepResult:
-    out: Path
-    counts: dict[str, int]  # processed / reused / quarantined / ...
-    seconds: float
-    card: dict[str, Any] = field(default_factory=dict)
-
-    def summary(self) -> str:
-        c = self.card
-        lines = [f"{c.get('dataset', 'prep')} manifests in {self.out}"]
-        v = c.get("videos", {})
-        lines.append(
-            f"  videos      {v.get('ok', 0)} ok, {v.get('quarantined', 0)} quarantined "
-            f"(see quarantine.csv), {v.get('missing', 0)} listed but missing, "
-            f"{v.get('unlisted', 0)} on disk but unlisted; {self.counts.get('processed', 0)} "
-            f"processed, {self.counts.get('reused', 0)} reused in {self.seconds:.1f} s"
-        )
-        kinds = ", ".join(f"{n} {k}" for k, n in sorted(c.get("skipped", {}).items()))
-        kinds = f" ({kinds})" if kinds else ""
-        lines.append(f"  skipped     {v.get('skipped', 0)} not taken{kinds} (see skipped.csv)")
-        if v.get("decode_warnings"):
-            lines.append(
-                f"  damaged     {v['decode_warnings']} video(s) kept with concealed decode damage;"
-                " their damaged frames are never sampled (videos.jsonl damaged_frames; "
-                "--strict-decode quarantines them)"
-            )
-        for name, s in c.get("splits", {}).items():
-            counts = ", ".join(f"{t} {n}" for t, n in s["samples"].items())
-            videos = "; ".join(f"{s[k]} {k[:-7]} videos" for k in ("train_videos", "test_videos")
-                               if k in s)  # fmt: skip
-            lines.append(f"  split {name:5s} {videos}; {counts}; manifests in {s['dir']}")
-        for name, s in list(c.get("splits", {}).items())[:1]:
-            key = "shuffle_learn" if c.get("config_type") == "MineConfig" else "positives"
-            items = sorted(s["per_class"].items(), key=lambda kv: kv[1][key])
-            if items:
-                few = ", ".join(f"{k} {d[key]}" for k, d in items[:3])
-                lines.append(f"  per class   {name}: {len(items)} classes; fewest {key}: {few} "
-                             "(all counts in prep.json)")  # fmt: skip
-        return "\n".join(lines)
-
-
-def _split_dir(scan: Scan, split: str) -> str:
-    return "." if scan.dataset == "folder" else f"split{split}"
-
-
-def assemble(
-    out: Path, scan: Scan, config: MineConfig | PairConfig, extra: dict[str, Any]
-) -> dict[str, Any]:
-    """Write every manifest of ``out`` from the records of ``scan``'s videos; return the card.
-
-    Raises FileNotFoundError listing videos without a record (e.g. a shard not merged yet).
-    """
-    records: list[dict[str, Any]] = []
-    absent = []
-    for e in scan.entries:
-        p = out / "records" / record_name(e.relpath)
-        try:
-            records.append(json.loads(p.read_text()))
-        except (OSError, ValueError):
-            absent.append(e.relpath)
-    if absent:
-        raise FileNotFoundError(
-            f"{out}: {len(absent)} video(s) have no record yet (first: {absent[0]}); "
-            "run the remaining shards or re-run the prep"
-        )
-    ok = [r for r in records if r["status"] == "ok"]
-    bad = [r for r in records if r["status"] != "ok"]
-    write_manifest(out / "videos.jsonl", [r["video"] for r in ok])
-    write_manifest(out / "probe.jsonl", [{"video": r["relpath"], **r["info"]} for r in ok])
-    write_manifest(
-        out / "quarantine.csv",
-        [{"path": r["relpath"], "reason": r["reason"], "message": r["message"]} for r in bad],
-    )
-    if scan.dataset in ("ucf101", "audioset"):
-        write_manifest(out / "missing.csv", [{"path": p} for p in scan.missing])
-        write_manifest(out / "unlisted.csv", [{"path": p} for p in scan.unlisted])
-    write_skipped(out / "skipped.csv", scan.skipped)
-    if isinstance(config, PairConfig):
-        splits = _write_pairs(out, scan, ok, config)
-    else:
-        splits = _write_temporal(out, scan, ok)
-    videos_per_class = Counter(r["video"]["class_name"] or "(none)" for r in ok)
-    card = {
-        "format": "avssl-prep",
-        "version": FORMAT_VERSION,
-        "dataset": scan.dataset,
-        "root": scan.root,
-        "classes": scan.classes,
-        "config": asdict(config),
-        **extra,
-        "videos": {
-            "listed": len(scan.entries) + len(scan.missing),
-            "ok": len(ok),
-            "quarantined": len(bad),
-            "missing": len(scan.missing),
-            "unlisted": len(scan.unlisted),
-            "skipped": len(scan.skipped),
-            "decode_warnings": sum(1 for r in ok if r["video"].get("decode_warnings")),
-        },
-        "skipped": scan.skipped_counts(),
-        "quarantine_reasons": dict(Counter(r["reason"] for r in bad)),
-        "splits": splits,
-        "videos_per_class": dict(sorted(videos_per_class.items())),
-    }
-    atomic_write_text(out / "scan.json", json.dumps(scan.to_dict(), indent=1) + "\n")
-    atomic_write_text(out / "prep.json", json.dumps(card, indent=1) + "\n")
-    return card
-
-
-def _write_temporal(out: Path, scan: Scan, ok: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per split: the temporal-order pretext manifests (from its training videos only) and, for
-    UCF-101, its train/test video lists."""
-    splits: dict[str, Any] = {}
-    for split in scan.split_names:
-        d = out / _split_dir(scan, split)
-        train = [r for r in ok if r["video"]["splits"].get(split) == "train"]
-        test = [r for r in ok if r["video"]["splits"].get(split) == "test"]
-        counts = {}
-        per_class: dict[str, Counter[str]] = {}
-        for r in train:
-            per_class.setdefault(r["video"]["class_name"] or "(none)", Counter())[
-                "train_videos"
-            ] += 1
-        for task in TASKS:
-            rows: list[dict[str, Any]] = []
-            for r in train:  # pretext samples of split k: its training videos only
-                base = {"v": FORMAT_VERSION, "video": r["relpath"],
-                        "class_id": r["video"]["class_id"]}  # fmt: skip
-                if "cache_video" in r["video"]:
-                    base["cache_video"] = r["video"]["cache_video"]
-                rows.extend({**base, **s} for s in r[task])
-                per_class[r["video"]["class_name"] or "(none)"][task] += len(r[task])
-            write_manifest(d / f"{task}.jsonl", rows)
-            counts[task] = len(rows)
-        if scan.dataset == "ucf101":
-            write_manifest(d / "train.jsonl", [r["video"] for r in train])
-            write_manifest(d / "test.jsonl", [r["video"] for r in test])
-        splits[split] = {
-            "dir": str(d.relative_to(out)) if d != out else ".",
-            "train_videos": len(train),
-            "test_videos": len(test),
-            "samples": counts,
-            "per_class": {
-                k: {"train_videos": v["train_videos"], **{t: v[t] for t in TASKS}}
-                for k, v in sorted(per_class.items())
-            },
-        }
-    return splits
-
-
-def _write_pairs(
-    out: Path, scan: Scan, ok: list[dict[str, Any]], cfg: PairConfig
-) -> dict[str, Any]:
-    """Per role (train, test): the video list and the avc / sync pair manifests; negatives of
-    a role come from videos of the same role only."""
-    splits: dict[str, Any] = {}
-    for role in ("train", "test"):
-        recs = [r for r in ok if role in r["video"]["splits"].values()]
-        rows, per_label = pair_rows(recs, cfg, FORMAT_VERSION)
-        write_manifest(out / f"{role}.jsonl", [r["video"] for r in recs])
-        for task in PAIR_TASKS:
-            write_manifest(out / f"{task}_{role}.jsonl", rows[task])
-        names = scan.class_names
-        splits[role] = {
-            "dir": ".",
-            "train_videos" if role == "train" else "test_videos": len(recs),
-            "samples": {f"{t}_{role}": len(rows[t]) for t in PAIR_TASKS},
-            "per_class": {names.get(k, k): {"positives": n} for k, n in sorted(per_label.items())},
-        }
-    return splits
-
-
-def select_shard(entries: list[Entry], shard: tuple[int, int] | None) -> list[Entry]:
-    """Entry i goes to shard ``i % N``: every shard gets a similar mix of classes."""
-    if shard is None:
-        return entries
-    i, n = shard
-    return [e for k, e in enumerate(entries) if k % n == i]
-
-
 def prep_videos(
     scan: Scan,
     out: str | os.PathLike[str],
@@ -585,7 +377,7 @@ def prep_videos(
     o.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(o)  # half-written files of a killed run (their targets were never replaced)
     tdir = str(Path(cache_dir).resolve()) if cache_dir is not None else None
-    entries = select_shard(scan.entries, shard)
+    entries = shards.select(scan.entries, shard)
     t0 = time.monotonic()
     counts: Counter[str] = Counter()
     jobs = []
@@ -597,16 +389,15 @@ def prep_videos(
         else:
             jobs.append(job)
     n_workers = default_workers(workers)
-    bar = Progress(f"prep {scan.dataset}", len(jobs), "videos") if progress and jobs else None
-    if bar is not None:
-        done = counts["reused"]
-        print(f"prep {scan.dataset}: {len(jobs)} videos to process ({done} already done) "
-              f"from {scan.root} with {n_workers} worker(s) -> {o}", file=bar.stream)  # fmt: skip
-    for _, status in imap_jobs(_process, jobs, n_workers):
+    label = f"prep {scan.dataset}"
+    done = counts["reused"]
+    intro = f"{label}: {len(jobs)} videos to process ({done} already done) from {scan.root} "
+    intro += f"with {n_workers} worker(s) -> {o}"
+    run = imap_progress(_process, jobs, n_workers, label, "videos", progress=progress, intro=intro,
+                        bad=lambda r: r[1] == "quarantined")  # fmt: skip
+    for _, status in run:
         counts["processed"] += 1
         counts[status] += 1  # "ok" or "quarantined"
-        if bar is not None:
-            bar.step(note=f", {counts['quarantined']} quarantined" if counts["quarantined"] else "")
     extra = {"cache_dir": tdir, "config_type": type(cfg).__name__}
     seconds = time.monotonic() - t0
     if shard is not None:
@@ -627,41 +418,25 @@ def merge_shards(out: str | os.PathLike[str], shard_dirs: list[Path]) -> PrepRes
     """
     o = Path(out).resolve()
     t0 = time.monotonic()
-    notes: dict[int, dict[str, Any]] = {}
-    where: dict[int, Path] = {}
+    paths: list[Path] = []
     for d in shard_dirs:
         found = sorted(Path(d).glob("shard-*-of-*.json"))
         if not found:
             raise FileNotFoundError(f"{d}: no shard-I-of-N.json (not a shard output directory)")
-        for f in found:
-            note = json.loads(f.read_text())
-            i, n = note["shard"]
-            if i in notes and notes[i] != note:
-                raise ValueError(f"{f}: shard {i} appears twice with different contents")
-            notes[i], where[i] = note, Path(d)
-    ref = next(iter(notes.values()))
-    n = ref["shard"][1]
-    for i, note in notes.items():
-        same = note["scan"] == ref["scan"] and note["config"] == ref["config"]
-        if note["shard"][1] != n or not same:
-            raise ValueError(
-                f"{where[i]}: shard {i} was made from another scan, configuration or shard count"
-            )
-    absent = sorted(set(range(n)) - set(notes))
-    if absent:
-        raise FileNotFoundError(f"shards {absent} of {n} are missing (give their directories)")
+        paths += found
+    notes = shards.read_notes(paths, itemgetter("scan", "config"), "another scan, configuration")
+    (ref, ref_path), n = notes[min(notes)], len(notes)
     scan = Scan.from_dict(ref["scan"])
     counts: Counter[str] = Counter()
-    for i in range(n):
-        for e in select_shard(scan.entries, (i, n)):
+    for i, (_, note_path) in sorted(notes.items()):
+        for e in shards.select(scan.entries, (i, n)):
             name = record_name(e.relpath)
-            src = where[i] / "records" / name
-            dst = o / "records" / name
+            src, dst = note_path.parent / "records" / name, o / "records" / name
             if src.resolve() != dst.resolve():
                 atomic_write_text(dst, src.read_text())
             counts["merged"] += 1
-    config_type = {"MineConfig": MineConfig, "PairConfig": PairConfig}[ref["config_type"]]
-    cfg = config_type(**ref["config"])
+    kind = {"MineConfig": MineConfig, "PairConfig": PairConfig}[ref["config_type"]]
+    cfg: MineConfig | PairConfig = config_from_dict(kind, ref["config"], source=str(ref_path))
     extra = {"cache_dir": ref["cache_dir"], "config_type": ref["config_type"], "merged_shards": n}
     card = assemble(o, scan, cfg, extra)
     return PrepResult(o, dict(counts), time.monotonic() - t0, card)

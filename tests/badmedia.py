@@ -223,6 +223,14 @@ def build_bad_corpus(folder: str | os.PathLike[str]) -> list[Case]:
         materialize(case, root, root / rel)
         cases.append(case)
 
+    def odd_entries(fifo: str, folder: str, dangling: str, loop: str) -> None:
+        """A FIFO, a folder, a dangling link and a link loop named like media files."""
+        ext = Path(fifo).suffix
+        special(fifo, "fifo", f"a FIFO named {ext} (must not hang)", ("not-a-file",))
+        special(folder, "dir", f"a directory named {ext}", ("not-a-file",))
+        special(dangling, "dangling", "dangling symlink", ("broken-link",))
+        special(loop, "loop", "symlink loop a -> b -> a", ("link-loop",))
+
     # ---- sources, written once --------------------------------------------------------------
     _video(tmp / "good.mp4", audio=_sound(), max_b_frames=2, gop=12)
     _video(tmp / "good.avi", codec="mpeg4", audio=_sound(), gop=12)
@@ -286,10 +294,7 @@ def build_bad_corpus(folder: str | os.PathLike[str]) -> list[Case]:
     # --strict-decode quarantines it (tests/test_frame_folder.py checks both).
     put("video/corrupt_mid.avi", _overwrite_middle(good["good.avi"], 0.5, 600, 2),
         "mpeg4 avi, 600 random bytes mid-stream (concealed)", KEEP)  # fmt: skip
-    special("video/fifo.mp4", "fifo", "a FIFO named .mp4 (must not hang)", ("not-a-file",))
-    special("video/folder.mp4", "dir", "a directory named .mp4", ("not-a-file",))
-    special("video/dangling.mp4", "dangling", "dangling symlink", ("broken-link",))
-    special("video/loop.mp4", "loop", "symlink loop a -> b -> a", ("link-loop",))
+    odd_entries("video/fifo.mp4", "video/folder.mp4", "video/dangling.mp4", "video/loop.mp4")
     special("video/linked.mp4", "link", "symlink to a good file", (), target="video/good.mp4")
     # What a kept video's manifest row must say (frames counted by decoding, not headers).
     std: dict[str, Any] = {"num_frames": 48, "width": 64, "height": 48}
@@ -333,10 +338,12 @@ def build_bad_corpus(folder: str | os.PathLike[str]) -> list[Case]:
     put("audio/rain/png_named.wav", png, "a png named .wav", QUARANTINE, ("no-audio-stream",))
     put("audio/rain/text_named.wav", text, "a text file named .wav", QUARANTINE, ("not-media",))
     put("audio/rain/garbage.ogg", garbage, "random bytes", QUARANTINE, ("not-media",))
-    special("audio/rain/fifo.wav", "fifo", "a FIFO named .wav (must not hang)", ("not-a-file",))
-    special("audio/dog/folder.wav", "dir", "a directory named .wav", ("not-a-file",))
-    special("audio/dog/dangling.wav", "dangling", "dangling symlink", ("broken-link",))
-    special("audio/rain/loop.wav", "loop", "symlink loop a -> b -> a", ("link-loop",))
+    odd_entries(
+        "audio/rain/fifo.wav",
+        "audio/dog/folder.wav",
+        "audio/dog/dangling.wav",
+        "audio/rain/loop.wav",
+    )
 
     # ---- image/<label>/ ---------------------------------------------------------------------
     import cv2
@@ -357,10 +364,9 @@ def build_bad_corpus(folder: str | os.PathLike[str]) -> list[Case]:
     put("image/dog/text_named.png", text, "a text file named .png", QUARANTINE, ("unreadable",))
     put("image/dog/wav_named.png", wav, "a wav named .png", QUARANTINE, ("unreadable",))
     put("image/dog/deep16.png", deep, "16-bit png", QUARANTINE, ("not-8-bit",))
-    special("image/cat/fifo.png", "fifo", "a FIFO named .png (must not hang)", ("not-a-file",))
-    special("image/dog/folder.png", "dir", "a directory named .png", ("not-a-file",))
-    special("image/dog/dangling.png", "dangling", "dangling symlink", ("broken-link",))
-    special("image/cat/loop.jpg", "loop", "symlink loop a -> b -> a", ("link-loop",))
+    odd_entries(
+        "image/cat/fifo.png", "image/dog/folder.png", "image/dog/dangling.png", "image/cat/loop.jpg"
+    )
 
     if os.geteuid() != 0:  # root reads a mode-000 file anyway: see skipped_kinds()
         for rel, data in (("video/no_read.mp4", good["good.mp4"]), ("audio/dog/no_read.wav", wav),

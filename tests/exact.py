@@ -292,6 +292,15 @@ def _raw_torchcodec(p: Path, idx: list[int]) -> np.ndarray:
     return dec.get_frames_at(idx).data.numpy()
 
 
+def naive_seek(c: Any, vs: Any, target: int) -> np.ndarray | None:
+    """What users commonly write: seek to pts ``target``, decode until a frame's pts >= it."""
+    c.seek(target, stream=vs, backward=True, any_frame=False)
+    for f in c.decode(vs):
+        if f.pts is not None and f.pts >= target:
+            return np.asarray(f.to_ndarray(format="rgb24"))
+    return None
+
+
 def _raw_pyav(p: Path, idx: list[int]) -> np.ndarray:
     """Naive PyAV access: seek to the frame's pts, decode until a frame with pts >= it."""
     ref = reference(p)
@@ -302,12 +311,7 @@ def _raw_pyav(p: Path, idx: list[int]) -> np.ndarray:
             target = ref.pts[i]
             if target is None:
                 raise RuntimeError(f"{p}: frame {i} has no pts")
-            c.seek(target, stream=vs, backward=True, any_frame=False)
-            got = None
-            for f in c.decode(vs):
-                if f.pts is not None and f.pts >= target:
-                    got = f.to_ndarray(format="rgb24")
-                    break
+            got = naive_seek(c, vs, target)
             if got is None:
                 raise RuntimeError(f"{p}: no frame at or after pts {target}")
             out.append(got)
@@ -417,11 +421,11 @@ def summarize(mismatches: list[Mismatch]) -> str:
     failed = [m for m in mismatches if m.index < 0]
     wrong = [m for m in mismatches if m.index >= 0 and m.wrong_frame]
     colour = [m for m in mismatches if m.index >= 0 and not m.wrong_frame]
-    parts = []
-    if wrong:
-        parts.append(f"WRONG {len(wrong)} (max err {max(m.max_err for m in wrong)})")
-    if colour:
-        parts.append(f"colour {len(colour)} (max err {max(m.max_err for m in colour)})")
+    parts = [
+        f"{name} {len(ms)} (max err {max(m.max_err for m in ms)})"
+        for name, ms in (("WRONG", wrong), ("colour", colour))
+        if ms
+    ]
     if failed:
         parts.append(f"error x{len(failed)}: {failed[0].message[:60]}")
     return "; ".join(parts)

@@ -123,6 +123,16 @@ def _vfr_times(n: int) -> tuple[float, ...]:
 
 
 # name -> (write_video keywords, MediaFile facts). Sizes are tiny; the set builds in seconds.
+def _h264_fixed_gop(**kw: Any) -> dict[str, Any]:
+    """H.264 with keyframes only every ``gop`` frames (no scene-cut keyframes)."""
+    return dict(codec="h264", options={"sc_threshold": "0"}, **kw)
+
+
+def _packed_xvid(**kw: Any) -> dict[str, Any]:
+    """MPEG-4 in AVI as DivX/Xvid packed bitstream (the real UCF-101 files)."""
+    return dict(codec="mpeg4", packed_b_frames=True, **kw)
+
+
 def _specs() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
     return [
         # Xvid AVI with plain B-frames (2 in a row) and keyframes every 30 frames; MP3 audio.
@@ -134,56 +144,25 @@ def _specs() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
         # DivX/Xvid packed bitstream like real UCF-101: one keyframe, 1 B-frame per anchor.
         (
             "xvid_packed.avi",
-            dict(
-                codec="mpeg4",
-                max_b_frames=1,
-                packed_b_frames=True,
-                gop=250,
-                fps=25,
-                n=75,
-                audio=(44100, 2),
-            ),
+            _packed_xvid(max_b_frames=1, gop=250, fps=25, n=75, audio=(44100, 2)),
             dict(b_frames=True, packed_b_frames=True, keyframes=(0,)),
         ),
         # Packed with 2 B-frames per anchor (the real clip's pattern) and keyframes every 24.
         (
             "xvid_packed2.avi",
-            dict(
-                codec="mpeg4",
-                max_b_frames=2,
-                packed_b_frames=True,
-                gop=24,
-                fps=25,
-                n=72,
-                size=(64, 80),
-            ),
+            _packed_xvid(max_b_frames=2, gop=24, fps=25, n=72, size=(64, 80)),
             dict(b_frames=True, packed_b_frames=True),
         ),
         # H.264 with a 250-frame GOP (one keyframe) and 3 B-frames (B-pyramid); AAC audio.
         (
             "h264_gop250.mp4",
-            dict(
-                codec="h264",
-                max_b_frames=3,
-                gop=250,
-                fps=30,
-                n=100,
-                audio=(44100, 2),
-                options={"sc_threshold": "0"},
-            ),
+            _h264_fixed_gop(max_b_frames=3, gop=250, fps=30, n=100, audio=(44100, 2)),
             dict(b_frames=True, keyframes=(0,)),
         ),
         # H.264 long enough for several keyframes (every 30 frames), 2 B-frames.
         (
             "h264_gop30.mp4",
-            dict(
-                codec="h264",
-                max_b_frames=2,
-                gop=30,
-                fps=30,
-                n=150,
-                options={"sc_threshold": "0"},
-            ),
+            _h264_fixed_gop(max_b_frames=2, gop=30, fps=30, n=150),
             dict(b_frames=True, keyframes=(0, 30, 60, 90, 120)),
         ),
         # Variable frame rate H.264 (times in a 1/90000 time base) with AAC audio.
@@ -222,15 +201,7 @@ def _specs() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
         # H.264 with B-frames and AAC in an MPEG transport stream (broadcast, camcorders).
         (
             "h264_b.ts",
-            dict(
-                codec="h264",
-                max_b_frames=2,
-                gop=25,
-                fps=25,
-                n=50,
-                audio=(48000, 2),
-                options={"sc_threshold": "0"},
-            ),
+            _h264_fixed_gop(max_b_frames=2, gop=25, fps=25, n=50, audio=(48000, 2)),
             dict(b_frames=True, keyframes=(0, 25), starts_late=True),
         ),
         # VP8 and Vorbis in Ogg (PyAV's FFmpeg has no Theora encoder; VP8 in Ogg is legal).

@@ -23,14 +23,9 @@ from hypothesis import strategies as st
 from avssl.data.decode import probe_audio
 from avssl.data.encode import write_audio
 from avssl.data.manifest import read_manifest
-from data_prep.audio_sets import (
-    PathPattern,
-    assign_folds,
-    natural_key,
-    prep_audio_folder,
-    prep_esc50,
-    read_esc50_csv,
-)
+from data_prep.audio_folder import PathPattern, assign_folds, prep_audio_folder
+from data_prep.audio_sets import natural_key
+from data_prep.esc50 import prep_esc50, read_esc50_csv
 from tests.media import shared_data_dir
 
 ESC50_CSV = shared_data_dir() / "esc50" / "esc50.csv"

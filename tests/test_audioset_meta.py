@@ -10,15 +10,14 @@ from pathlib import Path
 import pytest
 from media import shared_data_dir
 
+from data_prep.audioset_files import FileMatch, match_files
 from data_prep.audioset_meta import (
     MEDIA_SUFFIXES,
     AudioSetClass,
-    FileMatch,
     OntologyNode,
     Segment,
     descendants,
     expand_classes,
-    match_files,
     read_class_labels,
     read_ontology,
     read_segments,

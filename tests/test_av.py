@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 
 from avssl import cli
+from avssl.cli import eval as eval_cli
 from avssl.data import decode
 from avssl.data.dataset import FrameReader
-from avssl.eval import cli as eval_cli
 from avssl.models.av import AVNet, ranking_loss
 from avssl.tasks.av import AudioAug, PairMaker, read_sound
 from data_prep import synth
@@ -172,12 +172,10 @@ def test_negatives_follow_the_grid_rule_and_the_curriculum() -> None:
     assert np.mean(ms) > 0.1  # anywhere, not on the grid
     sync = PairMaker(rows, negatives="sync", curriculum_epochs=4, sync_offset_s=(0.5, 1.0))
     for epoch, share in [(0, 0.0), (2, 0.5), (4, 1.0), (9, 1.0)]:
-        sync.epoch = epoch
-        assert sync.hard_share() == share
-    sync.epoch = 4
+        assert sync.hard_share(epoch) == share
     for i in range(50):
         row = rows[1]
-        src, start, kind = sync.negative(row, np.random.default_rng([2, i]))
+        src, start, kind = sync.negative(row, np.random.default_rng([2, i]), 4)
         assert kind == "sync" and src is row
         shift = (start - row["audio_start_s"]) * row["fps"]
         assert abs(shift - round(shift)) < 1e-6 and 0.5 <= abs(shift) / row["fps"] <= 1.0 + 1e-9
@@ -322,8 +320,7 @@ def test_pair_tasks_train_localize_and_evaluate(
     if task != "ave_net":
         return
     # the towers load where the evaluations look for them
-    from avssl.eval.audio import load_audio_model
-    from avssl.eval.encoders import load_encoder
+    from avssl.eval.loading import load_audio_model, load_encoder
 
     net, info = load_encoder(str(run))
     assert info.backbone == "vgg_av" and net(torch.zeros(1, 3, 32, 32)).shape == (1, 16)
@@ -343,6 +340,11 @@ def test_pair_tasks_train_localize_and_evaluate(
     res = json.loads((out / "cross_modal.json").read_text())
     assert code == 0 and 0 <= res["metrics"]["audio->image/R@1"] <= 1
     assert res["model"]["path"].startswith("random:")
+    for grid in ([], ["--no-grid"]):  # held-out pairs as the run validates, or cut anywhere
+        code = eval_cli.main(["correspondence", str(run), "--pairs", str(av_set / "avc_test.jsonl"),
+                              "--max-pairs", "16", "--out", str(out), *grid])  # fmt: skip
+        res = json.loads((out / "correspondence.json").read_text())
+        assert code == 0 and res["metrics"]["pairs"] > 0 and 0 <= res["metrics"]["accuracy"] <= 1
 
 
 def test_localization_metrics_reward_following_the_sound(av_set: Path) -> None:
@@ -397,7 +399,7 @@ def test_av_sync_resume_after_kill_equals_uninterrupted(av_set: Path, tmp_path: 
     import subprocess
     import sys
 
-    from avssl.train import TIMING_KEYS
+    from avssl.engine import TIMING_KEYS
 
     repo = Path(__file__).resolve().parents[1]
     common = ["--set", f"data.manifest={av_set / 'avc_train.jsonl'}",
@@ -448,7 +450,8 @@ def test_av_configs_load_and_build(path: Path) -> None:
 
     from avssl.config import load_config
     from avssl.tasks import TASKS
-    from avssl.train import TrainConfig, build_pair_model
+    from avssl.tasks.av import build_pair_model
+    from avssl.train import TrainConfig
 
     task = yaml.safe_load(path.read_text())["task"]
     cfg = load_config(TrainConfig, path, [f"task={task}"], base=TASKS[task].defaults)

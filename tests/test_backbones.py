@@ -7,7 +7,7 @@ import torch
 import torchvision
 from torch import nn
 
-from avssl.models import (
+from avssl.models.backbones import (
     BACKBONES,
     CaffeNet,
     build_backbone,

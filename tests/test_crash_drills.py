@@ -34,7 +34,7 @@ import pytest
 import torch
 
 from avssl.data.encode import write_video
-from avssl.train import TIMING_KEYS
+from avssl.engine import TIMING_KEYS
 from data_prep import cli as prep_cli
 from data_prep import synth
 

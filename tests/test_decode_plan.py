@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import avssl.data.decode as dec
+from avssl.data.decode import reader
 from avssl.types import SeekPoint, VideoInfo
 
 
@@ -38,7 +39,7 @@ def min_frames(keyframes: list[int], wanted: list[int]) -> int:
 
 def decoded_by_plan(info: VideoInfo, wanted: list[int]) -> int:
     total = 0
-    for sp, run in dec._plan(info, sorted(set(wanted))):
+    for sp, run in reader._plan(info, sorted(set(wanted))):
         start = 0 if sp is None else sp.frame_index
         total += max(run) - start + 1
     return total
@@ -60,7 +61,7 @@ def test_plan_table(keyframes: list[int], wanted: list[int], runs: list) -> None
     info = _info(30, keyframes)
     got = [
         (None if sp is None else sp.frame_index, r)
-        for sp, r in dec._plan(info, sorted(set(wanted)))
+        for sp, r in reader._plan(info, sorted(set(wanted)))
     ]
     assert got == runs
 
@@ -72,7 +73,7 @@ def test_plan_reaches_the_bound_and_never_overlaps() -> None:
         keys = sorted({0, *rng.integers(0, n, int(rng.integers(0, 12))).tolist()})
         info = _info(n, keys)
         wanted = rng.integers(0, n, int(rng.integers(1, 20))).tolist()
-        runs = dec._plan(info, sorted(set(wanted)))
+        runs = reader._plan(info, sorted(set(wanted)))
         assert sorted(i for _, r in runs for i in r) == sorted(set(wanted))
         ends = [-1]
         for sp, r in runs:  # runs move forward and never decode a frame a second time
@@ -87,14 +88,14 @@ def test_read_decodes_each_frame_once(media: dict, monkeypatch: pytest.MonkeyPat
     path: Path = media["h264_gop30.mp4"].path
     info = dec.probe(path)
     counted: list[int] = []
-    real = dec._decode_from
+    real = reader._decode_from
 
     def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
         for i, f in real(*args, **kwargs):
             counted.append(i)
             yield i, f
 
-    monkeypatch.setattr(dec, "_decode_from", counting)
+    monkeypatch.setattr(reader, "_decode_from", counting)
     wanted = [100, 5, 40, 41, 5, 149, 31]
     clip = dec.read_frames(path, wanted, backend="pyav", info=info)
     assert clip.indices.tolist() == wanted

@@ -12,15 +12,8 @@ import pytest
 from conftest import real_or_skip
 from media import MediaFile, click_audio, find_clicks, index_frame, index_frames, read_index
 
-from avssl.data.encode import (
-    DIVX_PACKED_USER_DATA,
-    MP3_AVI_DELAY_SAMPLES,
-    n_vop_for,
-    pack_b_frames,
-    vop_type,
-    write_audio,
-    write_video,
-)
+from avssl.data.divx import DIVX_PACKED_USER_DATA, n_vop_for, pack_b_frames, vop_type
+from avssl.data.encode import MP3_AVI_DELAY_SAMPLES, write_audio, write_video
 
 VOP = b"\x00\x00\x01\xb6"
 

@@ -6,7 +6,6 @@ audio-folder set, on a small built-in synth set, and (skipped when absent) on an
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path
@@ -17,18 +16,18 @@ import pytest
 import soundfile as sf
 import torch
 
+from avssl.cli.eval import main as eval_main
 from avssl.eval.audio import (
     average_by_clip,
     clip_features,
-    load_audio_model,
     load_audio_set,
     mfcc_features,
     pool_map,
-    register,
     split_windows,
     stratified_folds,
     window_count,
 )
+from avssl.eval.loading import load_audio_model
 from avssl.models.audio import (
     AUDIO_BACKBONES,
     AudioConvNet,
@@ -274,11 +273,7 @@ def test_checkpoint_with_audio_tower(tmp_path: Path) -> None:
 
 
 def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    p = argparse.ArgumentParser(prog="avssl-eval")
-    sub = p.add_subparsers()
-    register(sub)
-    args = p.parse_args(argv)
-    rc = args.func(args)
+    rc = eval_main(argv)
     out, err = capsys.readouterr()
     return rc, out, err
 
@@ -308,7 +303,7 @@ RESULT_KEYS = {
 def test_esc50_end_to_end_audio_folder(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from data_prep.audio_sets import prep_audio_folder
+    from data_prep.audio_folder import prep_audio_folder
 
     wav = tmp_path / "wav"
     wav.mkdir()
@@ -410,7 +405,7 @@ def test_esc50_fsdd_subset(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """2 speakers x 3 digits x takes 0-9 (60 real recordings), 5 folds by take."""
-    from data_prep.audio_sets import prep_audio_folder
+    from data_prep.audio_folder import prep_audio_folder
 
     rec = _fsdd()
     sub = tmp_path / "rec"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from avssl.eval import cli
+from avssl.cli import eval as cli
 
 
 def test_every_kind_is_registered(capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,10 +17,13 @@ import numpy as np
 import pytest
 import torch
 
+from avssl.cli import eval_finetune
 from avssl.data.manifest import read_manifest, write_manifest
+from avssl.engine import TIMING_KEYS
+from avssl.eval import clips
 from avssl.eval import finetune as ft
-from avssl.eval.encoders import load_encoder
-from avssl.train import TIMING_KEYS
+from avssl.eval import finetune_task as task
+from avssl.eval.loading import load_encoder
 from data_prep import synth
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,7 +65,7 @@ def test_video_scores_average_softmax_by_hand() -> None:
     )
     e = np.exp(logits)
     want = (e / e.sum(-1, keepdims=True)).reshape(2, 4, 3).mean(1)
-    got = ft.average_softmax(torch.tensor(logits)).numpy()
+    got = clips.average_softmax(torch.tensor(logits)).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-12)
     np.testing.assert_allclose(got.sum(1), 1.0)
     # video 2: softmax rows ~(0, 0, 1), (1/3, 1/3, 1/3), ~(0, 1, 0), ~(0, 1, 0) -> class 1,
@@ -70,56 +73,56 @@ def test_video_scores_average_softmax_by_hand() -> None:
     assert got[1].argmax() == 1 and logits[1].reshape(4, 3).mean(0).argmax() == 2  # not logits
     # exact: softmax(ln 2, 0, 0) = (1/2, 1/4, 1/4), softmax(0, 0, 0) = 1/3 each
     two = torch.tensor([[[np.log(2.0), 0.0, 0.0], [0.0, 0.0, 0.0]]])
-    np.testing.assert_allclose(ft.average_softmax(two)[0], [5 / 12, 7 / 24, 7 / 24], rtol=1e-12)
+    np.testing.assert_allclose(clips.average_softmax(two)[0], [5 / 12, 7 / 24, 7 / 24], rtol=1e-12)
 
 
 def test_clip_starts_evenly_spaced_inside_the_video() -> None:
-    assert ft.clip_starts(100, 1, 1) == [49]
-    assert ft.clip_starts(100, 1, 5) == [9, 29, 49, 69, 89]
-    assert ft.clip_starts(100, 16, 2) == [21, 63]
+    assert clips.clip_starts(100, 1, 1) == [49]
+    assert clips.clip_starts(100, 1, 5) == [9, 29, 49, 69, 89]
+    assert clips.clip_starts(100, 16, 2) == [21, 63]
     for n in range(1, 60):
         for span in (1, 3, 8, 16):
             for k in (1, 2, 3, 4, 5, 10, 25):
-                s = ft.clip_starts(n, span, k)
+                s = clips.clip_starts(n, span, k)
                 assert len(s) == k and s == sorted(s)
                 assert all(0 <= x <= max(n - span, 0) for x in s)
-                starts, c = ft.eval_starts(n, span, k)
+                starts, c = clips.eval_starts(n, span, k)
                 assert starts[:k] == s and len(starts) == k + (k % 2 == 0)
                 assert starts[c] == max(n - span, 0) // 2  # the centre clip
     # a short video: every clip starts at 0 and repeats its last frame
-    assert ft.clip_starts(3, 8, 4) == [0, 0, 0, 0]
-    assert ft.clip_indices(0, 8, 1, 3) == [0, 1, 2, 2, 2, 2, 2, 2]
-    assert ft.clip_indices(5, 3, 4, 100) == [5, 9, 13]
-    assert ft.clip_indices(0, 4, 1, 1) == [0, 0, 0, 0]  # an image
+    assert clips.clip_starts(3, 8, 4) == [0, 0, 0, 0]
+    assert clips.clip_indices(0, 8, 1, 3) == [0, 1, 2, 2, 2, 2, 2, 2]
+    assert clips.clip_indices(5, 3, 4, 100) == [5, 9, 13]
+    assert clips.clip_indices(0, 4, 1, 1) == [0, 0, 0, 0]  # an image
 
 
 def test_crop_boxes() -> None:
-    b = ft.crop_boxes(256, 340, 10, 0.875)
+    b = clips.crop_boxes(256, 340, 10, 0.875)
     assert len(b) == 10 and [m for *_, m in b] == [False] * 5 + [True] * 5
     side = 224.0
     assert b[0] == ((340 - side) / 2, (256 - side) / 2, side, False)
     assert {(x, y) for x, y, _, _ in b[1:5]} == {(0, 0), (340 - side, 0), (0, 256 - side),
                                                  (340 - side, 256 - side)}  # fmt: skip
     assert all(0 <= x and x + s <= 340 and 0 <= y and y + s <= 256 for x, y, s, _ in b)
-    assert ft.crop_boxes(64, 64, 1, 1.0) == [(0.0, 0.0, 64.0, False)]
-    assert [m for *_, m in ft.crop_boxes(64, 64, 2, 1.0)] == [False, True]
+    assert clips.crop_boxes(64, 64, 1, 1.0) == [(0.0, 0.0, 64.0, False)]
+    assert [m for *_, m in clips.crop_boxes(64, 64, 2, 1.0)] == [False, True]
     with pytest.raises(ValueError, match="num_crops"):
-        ft.crop_boxes(64, 64, 3, 1.0)
+        clips.crop_boxes(64, 64, 3, 1.0)
 
 
 def test_input_modes() -> None:
-    cfg = ft.FinetuneConfig()
+    cfg = task.FinetuneConfig()
     net, info = load_encoder(
         "random:convnet_tiny", model_kwargs={"channels": [8], "in_channels": 6}
     )
-    assert ft._input_mode(info, cfg) == ("differences", 3)
-    m = ft.VideoClassifier(net, 8, 5, mode="differences", dropout=0.0)
-    assert m(torch.randn(2, 3, 3, 16, 16)).shape == (2, 5)
+    assert task.input_mode(info, cfg) == ("differences", 3)
+    m = task.VideoClassifier(net, 8, 5, mode="differences", dropout=0.0)
+    assert m.classify(torch.randn(2, 3, 3, 16, 16)).shape == (2, 5)
     net, info = load_encoder("random:convnet_tiny", model_kwargs={"channels": [8]})
-    assert ft._input_mode(info, cfg) == ("frames", 1)
-    m = ft.VideoClassifier(net, 8, 5, mode="frames", dropout=0.5, frozen=True).train()
+    assert task.input_mode(info, cfg) == ("frames", 1)
+    m = task.VideoClassifier(net, 8, 5, mode="frames", dropout=0.5, frozen=True).train()
     assert m.training and not m.net.training  # a frozen backbone keeps its BN statistics
-    assert m(torch.randn(2, 4, 3, 16, 16)).shape == (2, 5)
+    assert m.classify(torch.randn(2, 4, 3, 16, 16)).shape == (2, 5)
 
 
 def test_default_paths(tmp_path: Path) -> None:
@@ -141,21 +144,21 @@ def test_default_paths(tmp_path: Path) -> None:
 def test_configs_load() -> None:
     from avssl.config import load_config
 
-    ucf = load_config(ft.FinetuneConfig, REPO / "configs" / "finetune_ucf101.yaml")
-    default = ft.FinetuneConfig()
+    ucf = load_config(task.FinetuneConfig, REPO / "configs" / "finetune_ucf101.yaml")
+    default = task.FinetuneConfig()
     for section in ("clip", "aug", "optim", "head", "eval"):
         assert getattr(ucf, section) == getattr(default, section), section
     assert (ucf.data.frame_size, ucf.data.frame_width) == (256, 340)
-    demo = load_config(ft.FinetuneConfig, REPO / "configs" / "finetune_demo.yaml")
+    demo = load_config(task.FinetuneConfig, REPO / "configs" / "finetune_demo.yaml")
     for cfg in (ucf, demo):
         cfg.validate()
     with pytest.raises(ValueError, match="num_crops"):
-        load_config(ft.FinetuneConfig, None, ["eval.num_crops=3"]).validate()
+        load_config(task.FinetuneConfig, None, ["eval.num_crops=3"]).validate()
 
 
 # ------------------------------------------------------------------------------------ data
 def test_train_and_test_rows_are_disjoint(data: Path) -> None:
-    cfg = ft.FinetuneConfig()
+    cfg = task.FinetuneConfig()
     d = ft.load_data(cfg, data / "split.jsonl", None)
     assert len(d.train) == 8 and len(d.test) == 8 and d.num_classes == 8
     assert not {r["id"] for r in d.train} & {r["id"] for r in d.test}
@@ -180,7 +183,7 @@ def test_train_and_test_rows_are_disjoint(data: Path) -> None:
 def _parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser()
     sub = p.add_subparsers()
-    ft.register(sub)
+    eval_finetune.register(sub)
     return p.parse_args(["finetune", *argv])
 
 
@@ -249,7 +252,7 @@ def test_resume_after_kill_equals_uninterrupted(data: Path, tmp_path: Path) -> N
     # global step 5 (epoch 1, step 2 of 3): mid-epoch; then resumed here
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
     argv = [*common, "--out", str(cut), "--set", "run.crash_at_step=5"]
-    p = subprocess.run([sys.executable, "-m", "avssl.eval.finetune", *argv], cwd=REPO, env=env,
+    p = subprocess.run([sys.executable, "-m", "avssl.cli.eval_finetune", *argv], cwd=REPO, env=env,
                        capture_output=True, text=True, timeout=300)  # fmt: skip
     assert p.returncode == -signal.SIGKILL, p.stdout[-2000:] + p.stderr[-2000:]
     c = torch.load(cut / "checkpoint.pt", map_location="cpu", weights_only=True)

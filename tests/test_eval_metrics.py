@@ -1,4 +1,4 @@
-"""Evaluation metrics (avssl/eval/metrics.py): hand-computed cases, properties, protocol rules.
+"""Evaluation metrics (avssl/eval/metrics/): hand-computed cases, properties, protocol rules.
 
 Expected values are worked out by hand in the comments (or re-derived here by a plain loop or an
 independent scikit-learn call), never read back from the module. The linear-SVM tests prove the
@@ -33,6 +33,7 @@ from avssl.eval.metrics import (
     linear_svm_folds,
     localization_summary,
     logistic_probe,
+    make_classifier,
     multilabel_relevance,
     pointing_game,
     retrieval_metrics,
@@ -303,12 +304,24 @@ def test_svm_matches_independent_protocol(svm_data):
     expected_c = min(c for c, s in zip(SVM_GRID, inner, strict=True) if s >= best - 1e-12)
     assert res["chosen_C"][0] == expected_c
     assert res["fold_accuracy"][0] == fit_acc(folds != 1, folds == 1, expected_c)
+    # the returned predictions are the final classifiers'
+    for f, acc in zip(res["fold_ids"], res["fold_accuracy"], strict=True):
+        assert np.mean(res["predictions"][folds == f] == y[folds == f]) == acc
+
+
+def test_make_classifier_refits_the_protocol_model(svm_data):
+    x, y, folds = svm_data
+    res = linear_svm_folds(x, y, folds, C_grid=SVM_GRID)
+    for f, c in zip(res["fold_ids"], res["chosen_C"], strict=True):
+        clf = make_classifier("svm", c, True, 0, 10000).fit(x[folds != f], y[folds != f])
+        np.testing.assert_array_equal(clf.predict(x[folds == f]), res["predictions"][folds == f])
 
 
 def test_svm_summary_and_determinism(svm_data):
     x, y, folds = svm_data
     a = linear_svm_folds(x, y, folds, C_grid=SVM_GRID)
     b = linear_svm_folds(x, y, folds, C_grid=(100.0, 0.01, 1.0))  # grid order is irrelevant
+    np.testing.assert_array_equal(a.pop("predictions"), b.pop("predictions"))
     assert a == b
     acc = np.array(a["fold_accuracy"])
     assert a["mean"] == pytest.approx(acc.mean())
@@ -380,6 +393,7 @@ def test_logistic_probe_test_labels_do_not_choose_c():
     pred = model.fit(x, y).predict(xt)
     assert a["accuracy"] == pytest.approx(np.mean(pred == yt))
     assert a["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(yt, pred))
+    np.testing.assert_array_equal(a["predictions"], pred)  # the final model's predictions
 
 
 def test_logistic_probe_stratified_holdout_sizes():

@@ -1,4 +1,4 @@
-"""avssl-report: a fake run directory in tmp, the markdown sections and every linked PNG."""
+"""avssl-report (avssl/report/): a fake run directory, the markdown sections, every linked PNG."""
 
 from __future__ import annotations
 
@@ -13,14 +13,9 @@ import pytest
 
 pytest.importorskip("matplotlib", reason="avssl-report needs matplotlib")
 
-from avssl.eval.report import (  # noqa: E402
-    _fold_table,
-    build_parser,
-    load_thumbnail,
-    main,
-    pca_2d,
-    read_metrics,
-)
+from avssl.report import build_parser, main  # noqa: E402
+from avssl.report.page import read_metrics  # noqa: E402
+from avssl.report.plots import _fold_table, load_thumbnail, pca_2d  # noqa: E402
 
 PNG_SIG = b"\x89PNG\r\n\x1a\n"
 COLOURS = {"red": (230, 30, 30), "green": (30, 200, 60), "blue": (40, 60, 230)}

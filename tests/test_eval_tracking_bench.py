@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from avssl.eval import cli
+from avssl.cli import eval as cli
 from avssl.eval import tracking_bench as tb
 
 

@@ -1,5 +1,5 @@
 """Frozen-feature evaluation of vision backbones (avssl/eval/vision.py, avssl/eval/retrieval.py)
-and the digits image set (data_prep/images.py).
+and the digits image set (data_prep/digits.py).
 
 Commands run end to end through a local argparse (``register(sub)``), on a 16-clip synthetic set
 and on tiny generated PNG sheets; expected numbers are worked out by hand in the comments.
@@ -19,25 +19,26 @@ import pytest
 import torch
 from media import shared_data_dir
 
+from avssl.cli.eval import main as eval_main
 from avssl.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from avssl.eval import retrieval as R
 from avssl.eval import vision as V
 from avssl.models.backbones import build_backbone
-from data_prep.images import prep_digits, register_digits, slice_grid
+from data_prep.cli import add_command
+from data_prep.digits import prep_digits, slice_grid
 
 TINY = '{"channels": [8, 16]}'
 FAST = ["--frames", "2", "--size", "32", "--frame-size", "32"]
 
 
 def run_cmd(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    p = argparse.ArgumentParser()
-    sub = p.add_subparsers()
-    V.register(sub)
-    R.register(sub)
-    register_digits(sub)
-    args = p.parse_args(argv)
-    args.argv = argv  # what avssl-eval's main records as the command line
-    code = args.func(args)
+    if argv[0] != "digits":
+        code = eval_main(argv)
+    else:
+        p = argparse.ArgumentParser()
+        add_command(p.add_subparsers(), "digits")
+        args = p.parse_args(argv)
+        code = args.func(args)
     out, err = capsys.readouterr()
     return code, out, err
 

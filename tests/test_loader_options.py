@@ -6,12 +6,17 @@ import pytest
 import torch
 
 from avssl.config import load_config
-from avssl.train import EpochLoader, TrainConfig
+from avssl.engine import EpochLoader
+from avssl.train import TrainConfig
 
 
 def _loader(*sets: str, device: str = "cpu") -> torch.utils.data.DataLoader:
     cfg = load_config(TrainConfig, overrides=["task=rotation", *sets])
-    return EpochLoader([0, 1, 2], cfg, torch.device(device)).loader  # type: ignore[arg-type]
+    d = cfg.data
+    return EpochLoader(
+        [0, 1, 2], cfg.optim.batch_size, torch.device(device), workers=d.num_workers,
+        prefetch_factor=d.prefetch_factor, pin_memory=d.pin_memory,
+    ).loader  # fmt: skip
 
 
 def test_prefetch_factor_reaches_workers() -> None:

@@ -125,8 +125,9 @@ def test_help_and_bad_arguments(run: Path, capsys: pytest.CaptureFixture[str]) -
     text = capsys.readouterr().out
     assert "--every" in text and "heatmaps.npy" in text and "synthetic" in text
     assert localize.main([str(run), "x.mp4", "--out", "o", "--every", "0"]) == 2
+    assert "avssl-localize: --every must be >= 1" in capsys.readouterr().err
     assert localize.main(["/no/such/run", "x.mp4", "--out", "o"]) == 2
-    assert "error:" in capsys.readouterr().err
+    assert "avssl-localize: " in capsys.readouterr().err
 
 
 def test_frame_folder_and_gif(

@@ -15,10 +15,10 @@ import torch
 
 from avssl import cli as train_cli
 from avssl.checkpoints import load_checkpoint, load_weights
+from avssl.cli import eval as eval_cli
 from avssl.config import load_config
 from avssl.data.dataset import FrameReader
 from avssl.data.manifest import resolve_under
-from avssl.eval import cli as eval_cli
 from avssl.models.backbones import build_backbone
 from avssl.train import TrainConfig
 from data_prep.image_folder import prep_images
@@ -226,7 +226,7 @@ def test_readers_never_leave_the_root(
     assert reader.image("linked.png").shape == (1, 3, 8, 8)
 
     # avssl-eval (vision manifests) and fine-tuning refuse such a row, naming the manifest row
-    from avssl.eval.finetune import _read_rows
+    from avssl.eval.finetune_data import _read_rows
     from avssl.eval.vision import load_eval_set
 
     rows = [json.loads(ln) for ln in images.read_text().splitlines()]

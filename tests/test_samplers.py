@@ -244,12 +244,12 @@ def check_o3n(out, windows, thumbs, count, num, length, max_stride, dup):
 
 @FAST
 @given(
-    v=video(),
     count=st.integers(0, 12),
     num=st.integers(2, 5),
     length=st.integers(2, 6),
     max_stride=st.integers(1, 4),
     dup=st.sampled_from([0.0, 0.01]),
+    v=video(),
 )
 def test_odd_one_out_rules(v, count, num, length, max_stride, dup):
     windows, thumbs, seed = v
@@ -281,8 +281,8 @@ def check_arrow(out, windows, thumbs, count, length, max_stride, dup):
     v=video(),
     count=st.integers(0, 30),
     length=st.integers(2, 10),
-    max_stride=st.integers(1, 3),
     dup=st.sampled_from([0.0, 0.01]),
+    max_stride=st.integers(1, 3),
 )
 def test_arrow_of_time_rules(v, count, length, max_stride, dup):
     windows, thumbs, seed = v

@@ -12,13 +12,14 @@ from avssl.data import suffixes
 
 def test_every_reader_uses_the_one_list() -> None:
     from avssl.data import decode, frame_folder
-    from avssl.eval import finetune, report, vision
-    from data_prep import audio_sets, audioset_meta, scan
+    from avssl.eval import finetune_data, image_sets
+    from avssl.report import plots
+    from data_prep import audio_folder, audioset_meta, scan
 
     assert decode.VIDEO_SUFFIXES is suffixes.VIDEO_SUFFIXES is scan.VIDEO_SUFFIXES
-    for mod in (frame_folder, vision, finetune):
+    for mod in (frame_folder, image_sets, finetune_data):
         assert mod.IMAGE_SUFFIXES is suffixes.IMAGE_SUFFIXES
-    for mod in (vision, report, audio_sets, scan, audioset_meta):
+    for mod in (plots, audio_folder, scan, audioset_meta):
         assert mod.AUDIO_SUFFIXES is suffixes.AUDIO_SUFFIXES
     assert set(audioset_meta.MEDIA_SUFFIXES) == set(
         suffixes.VIDEO_SUFFIXES + suffixes.AUDIO_SUFFIXES

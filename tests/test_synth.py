@@ -14,7 +14,7 @@ import pytest
 
 from avssl.data import decode
 from avssl.data.manifest import read_manifest, write_manifest
-from data_prep import synth
+from data_prep import synth, synth_scene
 
 N_CLIPS = 6  # classes 0-5; clip 3 is the AVI (Xvid packed-B / MP3)
 REPO = Path(__file__).resolve().parents[1]
@@ -165,7 +165,7 @@ def test_still_stretches_are_still(built: Path) -> None:
 def test_scenes_obey_the_design() -> None:
     cfg = synth.SynthConfig()
     for i in range(48):
-        bodies, _ = synth._scene(cfg, 0, i)
+        bodies, _ = synth_scene.plan_scene(cfg, 0, i)
         assert 2 <= len(bodies) <= 3 and len({b.cls for b in bodies}) == len(bodies)
         sound = [t for t, _ in bodies[0].impacts]
         assert sound and min(sound) > cfg.still_margin_s
@@ -173,7 +173,8 @@ def test_scenes_obey_the_design() -> None:
             for t, speed in b.impacts:
                 assert cfg.still_margin_s < t < cfg.duration_s - cfg.still_margin_s and speed > 0
         for b in bodies[1:]:  # silent distractors never land in sync with the sound
-            assert all(abs(t - s) >= synth.MIN_SYNC_GAP_S for t, _ in b.impacts for s in sound)
+            gap = synth_scene.MIN_SYNC_GAP_S
+            assert all(abs(t - s) >= gap for t, _ in b.impacts for s in sound)
         # arrow of time: each bounce is slower than the one before (within one motion)
         speeds = [v for _, v in bodies[0].impacts]
         assert any(a > b for a, b in zip(speeds, speeds[1:], strict=False))

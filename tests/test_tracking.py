@@ -1,6 +1,7 @@
 """Tracking that emerges from colourisation: the colour-copy loss, label propagation, the
 tracking metrics, the ``colorization_tracking`` task, ``avssl-track`` and ``avssl-eval tracking``
-(avssl/models/tracking.py, avssl/tasks/tracking.py, avssl/track.py, avssl/eval/tracking.py)."""
+(avssl/models/tracking.py, avssl/tasks/tracking.py, avssl/eval/propagation.py, avssl/track.py,
+avssl/eval/tracking.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from avssl import cli, track
+from avssl.eval import propagation as prop
 from avssl.eval import tracking as evt
 from avssl.models.tracking import colour_copy_loss
 from avssl.tasks.tracking import kmeans
@@ -61,14 +63,15 @@ def _texture(seed: int, size: int = 64) -> np.ndarray:
 
 def test_propagation_of_identical_frames_keeps_the_labels() -> None:
     frames = np.stack([_texture(0)] * 3)
-    emb = track.load_embedder("lab-pixels")
-    index = track.boxes_to_index(np.array([[8.0, 12.0, 28.0, 40.0], [40, 40, 60, 56]]), 64, 64)
-    opts = track.PropagationOptions(context=1, radius=None, topk=1)
-    labels = track.track_frames(emb, torch.from_numpy(frames).permute(0, 3, 1, 2), index, 2, opts)
-    init = track.init_labels(index, 2, (16, 16))
+    emb = prop.load_embedder("lab-pixels")
+    index = prop.boxes_to_index(np.array([[8.0, 12.0, 28.0, 40.0], [40, 40, 60, 56]]), 64, 64)
+    opts = prop.PropagationOptions(context=1, radius=None, topk=1)
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2)
+    labels = prop.track_features(emb, emb.embed(x), index, 2, opts)
+    init = prop.init_labels(index, 2, (16, 16))
     for t in range(3):
         assert torch.allclose(labels[t], init, atol=1e-6)
-    assert track.boxes_from_index(track.labels_to_index(labels[2], (64, 64)), 2) == [
+    assert prop.boxes_from_index(prop.labels_to_index(labels[2], (64, 64)), 2) == [
         [8.0, 12.0, 28.0, 40.0], [40.0, 40.0, 60.0, 56.0]]  # fmt: skip
 
 
@@ -80,12 +83,12 @@ def test_propagation_follows_a_translation(dy: int, dx: int) -> None:
     f1 = np.roll(f0, (dy, dx), axis=(0, 1))
     frames = torch.from_numpy(np.stack([f0, f1])).permute(0, 3, 1, 2)
     box = [20.0, 16.0, 36.0, 40.0]
-    index = track.boxes_to_index(np.array([box]), 64, 64)
+    index = prop.boxes_to_index(np.array([box]), 64, 64)
     for spec in ("lab-pixels", "pixels"):
-        emb = track.load_embedder(spec)
-        opts = track.PropagationOptions(context=1, radius=4, topk=1)
-        labels = track.track_frames(emb, frames, index, 1, opts)
-        got = track.boxes_from_index(track.labels_to_index(labels[1], (64, 64)), 1)[0]
+        emb = prop.load_embedder(spec)
+        opts = prop.PropagationOptions(context=1, radius=4, topk=1)
+        labels = prop.track_features(emb, emb.embed(frames), index, 1, opts)
+        got = prop.boxes_from_index(prop.labels_to_index(labels[1], (64, 64)), 1)[0]
         assert got == [box[0] + dx, box[1] + dy, box[2] + dx, box[3] + dy], spec
 
 
@@ -157,7 +160,7 @@ def run(synth_set: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_task_trains_and_its_checkpoint_loads(run: Path, synth_set: Path) -> None:
-    from avssl.eval.encoders import load_encoder
+    from avssl.eval.loading import load_encoder
     from avssl.models.backbones import ConvNetTiny
 
     steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -167,14 +170,14 @@ def test_task_trains_and_its_checkpoint_loads(run: Path, synth_set: Path) -> Non
     assert ck["task"] == "colorization_tracking" and ck["model"]["centres"].shape == (6, 2)
     net, info = load_encoder(str(run))  # the backbone for avssl-eval
     assert isinstance(net, ConvNetTiny) and info.task == "colorization_tracking"
-    emb = track.load_embedder(str(run))
+    emb = prop.load_embedder(str(run))
     assert emb.stride == 4 and emb.size == 32 and emb.temperature == pytest.approx(0.05)
     feats = emb.embed(torch.zeros(3, 3, 32, 48, dtype=torch.uint8))
     assert feats.shape == (3, 8, 8, 12)
     assert torch.allclose(feats.norm(dim=1), torch.ones(3, 8, 12), atol=1e-5)
-    default = track.load_embedder("random:convnet_tiny")  # a default head on a backbone
+    default = prop.load_embedder("random:convnet_tiny")  # a default head on a backbone
     assert default.embed(torch.zeros(1, 3, 32, 32, dtype=torch.uint8)).shape == (1, 32, 8, 8)
-    rnd = track.load_embedder(f"random:{run}")  # the same network at random init
+    rnd = prop.load_embedder(f"random:{run}")  # the same network at random init
     assert rnd.kind == "random" and rnd.embed(torch.zeros(1, 3, 32, 32, dtype=torch.uint8)).shape[
         1] == 8  # fmt: skip
     # the synth's own split: its test clips are never trained on
@@ -270,9 +273,9 @@ def test_track_cli_mask_init_and_errors(
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"not a video at all" * 100)
     argv = ["pixels", str(bad), "--init", str(tmp_path / "mask.png"), "--out", str(out)]
-    assert track.main(argv) == 1
+    assert track.main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and str(bad) in err
+    assert err.startswith("avssl-track: ") and str(bad) in err
 
     argv = ["runs/no-such-run", str(video), "--init", str(tmp_path / "mask.png"), "--out",
             str(out)]  # fmt: skip
@@ -281,7 +284,7 @@ def test_track_cli_mask_init_and_errors(
 
     empty = tmp_path / "empty.json"
     empty.write_text(json.dumps({"boxes": []}))
-    assert track.main(["pixels", str(video), "--init", str(empty), "--out", str(out)]) == 1
+    assert track.main(["pixels", str(video), "--init", str(empty), "--out", str(out)]) == 2
     assert "non-empty list" in capsys.readouterr().err
 
 

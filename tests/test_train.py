@@ -19,8 +19,8 @@ import torch
 from avssl import cli
 from avssl.data.dataset import split_by_video
 from avssl.data.manifest import read_manifest
+from avssl.engine import EXIT_PREEMPTED, TIMING_KEYS
 from avssl.models.backbones import build_backbone
-from avssl.train import EXIT_PREEMPTED, TIMING_KEYS
 from data_prep import synth
 from data_prep.scan import scan_folder
 from data_prep.videos import MineConfig, prep_videos
@@ -126,14 +126,17 @@ def test_time_reverse_keeps_targets(manifests: Path) -> None:
         def __call__(self, rel: str, indices: list[int]) -> torch.Tensor:  # type: ignore[override]
             return torch.tensor(indices, dtype=torch.uint8).view(-1, 1, 1, 1)
 
-    for name in ("shuffle_learn", "odd_one_out"):
+    from avssl.tasks import arrow_of_time, odd_one_out, shuffle_learn
+
+    makers = {"shuffle_learn": shuffle_learn.make_example, "odd_one_out": odd_one_out.make_example}
+    for name, make_example in makers.items():
         task = TASKS[name]
         assert task.reverse_row is not None
         rows = read_manifest(manifests / task.manifest)
-        fwd = ManifestDataset(rows, task.make_example, Ids(".", (1, 1)))
-        back = ManifestDataset(rows, task.make_example, Ids(".", (1, 1)),
+        fwd = ManifestDataset(rows, make_example, Ids(".", (1, 1)))
+        back = ManifestDataset(rows, make_example, Ids(".", (1, 1)),
                                reverse_row=task.reverse_row, time_reverse=1.0)  # fmt: skip
-        half = ManifestDataset(rows, task.make_example, Ids(".", (1, 1)),
+        half = ManifestDataset(rows, make_example, Ids(".", (1, 1)),
                                reverse_row=task.reverse_row, time_reverse=0.5)  # fmt: skip
         flipped = 0
         for i in range(len(rows)):
@@ -151,7 +154,7 @@ def test_time_reverse_keeps_targets(manifests: Path) -> None:
             flipped += h["frames"].flatten().tolist() != fa.tolist()
         assert 0 < flipped < len(rows)  # p = 0.5 reverses some rows, not all
     with pytest.raises(ValueError, match="time reversal"):
-        ManifestDataset([], TASKS["arrow_of_time"].make_example, Ids(".", (1, 1)),
+        ManifestDataset([], arrow_of_time.make_example, Ids(".", (1, 1)),
                         time_reverse=0.5)  # fmt: skip
 
 
@@ -175,6 +178,18 @@ def _run_cli(argv: list[str], **kw: object) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw)  # type: ignore[call-overload]  # fmt: skip
 
 
+def _assert_resume_equals(
+    manifests: Path, task: str, ref: Path, cut: Path, common: list[str]
+) -> None:
+    """--resume the cut run: its metrics and final weights equal the uninterrupted run's."""
+    p = _run_cli(_args(manifests, task, cut, *common, "--resume"))
+    assert p.wait(timeout=300) == 0, p.stdout.read().decode() if p.stdout else ""
+    assert _metrics(cut) == _metrics(ref)
+    a = torch.load(ref / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(cut / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_resume_after_kill_equals_uninterrupted(manifests: Path, tmp_path: Path) -> None:
     common = ["--set", "optim.epochs=2", "--set", "optim.steps_per_epoch=6",
               "--set", "run.ckpt_every_steps=2", "--set", "run.device=cpu"]  # fmt: skip
@@ -187,12 +202,7 @@ def test_resume_after_kill_equals_uninterrupted(manifests: Path, tmp_path: Path)
     assert p.wait(timeout=300) == -signal.SIGKILL
     c = torch.load(cut / "checkpoint.pt", map_location="cpu", weights_only=True)
     assert (c["epoch"], c["step_in_epoch"]) == (1, 4), "not killed mid-epoch"
-    p = _run_cli(_args(manifests, "arrow_of_time", cut, *common, "--resume"))
-    assert p.wait(timeout=300) == 0, p.stdout.read().decode() if p.stdout else ""
-    assert _metrics(cut) == _metrics(ref)
-    a = torch.load(ref / "checkpoint.pt", weights_only=True)["model"]
-    b = torch.load(cut / "checkpoint.pt", weights_only=True)["model"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    _assert_resume_equals(manifests, "arrow_of_time", ref, cut, common)
 
 
 def test_sigterm_saves_and_exits_cleanly(manifests: Path, tmp_path: Path) -> None:
@@ -246,12 +256,7 @@ def test_sigusr1_checkpoints_and_resume_equals_uninterrupted(
     assert {"model", "optimizer", "config", "task"} <= set(c)
     rows = [r for r in _metrics(cut) if "loss" in r]
     assert [r["step"] for r in rows] == list(range(done))  # stopped after the step it saved
-    p = _run_cli(_args(manifests, "shuffle_learn", cut, *common, "--resume"))
-    assert p.wait(timeout=300) == 0, p.stdout.read().decode() if p.stdout else ""
-    assert _metrics(cut) == _metrics(ref)
-    a = torch.load(ref / "checkpoint.pt", weights_only=True)["model"]
-    b = torch.load(cut / "checkpoint.pt", weights_only=True)["model"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    _assert_resume_equals(manifests, "shuffle_learn", ref, cut, common)
 
 
 def test_torchrun_two_processes_gloo(manifests: Path, tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ from avssl.data.transforms import (
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 NO_JITTER = AugmentConfig(brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0, grayscale_p=0.0)
 STRONG = AugmentConfig(brightness=0.8, contrast=0.8, saturation=0.8, hue=0.3, grayscale_p=0.3)
+SEEDS = st.integers(0, 2**31)
 
 
 def clips(b: int, t: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
@@ -139,7 +140,7 @@ def test_crops_do_not_depend_on_jitter_strengths() -> None:
     lo=st.floats(0.05, 1.0),
     r_lo=st.floats(0.2, 2.0),
     r_span=st.floats(1.0, 3.0),
-    seed=st.integers(0, 2**31),
+    seed=SEEDS,
 )
 def test_crop_boxes_inside_frame_and_within_ranges(
     h: int, w: int, lo: float, r_lo: float, r_span: float, seed: int
@@ -301,14 +302,12 @@ def test_cuda_matches_cpu() -> None:
     torch.testing.assert_close(y_gpu.cpu(), y_cpu, atol=1e-3, rtol=0)
 
 
+SIDES = st.integers(1, 40)
+
+
 @settings(max_examples=25, deadline=None)
 @given(
-    b=st.integers(1, 3),
-    t=st.integers(1, 3),
-    h=st.integers(1, 40),
-    w=st.integers(1, 40),
-    size=st.integers(1, 24),
-    seed=st.integers(0, 2**31),
+    b=st.integers(1, 3), t=st.integers(1, 3), h=SIDES, w=SIDES, size=st.integers(1, 24), seed=SEEDS
 )
 def test_any_shape_gives_normalised_consistent_clips(
     b: int, t: int, h: int, w: int, size: int, seed: int

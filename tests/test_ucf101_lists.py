@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from media import shared_data_dir
 
-from data_prep.ucf101_lists import parse_clip_path, read_class_index, read_split_list, read_splits
+from data_prep.scan import parse_clip_path, read_class_index, read_split_list, read_splits
 
 
 @pytest.fixture(scope="module")

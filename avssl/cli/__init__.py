@@ -4,6 +4,6 @@
 ``python -m avssl.cli {train|export} ...`` (also under torchrun).
 """
 
-from avssl.cli.train import export_entry, main, train_entry, train_main
+from avssl.cli.train import export_entry, export_main, main, train_entry, train_main
 
-__all__ = ["export_entry", "main", "train_entry", "train_main"]
+__all__ = ["export_entry", "export_main", "main", "train_entry", "train_main"]

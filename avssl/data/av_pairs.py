@@ -28,15 +28,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = [
-    "AudioSpan",
-    "centred_start",
-    "grid_starts",
-    "on_grid",
-    "sample_frames",
-    "sync_shift",
-]
-
 
 @dataclass(frozen=True)
 class AudioSpan:

@@ -34,17 +34,6 @@ from avssl.data.image import read_image
 from avssl.data.manifest import resolve_under
 from avssl.types import VideoInfo
 
-__all__ = [
-    "HELDOUT_PREFIX",
-    "FrameReader",
-    "ManifestDataset",
-    "cached_frame",
-    "load_probe_infos",
-    "read_image",
-    "split_by_video",
-]
-
-
 #: Prefix of the paths of held-out rows that belong to another prep (``data.val_manifest`` from
 #: a second ``avssl-prep`` output): :meth:`FrameReader.path` reads them under ``heldout_root``.
 HELDOUT_PREFIX = "@heldout/"
@@ -157,7 +146,7 @@ class FrameReader:
         key = f"image:{rel}"
         arr = self._cache.get(key)
         if arr is None:
-            rgb = decode._resize(read_image(self.path(rel)), self.size)
+            rgb = decode.resize(read_image(self.path(rel)), self.size)
             arr = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None])
             if self.cache_bytes > 0:
                 self._keep(key, arr)
@@ -197,7 +186,7 @@ class FrameReader:
         """A pair-cache row's frame as uint8 ``(3, H, W)`` at ``size`` (default :attr:`size`;
         ``cache_frames`` + ``cache_row`` for raw arrays, + ``cache_bytes`` for JPEG caches)."""
         rgb = cached_frame(self._mmap(row["cache_frames"]), row, self.cache_dir)
-        return torch.from_numpy(decode._resize(rgb, size or self.size)).permute(2, 0, 1)
+        return torch.from_numpy(decode.resize(rgb, size or self.size)).permute(2, 0, 1)
 
     def cached_audio(self, rel: str, sample: int, seconds: float) -> np.ndarray:
         """``seconds`` of a cache's int16 mono track from sample ``sample``, float32 in
@@ -237,18 +226,19 @@ def _window(track: np.ndarray, start: int, n: int, scale: float = 1.0) -> np.nda
 
 
 class ManifestDataset(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
-    """``rows`` through ``make_example(row, reader, rng) -> dict of tensors``.
+    """``rows`` through ``make_example(row, reader, rng, epoch) -> dict of tensors``.
 
-    ``set_epoch(e)`` changes the random stream of every index (call it in every process, e.g.
-    through the sampler); ``shuffle_labels`` (a leak check) replaces each row's target by the
-    target of another row, fixed for the run; with ``reverse_row`` and ``time_reverse = p > 0``,
-    a row is shown as ``reverse_row(row)`` with probability p (label-preserving time reversal).
+    ``dataset[(epoch, index)]``: the random stream ``rng`` is seeded by (seed, epoch, index),
+    and ``epoch`` goes to the maker too (a schedule: av_sync's curriculum); ``shuffle_labels``
+    (a leak check) replaces each row's target by the target of another row, fixed for the run;
+    with ``reverse_row`` and ``time_reverse = p > 0``, a row is shown as ``reverse_row(row)``
+    with probability p (label-preserving time reversal).
     """
 
     def __init__(
         self,
         rows: list[dict[str, Any]],
-        make_example: Callable[[dict[str, Any], FrameReader, np.random.Generator], dict[str, Any]],
+        make_example: Callable[..., dict[str, Any]],
         reader: FrameReader,
         *,
         seed: int = 0,
@@ -265,30 +255,25 @@ class ManifestDataset(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
         self.make_example = make_example
         self.reader = reader
         self.seed = seed
-        self.epoch = 0
         self.label_perm: np.ndarray | None = None
         if shuffle_labels:
             self.label_perm = np.random.default_rng([seed, 7919]).permutation(len(rows))
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
-        """``dataset[index]`` in the current epoch, or ``dataset[(epoch, index)]``."""
-        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
+        """``dataset[(epoch, index)]``, or ``dataset[index]`` of epoch 0."""
+        epoch, index = key if isinstance(key, tuple) else (0, key)
         rng = np.random.default_rng([self.seed, epoch, index])
         row = self.rows[index]
         if self.time_reverse and rng.random() < self.time_reverse:
             assert self.reverse_row is not None
             row = self.reverse_row(row)
-        if hasattr(self.make_example, "epoch"):  # a maker with a schedule (av_sync curriculum)
-            self.make_example.epoch = epoch
-        ex = self.make_example(row, self.reader, rng)
+        ex = self.make_example(row, self.reader, rng, epoch)
         if self.label_perm is not None:
-            other = self.make_example(self.rows[int(self.label_perm[index])], _NoFrames(), rng)
+            other_row = self.rows[int(self.label_perm[index])]
+            other = self.make_example(other_row, _NoFrames(), rng, epoch)
             ex["target"] = other["target"]
         return ex
 

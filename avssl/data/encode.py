@@ -9,15 +9,8 @@ B-frames, 1-3 in 30 without; the video packets differ, the timing and frame coun
 reformat per frame, copied or padded frame buffers did not change it). MPEG-4 (with B-frames) and
 VP8 output is byte-reproducible (tests/test_encode.py).
 
-Besides the usual codecs, :func:`write_video` can write the DivX/Xvid **packed bitstream** that
-many real UCF-101 files use (``packed_b_frames=True``): in the AVI, an anchor VOP (I or P) and the
-first B-VOP that follows it in decode order share one chunk, and a tiny placeholder N-VOP (a VOP
-header with ``vop_coded = 0``) sits where the last B-VOP's chunk would be, so that there is one
-chunk per frame. The stream also carries the user data ``DivX503b1393p`` (the trailing ``p`` means
-"packed"), which is how FFmpeg's decoder learns to un-pack it. FFmpeg's MPEG-4 encoder cannot
-write this and PyAV's FFmpeg has no libxvid, so :func:`pack_b_frames` rewrites the encoder's
-packets at the bitstream level (see the layout of the real clip
-``mmaction2__test_ucf101_ApplyEyeMakeup.avi``: 8877 | P+B 1946 | B 206 | N 6 | P+B 2242 | ...).
+Besides the usual codecs, :func:`write_video` writes the DivX/Xvid packed bitstream of many real
+UCF-101 files (``packed_b_frames=True``, :mod:`avssl.data.divx`).
 
 Audio alignment: AAC in MP4/MOV/MKV carries its encoder delay in the container (edit list /
 codec delay), so decoders put sample 0 at time 0. MP3 in AVI cannot: like real AVI files, the
@@ -27,9 +20,11 @@ hide that; see :data:`MP3_AVI_DELAY_SAMPLES`.
 
 from __future__ import annotations
 
+import itertools
 import os
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 from typing import Literal
@@ -37,13 +32,7 @@ from typing import Literal
 import av
 import numpy as np
 
-__all__ = [
-    "DIVX_PACKED_USER_DATA",
-    "MP3_AVI_DELAY_SAMPLES",
-    "pack_b_frames",
-    "write_audio",
-    "write_video",
-]
+from avssl.data.divx import _Packer, _time_increment_bits
 
 #: Container format for each file suffix.
 _FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".m4a": "mp4", ".mov": "mov", ".avi": "avi",
@@ -66,13 +55,6 @@ _DEFAULT_AUDIO = {".mp4": "aac", ".m4v": "aac", ".m4a": "aac", ".mov": "aac", ".
 #: Decoded MP3-in-AVI audio lags the input by LAME's encoder delay plus the decoder delay
 #: (576 + 529 samples), because AVI has no field for it. Measured with PyAV; tests rely on it.
 MP3_AVI_DELAY_SAMPLES = 1105
-
-#: MPEG-4 user data (start code 0x1B2) that marks a DivX 5 "packed bitstream"; copied from the
-#: real UCF-101 clip. FFmpeg parses ``DivX%db%d%c`` and sets ``divx_packed`` when %c is 'p'.
-DIVX_PACKED_USER_DATA = b"\x00\x00\x01\xb2DivX503b1393p"
-
-_VOP_START = b"\x00\x00\x01\xb6"
-_VOP_TYPES = "IPBS"  # vop_coding_type 00, 01, 10, 11
 
 Codec = Literal["h264", "mpeg4", "vp8", "vp9", "ffv1", "mjpeg"] | str
 
@@ -130,8 +112,42 @@ def write_video(
     path = Path(path)
     suffix = _suffix(path)
     encoder = _VIDEO_ENCODERS.get(codec, codec)
+    rate = _check_video_args(path, suffix, codec, fps, gop, max_b_frames, packed_b_frames, pts_s)
+    audio_arr = _check_audio(path, audio) if audio is not None else None
+    first, all_frames = _peek_frames(path, frames)
+    with _atomic_writer(path, suffix, container_options) as writer:
+        writer.add_video(
+            encoder,
+            rate,
+            first.shape,
+            gop,
+            max_b_frames,
+            packed_b_frames,
+            pts_s,
+            crf,
+            bitrate,
+            qscale,
+            options,
+            pix_fmt,
+        )
+        if audio_arr is not None:
+            writer.add_audio(audio_arr, sample_rate, audio_codec or _DEFAULT_AUDIO[suffix])
+        _write_frames(writer, all_frames, first.shape, rate, pts_s)
+
+
+def _check_video_args(
+    path: Path,
+    suffix: str,
+    codec: Codec,
+    fps: float | Fraction,
+    gop: int,
+    max_b_frames: int,
+    packed_b_frames: bool,
+    pts_s: Sequence[float] | None,
+) -> Fraction:
+    """Refuse settings the container or encoder cannot honour; the frame rate as a Fraction."""
     if packed_b_frames:
-        if encoder != "mpeg4" or suffix != ".avi":
+        if _VIDEO_ENCODERS.get(codec, codec) != "mpeg4" or suffix != ".avi":
             raise ValueError(
                 f"{path}: packed_b_frames needs codec='mpeg4' in .avi, got {codec!r} in {suffix!r}"
             )
@@ -152,67 +168,33 @@ def write_video(
     rate = _as_fraction(fps)
     if rate <= 0:
         raise ValueError(f"{path}: fps must be positive, got {fps}")
-    audio_arr = _check_audio(path, audio) if audio is not None else None
+    return rate
 
-    frame_iter = _iter_frames(path, frames)
-    try:
-        first = next(frame_iter)
-    except StopIteration:
-        raise ValueError(f"{path}: no frames to write") from None
-    height, width = first.shape[:2]
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(path)
-    try:
-        with av.open(
-            str(tmp),
-            "w",
-            format=_FORMATS[suffix],
-            options=_muxer_options(suffix, container_options),
-        ) as container:
-            _bitexact(container)
-            writer = _Writer(container, path=path)
-            writer.add_video(
-                suffix=suffix,
-                encoder=encoder,
-                rate=rate,
-                width=width,
-                height=height,
-                gop=gop,
-                max_b_frames=max_b_frames,
-                packed=packed_b_frames,
-                vfr=pts_s is not None,
-                crf=crf,
-                bitrate=bitrate,
-                qscale=qscale,
-                options=options,
-                pix_fmt=pix_fmt,
-            )
-            if audio_arr is not None:
-                writer.add_audio(audio_arr, sample_rate, audio_codec or _DEFAULT_AUDIO[suffix])
-            n = 0
-            for i, frame in enumerate(_chain(first, frame_iter)):
-                if frame.shape != first.shape:
-                    raise ValueError(
-                        f"{path}: frame {i} has shape {frame.shape}, expected {first.shape}"
-                    )
-                if pts_s is not None:
-                    if i >= len(pts_s):
-                        raise ValueError(f"{path}: more frames than pts_s ({len(pts_s)})")
-                    t = float(pts_s[i])
-                    t_next = float(pts_s[i + 1]) if i + 1 < len(pts_s) else None
-                else:
-                    t, t_next = float(i / rate), float((i + 1) / rate)
-                writer.write_frame(frame, i, t)
-                writer.feed_audio_until(t_next)
-                n = i + 1
-            if pts_s is not None and n != len(pts_s):
-                raise ValueError(f"{path}: {n} frames but {len(pts_s)} pts_s")
-            writer.finish()
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+def _write_frames(
+    writer: _Writer,
+    frames: Iterator[np.ndarray],
+    shape: tuple[int, ...],
+    rate: Fraction,
+    pts_s: Sequence[float] | None,
+) -> None:
+    """Encode every frame at its time (``pts_s[i]``, else ``i / rate``), audio interleaved."""
+    path, n = writer.path, 0
+    for i, frame in enumerate(frames):
+        if frame.shape != shape:
+            raise ValueError(f"{path}: frame {i} has shape {frame.shape}, expected {shape}")
+        if pts_s is not None:
+            if i >= len(pts_s):
+                raise ValueError(f"{path}: more frames than pts_s ({len(pts_s)})")
+            t = float(pts_s[i])
+            t_next = float(pts_s[i + 1]) if i + 1 < len(pts_s) else None
+        else:
+            t, t_next = float(i / rate), float((i + 1) / rate)
+        writer.write_frame(frame, i, t)
+        writer.feed_audio_until(t_next)
+        n = i + 1
+    if pts_s is not None and n != len(pts_s):
+        raise ValueError(f"{path}: {n} frames but {len(pts_s)} pts_s")
 
 
 def write_audio(
@@ -230,14 +212,23 @@ def write_audio(
     path = Path(path)
     suffix = _suffix(path)
     data = _check_audio(path, audio)
-    codec = audio_codec or _DEFAULT_AUDIO[suffix]
+    with _atomic_writer(path, suffix, container_options) as writer:
+        writer.add_audio(data, sample_rate, audio_codec or _DEFAULT_AUDIO[suffix])
+
+
+@contextmanager
+def _atomic_writer(
+    path: Path, suffix: str, container_options: dict[str, str] | None
+) -> Iterator[_Writer]:
+    """A writer on a hidden temporary file, finished and renamed to ``path`` when the block ends
+    (removed when it raises), so that a killed write never leaves a half file under the name."""
     tmp = _tmp_path(path)
     try:
         options = _muxer_options(suffix, container_options)
         with av.open(str(tmp), "w", format=_FORMATS[suffix], options=options) as c:
             _bitexact(c)
             writer = _Writer(c, path=path)
-            writer.add_audio(data, sample_rate, codec)
+            yield writer
             writer.finish()
         os.replace(tmp, path)
     finally:
@@ -298,23 +289,21 @@ class _Writer:
 
     def add_video(
         self,
-        *,
-        suffix: str,
         encoder: str,
         rate: Fraction,
-        width: int,
-        height: int,
+        shape: tuple[int, ...],
         gop: int,
         max_b_frames: int,
         packed: bool,
-        vfr: bool,
+        pts_s: Sequence[float] | None,
         crf: int | None,
         bitrate: int | None,
         qscale: int | None,
         options: dict[str, str] | None,
         pix_fmt: str | None,
     ) -> None:
-        path = self.path
+        """Add the video stream; the arguments are :func:`write_video`'s, ``shape`` the frames'."""
+        path, (height, width), vfr = self.path, shape[:2], pts_s is not None
         self.vfr = vfr
         opts: dict[str, object] = {}
         stream = self.container.add_stream(encoder, rate=rate)
@@ -338,7 +327,7 @@ class _Writer:
             self.time_base = 1 / rate
         cc.time_base = self.time_base
         stream.time_base = self.time_base
-        if encoder == "mpeg4" and suffix == ".avi":
+        if encoder == "mpeg4" and path.suffix.lower() == ".avi":
             stream.codec_tag = "XVID"
         if encoder == "libx264":
             if bitrate is not None:
@@ -459,113 +448,6 @@ def _audio_encoder(codec: str) -> str:
     return encoder
 
 
-def _time_increment_bits(time_base: Fraction) -> int:
-    # FFmpeg's MPEG-4 encoder: vop_time_increment_resolution = time_base.den and
-    # time_increment_bits = av_log2(den - 1) + 1.
-    return max(1, (time_base.denominator - 1).bit_length())
-
-
-class _Packer:
-    """Streaming rewrite of MPEG-4 packets (decode order) into the DivX packed layout."""
-
-    def __init__(self, time_increment_bits: int) -> None:
-        self.tib = time_increment_bits
-        self.group: list[bytes] = []  # anchor packet followed by its B packets
-        self.group_key = False
-        self.first = True
-        self.count = 0  # chunks muxed so far (their dts)
-
-    def push(self, data: bytes, key: bool) -> list[tuple[bytes, bool]]:
-        if self.first:
-            data = insert_user_data(data, DIVX_PACKED_USER_DATA)
-            self.first = False
-        out: list[tuple[bytes, bool]] = []
-        if vop_type(data) == "B":
-            if not self.group:
-                raise ValueError("MPEG-4 stream starts with a B-VOP; cannot pack it")
-            self.group.append(data)
-            return out
-        out = self._flush_group()
-        self.group, self.group_key = [data], key
-        return out
-
-    def flush(self) -> list[tuple[bytes, bool]]:
-        out = self._flush_group()
-        self.group = []
-        return out
-
-    def _flush_group(self) -> list[tuple[bytes, bool]]:
-        if not self.group:
-            return []
-        anchor, bs = self.group[0], self.group[1:]
-        if not bs:
-            return [(anchor, self.group_key)]
-        out = [(anchor + bs[0], self.group_key)]
-        out += [(b, False) for b in bs[1:]]
-        out.append((n_vop_for(anchor, self.tib), False))
-        return out
-
-
-def pack_b_frames(packets: Sequence[bytes], time_increment_bits: int) -> list[bytes]:
-    """Rewrite MPEG-4 Part 2 packets (decode order, one VOP each) into DivX packed chunks.
-
-    The first packet gets :data:`DIVX_PACKED_USER_DATA`; every anchor (I/P) followed by B-VOPs
-    ``B1..Bk`` becomes ``[anchor+B1], [B2], ..., [Bk], [N-VOP]`` so #chunks == #frames.
-    """
-    packer = _Packer(time_increment_bits)
-    out: list[tuple[bytes, bool]] = []
-    for p in packets:
-        out += packer.push(p, False)
-    out += packer.flush()
-    return [d for d, _ in out]
-
-
-def vop_type(data: bytes) -> str:
-    """Coding type ('I', 'P', 'B' or 'S') of the first VOP in an MPEG-4 Part 2 packet."""
-    i = data.find(_VOP_START)
-    if i < 0 or i + 4 >= len(data):
-        raise ValueError(f"no VOP start code in a {len(data)}-byte MPEG-4 packet")
-    return _VOP_TYPES[data[i + 4] >> 6]
-
-
-def insert_user_data(data: bytes, user_data: bytes) -> bytes:
-    """Insert MPEG-4 user data before the first VOP start code (after the VOL header)."""
-    i = data.find(_VOP_START)
-    if i < 0:
-        raise ValueError("no VOP start code in the first MPEG-4 packet")
-    return data[:i] + user_data + data[i:]
-
-
-def n_vop_for(anchor: bytes, time_increment_bits: int) -> bytes:
-    """A not-coded P-VOP header (``vop_coded = 0``) carrying the anchor VOP's time increment.
-
-    Bits: start code 00 00 01 B6, vop_coding_type '01', modulo_time_base '0', marker '1',
-    vop_time_increment (the anchor's), marker '1', vop_coded '0', then MPEG-4 stuffing: a '0' and
-    '1's up to the byte boundary. Like DivX/Xvid (checked against every N-VOP of the real UCF-101
-    clip), modulo_time_base is '0' even when the anchor's is not.
-    """
-    i = anchor.find(_VOP_START)
-    if i < 0:
-        raise ValueError("anchor packet has no VOP start code")
-    bits = _bits(anchor[i + 4 : i + 4 + 16])
-    pos = 2  # skip vop_coding_type
-    while bits[pos] == "1":  # modulo_time_base
-        pos += 1
-    pos += 1  # its terminating '0'
-    if bits[pos] != "1" or bits[pos + 1 + time_increment_bits] != "1":
-        raise ValueError(
-            f"VOP header markers not where expected with time_increment_bits={time_increment_bits}"
-        )
-    increment = bits[pos + 1 : pos + 1 + time_increment_bits]
-    header = "01" + "0" + "1" + increment + "1" + "0"
-    header += "0" + "1" * ((-(len(header) + 1)) % 8)
-    return _VOP_START + int(header, 2).to_bytes(len(header) // 8, "big")
-
-
-def _bits(data: bytes) -> str:
-    return "".join(f"{b:08b}" for b in data)
-
-
 def _as_fraction(fps: float | Fraction) -> Fraction:
     if isinstance(fps, Fraction):
         return fps
@@ -584,6 +466,18 @@ def _check_audio(path: Path, audio: np.ndarray) -> np.ndarray:
     return np.clip(a, -1.0, 1.0)
 
 
+def _peek_frames(
+    path: Path, frames: np.ndarray | Iterable[np.ndarray]
+) -> tuple[np.ndarray, Iterator[np.ndarray]]:
+    """(the first frame, every frame including it), each checked as it comes."""
+    frame_iter = _iter_frames(path, frames)
+    try:
+        first = next(frame_iter)
+    except StopIteration:
+        raise ValueError(f"{path}: no frames to write") from None
+    return first, itertools.chain([first], frame_iter)
+
+
 def _iter_frames(path: Path, frames: np.ndarray | Iterable[np.ndarray]) -> Iterator[np.ndarray]:
     for i, f in enumerate(frames):
         arr = np.asarray(f)
@@ -592,8 +486,3 @@ def _iter_frames(path: Path, frames: np.ndarray | Iterable[np.ndarray]) -> Itera
                 f"{path}: frame {i} must be (H, W, 3) uint8 RGB, got {arr.dtype} {arr.shape}"
             )
         yield np.ascontiguousarray(arr)
-
-
-def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
-    yield first
-    yield from rest

@@ -1,34 +1,16 @@
 """A folder of numbered images is a video.
 
-The layouts people have: DAVIS ``JPEGImages/480p/<seq>/00000.jpg``, mmaction2 / Kinetics
-rawframes ``<video>/img_00001.jpg``, MOTChallenge ``<seq>/img1/000001.jpg``, any JPEG/PNG
-sequence exported by a tool. :mod:`avssl.data.decode` (``probe``, ``read_frames``,
-``iter_frames``) takes such a folder wherever it takes a video file; this module lists and
-checks the frames and decodes single images.
-
-The rules (docs/manifests.md, "Frame folders"):
-
-- **Frames** are the image files directly in the folder (``.jpg .jpeg .png .bmp .tif .tiff
-  .webp``; hidden files and other files are ignored). Each name holds a frame number, its last
-  run of digits; frame ``i`` is the ``i``-th image in numeric order (``img_2`` before
-  ``img_10``). When several name families share a folder (mmaction2 keeps ``img_``, ``flow_x_``
-  and ``flow_y_`` frames together) the ``img`` family is the video; any other mix is refused.
-- **Frame rate**: a sidecar if there is one -- ``fps.txt`` in the folder (one number) or a
-  MOTChallenge ``seqinfo.ini`` (``frameRate=``) in the folder or the one above -- else the
-  caller's ``fps``, else :data:`DEFAULT_FPS`. Frame ``i`` is at ``(n_i - n_0) / step / fps``
-  seconds, where ``n_i`` is its number and ``step`` the smallest step between numbers (a
-  folder holding every 5th frame, ``00000, 00005, ...``, has step 5 and no gap).
-- **Gaps** in the numbering (a step larger than ``step``) are frames that are gone:
-  :class:`~avssl.errors.FrameGapError` in a strict probe (``avssl-prep`` quarantines the
-  folder and names the missing numbers); a lenient probe keeps the frames and times them by
-  their numbers (variable frame rate).
-- **Mixed image sizes** (:class:`~avssl.errors.MixedFrameSizeError`) are refused: a video has
-  one picture size. An empty folder is :class:`~avssl.errors.EmptyMediaError`, a folder without
-  images :class:`~avssl.errors.NotMediaError`, an image that does not decode
-  :class:`~avssl.errors.CorruptMediaError` naming the file.
-
-Frames are exact by construction (each image is decoded on its own, by the same FFmpeg image
-decoders and the same RGB conversion as video frames); the exact-frame suite checks it anyway.
+DAVIS ``JPEGImages/480p/<seq>/00000.jpg``, mmaction2 / Kinetics rawframes
+``<video>/img_00001.jpg``, MOTChallenge ``<seq>/img1/000001.jpg``, any exported JPEG/PNG sequence:
+:mod:`avssl.data.decode` takes such a folder wherever it takes a video file; this module lists
+and checks the frames and decodes single images. The rules (frame order by the last number in a
+name, the ``img`` family of a mixed folder, frame rate from ``fps.txt`` / ``seqinfo.ini`` else
+the caller's ``fps`` else :data:`DEFAULT_FPS`, numbering steps, gaps as
+:class:`~avssl.errors.FrameGapError`, mixed sizes refused) are in docs/manifests.md, "What is a
+video". Frame ``i`` is at ``(n_i - n_0) / step / fps`` seconds (``n_i`` its number, ``step``
+the smallest step between numbers); a lenient probe keeps a folder with gaps and times its frames
+by their numbers. Frames are exact by construction (each image decoded on its own, by the same
+FFmpeg decoders and RGB conversion as video frames); the exact-frame suite checks it anyway.
 """
 
 from __future__ import annotations
@@ -45,18 +27,6 @@ import av
 
 from avssl import errors
 from avssl.data.suffixes import IMAGE_SUFFIXES
-
-__all__ = [
-    "DEFAULT_FPS",
-    "IMAGE_SUFFIXES",
-    "FrameList",
-    "decode_image",
-    "folder_stat",
-    "frame_number",
-    "iter_images",
-    "list_frames",
-    "looks_like_frame_folder",
-]
 
 #: Frame rate of a frame folder without a sidecar or an explicit ``fps`` (UCF-101's and most
 #: European footage's rate; DAVIS is 24, Kinetics rawframes 30: pass ``fps`` or a sidecar).

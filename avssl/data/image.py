@@ -9,8 +9,6 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["read_image"]
-
 
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     """An 8-bit image file as ``(H, W, 3)`` uint8 RGB (OpenCV): grey replicated to 3 channels,

@@ -24,15 +24,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = [
-    "atomic_output",
-    "atomic_write_text",
-    "read_manifest",
-    "remove_stale_temps",
-    "resolve_under",
-    "write_manifest",
-]
-
 
 def _umask() -> int:
     mask = os.umask(0)  # the only portable way to read it: set and restore at once

@@ -34,17 +34,6 @@ from avssl.data.decode import DEFAULT_TIMEOUT_S, iter_frames, probe
 from avssl.data.manifest import atomic_output
 from avssl.types import VideoInfo
 
-__all__ = [
-    "METHODS",
-    "Motion",
-    "MotionMethod",
-    "analysis_size",
-    "energy_between",
-    "load_motion",
-    "motion_energy",
-    "save_motion",
-]
-
 MotionMethod = Literal["flow", "diff"]
 METHODS: tuple[str, ...] = ("flow", "diff")
 THUMB_WIDTH = 16

@@ -24,28 +24,16 @@ Samplers:
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Hashable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
 from avssl.checks import float_arg, int_arg
 
-__all__ = [
-    "ArrowClip",
-    "OddOneOutQuestion",
-    "ShuffleTuple",
-    "arrow_of_time_clips",
-    "high_motion_windows",
-    "near_duplicate",
-    "odd_one_out_questions",
-    "shuffle_learn_tuples",
-]
-
 Window = tuple[int, int]
-
-
-# --------------------------------------------------------------------------- validation helpers
+T = TypeVar("T")
 
 
 def _check_rng(rng: object) -> np.random.Generator:
@@ -79,7 +67,58 @@ def _check_windows(windows: Sequence[Window], n: int) -> list[Window]:
     return out
 
 
-# --------------------------------------------------------------------------- shared primitives
+def _common_args(
+    windows: Sequence[Window],
+    thumbs: np.ndarray,
+    count: int,
+    rng: object,
+    dup_threshold: float,
+    max_tries: int,
+) -> tuple[list[Window], int, np.random.Generator, float, int]:
+    """The arguments every sampler takes, checked, in this order."""
+    wins = _check_windows(windows, _check_thumbs(thumbs))
+    count = int_arg("count", count, 0)
+    checked_rng = _check_rng(rng)
+    dup_threshold = float_arg("dup_threshold", dup_threshold, 0.0)
+    return wins, count, checked_rng, dup_threshold, int_arg("max_tries", max_tries, 1)
+
+
+def _run_args(
+    windows: Sequence[Window],
+    thumbs: np.ndarray,
+    count: int,
+    rng: object,
+    dup_threshold: float,
+    max_tries: int,
+    length: int,
+    max_stride: int,
+) -> tuple[list[Window], int, np.random.Generator, float, int, int, list[tuple[int, np.ndarray]]]:
+    """:func:`_common_args`, then the run ``length`` and its stride tables (:func:`_draw_run`)."""
+    wins, count, checked_rng, dup_threshold, max_tries = _common_args(
+        windows, thumbs, count, rng, dup_threshold, max_tries
+    )
+    length = int_arg("length", length, 2)
+    tables = _stride_tables(wins, length, int_arg("max_stride", max_stride, 1))
+    return wins, count, checked_rng, dup_threshold, max_tries, length, tables
+
+
+def _collect(
+    count: int, max_tries: int, draw: Callable[[set[Hashable]], tuple[Hashable, T] | None]
+) -> list[T]:
+    """Up to ``count`` samples from ``draw(seen)``, which returns ``(key, sample)`` or None when
+    it rejects the draw (it sees the keys taken so far, to reject repeats); stops after
+    ``count * max_tries`` rejected draws."""
+    out: list[T] = []
+    seen: set[Hashable] = set()
+    failures = 0
+    while len(out) < count and failures < count * max_tries:
+        got = draw(seen)
+        if got is None:
+            failures += 1
+            continue
+        seen.add(got[0])
+        out.append(got[1])
+    return out
 
 
 def _mad(thumbs: np.ndarray, i: int, j: int) -> float:
@@ -142,9 +181,6 @@ def _non_identity_permutation(rng: np.random.Generator, length: int) -> np.ndarr
         perm = rng.permutation(length)
         if not np.array_equal(perm, ident):
             return perm
-
-
-# --------------------------------------------------------------------------- public API
 
 
 def exclude_frames(windows: Sequence[Window], frames: Collection[int]) -> list[Window]:
@@ -280,35 +316,21 @@ def shuffle_learn_tuples(
     cannot be learned) or when it repeats an earlier tuple's ``frames``. Stops after ``count``
     tuples or ``count * max_tries`` rejected draws.
     """
-    n = _check_thumbs(thumbs)
-    wins = _check_windows(windows, n)
-    count = int_arg("count", count, 0)
-    rng = _check_rng(rng)
+    wins, count, rng, dup_threshold, max_tries = _common_args(
+        windows, thumbs, count, rng, dup_threshold, max_tries
+    )
     positive_ratio = float_arg("positive_ratio", positive_ratio, 0.0, 1.0)
     tau_max = int_arg("tau_max", tau_max, 2)  # c needs a frame strictly between b and d
     tau_min = int_arg("tau_min", tau_min, 1)
-    dup_threshold = float_arg("dup_threshold", dup_threshold, 0.0)
-    max_tries = int_arg("max_tries", max_tries, 1)
-
-    # Per window: b ranges over [s + tau_min, hi_d - 2] (room for a before b and for c, d after),
-    # d over [b + 2, min(b + tau_max, hi_d)] with hi_d = end - 1 - tau_min (room for e after d).
-    usable: list[tuple[Window, int, int, np.ndarray]] = []  # (window, b_lo, hi_d, cumsum n_d(b))
-    for s, e in wins:
-        b_lo, hi_d = s + tau_min, e - 1 - tau_min
-        if hi_d - 2 < b_lo:  # i.e. e - s < 2 * tau_min + 3
-            continue
-        bs = np.arange(b_lo, hi_d - 1, dtype=np.int64)
-        usable.append(((s, e), b_lo, hi_d, np.cumsum(np.minimum(tau_max - 1, hi_d - bs - 1))))
+    usable = _shuffle_placements(wins, tau_min, tau_max)
     if count == 0 or not usable:
         return []
     win_cum = np.cumsum([int(u[3][-1]) for u in usable])
-
-    out: list[ShuffleTuple] = []
-    seen: set[tuple[int, int, int]] = set()
-    failures, budget = 0, count * max_tries
     positive: bool | None = None
     streak = 0  # consecutive rejected draws of the current class
-    while len(out) < count and failures < budget:
+
+    def draw(seen: set[Hashable]) -> tuple[Hashable, ShuffleTuple] | None:
+        nonlocal positive, streak
         # The class is drawn once per output tuple and kept through rejected draws: positives
         # (b, c, d) are close in time and fail the near-duplicate test more often than
         # negatives, so re-drawing it with each try would bias the set towards negatives
@@ -327,19 +349,31 @@ def shuffle_learn_tuples(
         else:
             kind, frames = ("neg_a", (b, a, d)) if first else ("neg_e", (b, f, d))
         x, y, z = frames
-        if (
-            frames in seen
-            or _mad(thumbs, x, y) < dup_threshold
-            or _mad(thumbs, x, z) < dup_threshold
-            or _mad(thumbs, y, z) < dup_threshold
-        ):
-            failures += 1
+        dup = min(_mad(thumbs, x, y), _mad(thumbs, x, z), _mad(thumbs, y, z)) < dup_threshold
+        if frames in seen or dup:
             streak += 1
+            return None
+        label, positive = int(positive), None
+        return frames, ShuffleTuple(frames, label, kind, (a, b, c, d, f), (s, e))
+
+    return _collect(count, max_tries, draw)
+
+
+def _shuffle_placements(
+    wins: list[Window], tau_min: int, tau_max: int
+) -> list[tuple[Window, int, int, np.ndarray]]:
+    """Per window that can host a draw: (window, b_lo, hi_d, cumsum over b of its d choices).
+
+    b ranges over [s + tau_min, hi_d - 2] (room for a before b and for c, d after), d over
+    [b + 2, min(b + tau_max, hi_d)] with hi_d = end - 1 - tau_min (room for e after d)."""
+    usable: list[tuple[Window, int, int, np.ndarray]] = []
+    for s, e in wins:
+        b_lo, hi_d = s + tau_min, e - 1 - tau_min
+        if hi_d - 2 < b_lo:  # i.e. e - s < 2 * tau_min + 3
             continue
-        seen.add(frames)
-        out.append(ShuffleTuple(frames, int(positive), kind, (a, b, c, d, f), (s, e)))
-        positive = None
-    return out
+        bs = np.arange(b_lo, hi_d - 1, dtype=np.int64)
+        usable.append(((s, e), b_lo, hi_d, np.cumsum(np.minimum(tau_max - 1, hi_d - bs - 1))))
+    return usable
 
 
 @dataclass(frozen=True)
@@ -377,44 +411,30 @@ def odd_one_out_questions(
     invisible) or the question repeats an earlier one. Stops after ``count`` questions or
     ``count * max_tries`` rejected draws.
     """
-    n = _check_thumbs(thumbs)
-    wins = _check_windows(windows, n)
-    count = int_arg("count", count, 0)
-    rng = _check_rng(rng)
     num_subsequences = int_arg("num_subsequences", num_subsequences, 2)
-    length = int_arg("length", length, 2)
-    max_stride = int_arg("max_stride", max_stride, 1)
-    dup_threshold = float_arg("dup_threshold", dup_threshold, 0.0)
-    max_tries = int_arg("max_tries", max_tries, 1)
-
-    tables = _stride_tables(wins, length, max_stride)
+    wins, count, rng, dup_threshold, max_tries, length, tables = _run_args(
+        windows, thumbs, count, rng, dup_threshold, max_tries, length, max_stride
+    )
     if count == 0 or not tables:
         return []
-    out: list[OddOneOutQuestion] = []
-    seen: set[tuple[tuple[tuple[int, ...], ...], int]] = set()
-    failures, budget = 0, count * max_tries
-    while len(out) < count and failures < budget:
+
+    def draw(seen: set[Hashable]) -> tuple[Hashable, OddOneOutQuestion] | None:
         odd = int(rng.integers(num_subsequences))
         subs: list[tuple[int, ...]] = []
         froms: list[Window] = []
-        ok = True
         for k in range(num_subsequences):
             run, win = _draw_run(rng, wins, tables, length)
             if k == odd:
                 if any(_mad(thumbs, run[i], run[i + 1]) < dup_threshold for i in range(length - 1)):
-                    ok = False
-                    break
+                    return None
                 perm = _non_identity_permutation(rng, length)
                 run = tuple(run[int(p)] for p in perm)
             subs.append(run)
             froms.append(win)
         key = (tuple(subs), odd)
-        if not ok or key in seen:
-            failures += 1
-            continue
-        seen.add(key)
-        out.append(OddOneOutQuestion(tuple(subs), odd, tuple(froms)))
-    return out
+        return None if key in seen else (key, OddOneOutQuestion(tuple(subs), odd, tuple(froms)))
+
+    return _collect(count, max_tries, draw)
 
 
 @dataclass(frozen=True)
@@ -448,28 +468,18 @@ def arrow_of_time_clips(
     only clips with enough flow), or when the shown frame tuple repeats an earlier clip's. Stops
     after ``count`` clips or ``count * max_tries`` rejected draws.
     """
-    n = _check_thumbs(thumbs)
-    wins = _check_windows(windows, n)
-    count = int_arg("count", count, 0)
-    rng = _check_rng(rng)
-    length = int_arg("length", length, 2)
-    max_stride = int_arg("max_stride", max_stride, 1)
-    dup_threshold = float_arg("dup_threshold", dup_threshold, 0.0)
-    max_tries = int_arg("max_tries", max_tries, 1)
-
-    tables = _stride_tables(wins, length, max_stride)
+    wins, count, rng, dup_threshold, max_tries, length, tables = _run_args(
+        windows, thumbs, count, rng, dup_threshold, max_tries, length, max_stride
+    )
     if count == 0 or not tables:
         return []
-    out: list[ArrowClip] = []
-    seen: set[tuple[int, ...]] = set()
-    failures, budget = 0, count * max_tries
-    while len(out) < count and failures < budget:
+
+    def draw(seen: set[Hashable]) -> tuple[Hashable, ArrowClip] | None:
         run, win = _draw_run(rng, wins, tables, length)
         rev = bool(rng.random() < 0.5)
         shown = run[::-1] if rev else run
         if shown in seen or _mad(thumbs, run[0], run[-1]) < dup_threshold:
-            failures += 1
-            continue
-        seen.add(shown)
-        out.append(ArrowClip(shown, rev, 0 if rev else 1, win))
-    return out
+            return None
+        return shown, ArrowClip(shown, rev, 0 if rev else 1, win)
+
+    return _collect(count, max_tries, draw)

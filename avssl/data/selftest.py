@@ -16,9 +16,6 @@ from typing import Any
 
 import numpy as np
 
-# --------------------------------------------------------------------------------------------
-# Frames that encode their index
-# --------------------------------------------------------------------------------------------
 GRID_COLS, GRID_ROWS = 4, 3
 INDEX_BITS = GRID_COLS * GRID_ROWS  # frame indices 0 .. 4095
 _ON = np.array([225, 230, 215], np.int16)
@@ -88,9 +85,6 @@ def index_frames(n: int, height: int = 96, width: int = 128) -> np.ndarray:
     return np.stack([index_frame(i, height, width) for i in range(n)])
 
 
-# --------------------------------------------------------------------------------------------
-# Self-test videos and the per-backend check
-# --------------------------------------------------------------------------------------------
 #: name -> (write_video keywords, number of frames, what the file exercises)
 SELFTEST_VIDEOS: dict[str, tuple[dict[str, Any], int, str]] = {
     "h264_bframes.mp4": (

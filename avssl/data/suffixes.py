@@ -7,8 +7,6 @@ caller that sorts files into kinds checks the video list first.
 
 from __future__ import annotations
 
-__all__ = ["AUDIO_SUFFIXES", "IMAGE_SUFFIXES", "MEDIA_SUFFIXES", "VIDEO_SUFFIXES"]
-
 #: Videos, what ``avssl-prep folder`` takes: the containers read exactly
 #: (tests/test_decode_exact.py), animated GIF/APNG, and the MPEG program / transport stream
 #: names. A folder of numbered images is a video too (:mod:`avssl.data.frame_folder`).

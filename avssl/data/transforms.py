@@ -1,50 +1,29 @@
 """Batched, temporally consistent augmentation of uint8 clips, on whatever device holds them.
 
-Input is a batch of clips ``(B, T, C, H, W)`` uint8 (``C = 3``, RGB), the layout of
-``avssl.data`` stacked over a batch; output is float32 ``(B, T, C, size, size)``, normalised
-with ``cfg.mean`` / ``cfg.std``, on the same device. The same code runs on CPU and GPU.
+Input: clips ``(B, T, C, H, W)`` uint8 RGB; output: float32 ``(B, T, C, size, size)`` normalised
+with ``cfg.mean`` / ``cfg.std``, on the same device (the same code on CPU and GPU).
 
-Training (:func:`augment` with ``train=True``) draws, per *clip*, one random resized crop box,
-one flip decision and one set of colour-jitter factors, and applies them identically to all
-``T`` frames. Temporal pretext tasks (Shuffle & Learn, O3N, Arrow of Time) must not be solvable
-from augmentation differences between frames, so every frame of a clip goes through exactly the
-same pointwise function: a clip of identical frames stays identical (tested). Different clips of
-the batch get independent parameters.
-
-How it is computed:
-
-* Crop, resize and flip are one :func:`torch.nn.functional.grid_sample` call (bilinear,
-  ``align_corners=False``, border padding) over the whole batch. The clip's frames and channels
-  are folded into the channel axis, ``(B, T * C, H, W)``, so one affine grid per clip serves
-  all its frames without a Python loop or a copy of the grid. A flip is a negative x scale.
-  With the whole image as box this is exactly ``F.interpolate(..., "bilinear")`` (tested).
-* Colour jitter works on the cropped ``(B, T, C, size, size)`` floats with per-clip factors
-  broadcast over ``(T, H, W)``, clamping to the valid range after each step, in a fixed order:
-  brightness (multiply), contrast (blend with the clip's mean grey), saturation (blend with the
-  pixel's grey), hue (HSV rotation, as torchvision's ``adjust_hue``), random grayscale.
-* Parameters are drawn on the CPU from the given :class:`torch.Generator` (the global RNG is
-  never touched when one is given), then moved, so a seed gives the same crops on CPU and GPU.
-  A fixed number of draws is made per clip whatever the config, so changing the jitter strength
-  does not change the crops of a seed. :func:`sample_params` and :func:`apply_params` are the two
-  halves of :func:`augment`, for logging or replaying the parameters.
+Training (:func:`augment`, ``train=True``) draws per *clip* one random resized crop box, one flip
+and one set of colour-jitter factors and applies them identically to all ``T`` frames: temporal
+pretext tasks must not be solvable from augmentation differences between frames (a clip of
+identical frames stays identical; tested). Crop, resize and flip are one bilinear
+``grid_sample`` (``align_corners=False``, border padding) over ``(B, T * C, H, W)``; with the
+whole image as box this is ``F.interpolate(..., "bilinear")`` (tested). Colour jitter then
+runs in a fixed order, clamping after each step: brightness, contrast, saturation, hue
+(torchvision's ``adjust_hue``), random grayscale. Parameters are drawn on the CPU from the
+given :class:`torch.Generator` (the global RNG untouched), a fixed number per clip whatever the
+config, so a seed gives the same crops on CPU and GPU and at any jitter strength;
+:func:`sample_params` and :func:`apply_params` are the two halves of :func:`augment`.
 
 Deviations from torchvision's ``RandomResizedCrop`` + ``RandomHorizontalFlip`` + ``ColorJitter``
-+ ``RandomGrayscale``, and why:
++ ``RandomGrayscale``: crop boxes are continuous, not rounded to whole pixels (the rejection
+sampling, 10 tries then a centred fallback, is torchvision's); contrast blends with the mean
+grey of the whole *clip*, not of each frame (a per-frame mean would map frames of different
+brightness differently, a cue to temporal order); the jitter order is fixed, not shuffled; no
+antialiasing, so decode at roughly the working size (e.g. 128x171 for 112 crops) to keep
+reductions below about 2x.
 
-* Crop boxes are continuous (sub-pixel position and size), not rounded to whole pixels:
-  grid sampling needs no integer box, and rounding would only quantise the scale distribution.
-  The rejection sampling (10 tries, then a centred fallback) is torchvision's.
-* Contrast blends with the mean grey of the whole *clip* (all frames), not of each frame: a
-  per-frame mean would apply a different map to frames of different brightness (e.g. a light
-  switched on), a cue to temporal order. Per clip, every frame gets the same affine map.
-* The jitter order is fixed, not shuffled per call as in torchvision: shuffling per clip would
-  need either four times the work or a gather per step; the order's effect is second-order.
-* No antialiasing: bilinear sampling without a low-pass filter aliases when the crop is reduced
-  more than about 2x. Decode at roughly the working size (e.g. 128x171 for 112 crops, the usual
-  video-SSL practice) so that reductions stay small.
-
-Evaluation (``train=False``) resizes the short side to ``size`` and takes the centre square,
-i.e. the same grid sample with the central ``min(H, W)`` square as box; no randomness.
+Evaluation (``train=False``) resizes the short side to ``size`` and takes the centre square.
 """
 
 from __future__ import annotations
@@ -54,19 +33,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-
-__all__ = [
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "AugmentConfig",
-    "AugmentParams",
-    "apply_params",
-    "augment",
-    "center_params",
-    "denormalize",
-    "sample_params",
-    "to_float_normalized",
-]
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)

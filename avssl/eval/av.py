@@ -1,98 +1,36 @@
 """Evaluations of two-tower audio-visual models: sound-source localization, audio-visual
-correspondence and cross-modal retrieval (``avssl-eval localization | correspondence``).
+correspondence and cross-modal retrieval (``avssl-eval localization | correspondence``);
+docs/audio_visual.md tells the protocols.
 
-**Localization** (Senocak et al. 2018; LVS 2021; EZ-VSL 2022; METHODS.md). A *trial* is a frame,
-a sound and the ground-truth box(es) of what makes the sound (normalised ``[x1, y1, x2, y2]``,
-the VGG-SS convention). The model's heatmap (:meth:`avssl.models.av.AVNet.localize`) is resized
-to the frame and scored with :func:`avssl.eval.metrics.ciou` (binarised at its median),
-:func:`~avssl.eval.metrics.localization_summary` (cIoU@0.5, AUC over thresholds 0:0.05:1) and
-the pointing game (the maximum inside a box). Every trial is also run with the wrong sound, the
-test the pitfalls list asks for:
-
-* ``silent``: all-zero audio;
-* ``mismatched``: the sound of another trial whose labels differ (the next such trial).
-
-A model that localises *the sound* should, on those, say "no match" (``match_rate``: the share
-of trials whose match probability exceeds 1/2) and stop pointing at the object (``pointing``
-falls towards the box's share of the frame, ``chance_pointing``). An all-ones map or a saliency
-detector that ignores the sound scores the same on all three conditions.
-
-Trials come from a manifest of rows with ``bbox`` and the fields of a pair row (the frame:
-``video`` + ``frame`` or ``cache_frames`` + ``cache_row``; the sound: ``audio_video`` +
-``audio_start_s`` or ``cache_audio`` + ``cache_audio_sample``), written by ``avssl-prep synth``
-(``av/localization_test.jsonl``) and ``avssl-prep av-digits`` (mosaics), or from a VGG-SS-style
-json of boxes plus a folder of frames and sounds (``--vggss``).
+**Localization** (Senocak et al. 2018; LVS 2021; EZ-VSL 2022; METHODS.md): the model's heatmap
+(:meth:`avssl.models.av.AVNet.localize`), resized to the frame, is scored with
+:func:`avssl.eval.metrics.ciou` (binarised at its median), cIoU@0.5, AUC and the pointing game.
+Every trial is run again with the wrong sound (``silent``: all-zero audio; ``mismatched``: the
+sound of the next trial whose labels differ), on which a model that localises *the sound* says
+"no match" (``match_rate``) and stops pointing at the object (towards ``chance_pointing``).
+Trials: a manifest of rows with ``bbox`` and a pair row's fields (``avssl-prep synth |
+av-digits``) or a VGG-SS-style json of boxes plus a folder of frames and sounds (``--vggss``).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from avssl.checkpoints import checkpoint_file, load_checkpoint, load_weights
 from avssl.data.dataset import FrameReader, load_probe_infos
-from avssl.data.manifest import atomic_output, atomic_write_text, read_manifest
+from avssl.data.manifest import atomic_output, read_manifest
 from avssl.eval import metrics
-
-__all__ = [
-    "LoadedAV",
-    "evaluate_localization",
-    "load_av_model",
-    "overlay",
-    "register",
-    "trial_reader",
-    "write_heatmaps",
-]
+from avssl.eval.image_sets import spread
+from avssl.eval.loading import LoadedAV, load_av_model
+from avssl.eval.results import write_result
 
 CONDITIONS = ("matched", "silent", "mismatched")
-
-
-@dataclass
-class LoadedAV:
-    model: Any  # avssl.models.av.AVNet, eval mode
-    cfg: Any  # the run's TrainConfig
-    path: str
-
-    @property
-    def frames(self) -> int:
-        return int(self.cfg.data.av_frames)
-
-    @property
-    def frame_step(self) -> int:
-        return int(self.cfg.data.av_frame_step)
-
-
-def load_av_model(spec: str) -> LoadedAV:
-    """An audio-visual run (directory or checkpoint) as its model in eval mode, on the CPU;
-    ``random:RUN`` is the same network at random initialisation (seed 0): the baseline."""
-    from avssl.config import config_from_dict
-    from avssl.models.av import AVNet
-    from avssl.tasks import TASKS
-    from avssl.train import TrainConfig, build_pair_model
-
-    random_init = spec.startswith("random:")
-    p = Path(spec.split(":", 1)[1] if random_init else spec)
-    ck_path = checkpoint_file(p)
-    ck = load_checkpoint(ck_path)
-    task = ck.get("task")
-    if task not in TASKS or not TASKS[task].pair:
-        raise ValueError(f"{spec}: a {task} run; localization needs an audio-visual run "
-                         "(ave_net, l3_net, avol_net, av_sync)")  # fmt: skip
-    cfg = config_from_dict(TrainConfig, json.loads(ck["config"]), source=str(ck_path))
-    torch.manual_seed(0)
-    model = build_pair_model(cfg)
-    assert isinstance(model, AVNet)
-    if not random_init:
-        load_weights(model, ck["model"], ck_path, what="model")
-    model.eval()
-    return LoadedAV(model, cfg, ("random:" if random_init else "") + str(ck_path))
 
 
 def trial_reader(manifest: Path, model: LoadedAV, frame_size: int | None = None) -> FrameReader:
@@ -161,6 +99,10 @@ def evaluate_localization(
         }
         sounds["silent"] = [np.zeros_like(s) for s in sounds["matched"]]
         h, w = clips.shape[-2:]
+        for k, r in enumerate(rows[i] for i in part if i < keep_maps):
+            kept["frames"].append(clips[k, clips.shape[1] // 2].permute(1, 2, 0).numpy())
+            kept["boxes"].append(r["bbox"])
+            kept["ids"].append(str(r.get("id", f"{r.get('video')}@{r.get('frame', 0)}")))
         for cond in CONDITIONS:
             audio = torch.from_numpy(np.stack(sounds[cond]))
             maps = model.localize(x, audio).numpy()
@@ -178,18 +120,6 @@ def evaluate_localization(
                 if i < keep_maps:
                     kept[cond].append(maps[k])
                     kept[f"{cond}_p"].append(float(prob[k]))
-                    if cond == "matched":
-                        kept["frames"].append(
-                            clips[k, clips.shape[1] // 2].permute(1, 2, 0).numpy()
-                        )
-                        kept["boxes"].append(boxes)
-                        kept["ids"].append(
-                            str(
-                                rows[i].get(
-                                    "id", f"{rows[i].get('video')}@{rows[i].get('frame', 0)}"
-                                )
-                            )
-                        )
     res: dict[str, float] = {}
     summ = metrics.localization_summary(out["matched"]["ciou"])
     res["cIoU@0.5"], res["AUC"], res["mean_cIoU"] = summ["cIoU@0.5"], summ["AUC"], summ["mean_cIoU"]
@@ -258,11 +188,7 @@ def localization_report(
     max_trials: int | None = None, pictures: int = 8,
 ) -> dict[str, Any]:  # fmt: skip
     """Evaluate on a trials manifest; with ``out_dir``, write its heatmap sheets there."""
-    rows = read_manifest(manifest)
-    rows = [r for r in rows if r.get("bbox")]
-    if max_trials and len(rows) > max_trials:
-        keep = np.linspace(0, len(rows) - 1, max_trials).round().astype(int)
-        rows = [rows[i] for i in keep]
+    rows = spread([r for r in read_manifest(manifest) if r.get("bbox")], max_trials)
     reader = trial_reader(manifest, loaded, frame_size)
     t0 = time.monotonic()
     res, kept = evaluate_localization(loaded, rows, reader, keep_maps=pictures if out_dir else 0)
@@ -310,37 +236,6 @@ def _label(row: dict[str, Any]) -> str:
     return "|".join(sorted(str(x) for x in labels))
 
 
-def _cross_modal(args: argparse.Namespace) -> int:
-    from avssl.eval.retrieval import cross_modal
-
-    loaded = load_av_model(args.model)
-    images, sounds = read_manifest(args.images), unique_sounds(read_manifest(args.sounds))
-    if not images or not sounds:
-        raise ValueError("no image rows or no sound rows")
-    reader = trial_reader(Path(args.images), loaded)
-    t0 = time.monotonic()
-    v, a = embed_pairs(loaded, images, sounds, reader)
-    rel = metrics.label_relevance([_label(r) for r in images], [_label(r) for r in sounds])
-    res = cross_modal(v, a, rel, args.ks)
-    flat = {f"{d}/{k}": float(x) for d, m in res.items() for k, x in m.items()}
-    out = Path(args.out) if args.out else default_out(args.model)
-    result = {"format": "avssl-eval", "version": 1, "kind": "cross-modal",
-              "model": {"spec": args.model, "path": loaded.path, "task": loaded.cfg.task},
-              "dataset": {"images": args.images, "sounds": args.sounds, "num_images": len(images),
-                          "num_sounds": len(sounds)},
-              "metrics": flat, "extra": {"relevance": "same label"},
-              "command": "avssl-eval " + " ".join(args.argv),
-              "seconds": round(time.monotonic() - t0, 2)}  # fmt: skip
-    path = out / "cross_modal.json"
-    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
-    print(f"cross-modal retrieval: {len(sounds)} sounds, {len(images)} images")
-    for k, x in flat.items():
-        if k.endswith(("R@1", "R@5", "R@10", "mAP")) or "nDCG@" in k:
-            print(f"  {k:<28} {x:.4f}")
-    print(f"wrote {path}")
-    return 0
-
-
 @torch.no_grad()
 def correspondence_accuracy(
     loaded: LoadedAV, rows: list[dict[str, Any]], reader: FrameReader, *, seed: int = 1,
@@ -351,18 +246,17 @@ def correspondence_accuracy(
     shifted) -- the examples ``avssl-train`` validates on (same maker, same seed) -- scored by
     ``match_logit > 0``. ``grid``: cut the negatives on the frame grid or anywhere (default:
     as the run trained). Accuracy and balanced accuracy."""
+    import dataclasses
+
     from avssl.data.dataset import ManifestDataset
     from avssl.data.transforms import to_float_normalized
-    from avssl.tasks import TASKS
-    from avssl.tasks.av import positives
+    from avssl.tasks.av import pair_maker, positives
 
-    cfg, task = loaded.cfg, TASKS[loaded.cfg.task]
-    assert task.bind is not None
+    cfg = loaded.cfg
+    if grid is not None:
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, av_grid=grid))
     pos = positives(rows)
-    maker = task.bind(pos, frames=cfg.data.av_frames, frame_step=cfg.data.av_frame_step,
-                      grid=cfg.data.av_grid if grid is None else grid,
-                      tick=cfg.data.av_grid_tick,
-                      sync_offset_s=tuple(cfg.data.sync_offset_s), neg_fraction=0.5)  # fmt: skip
+    maker = pair_maker(cfg, pos, train=False)
     ds = ManifestDataset(pos, maker, reader, seed=seed)
     right = np.zeros(2)
     total = np.zeros(2)
@@ -380,29 +274,6 @@ def correspondence_accuracy(
             "pairs": float(total.sum())}  # fmt: skip
 
 
-def _correspondence(args: argparse.Namespace) -> int:
-    loaded = load_av_model(args.model)
-    manifest = Path(args.pairs)
-    rows = read_manifest(manifest)
-    if args.max_pairs and len(rows) > args.max_pairs:
-        keep = np.linspace(0, len(rows) - 1, args.max_pairs).round().astype(int)
-        rows = [rows[i] for i in keep]
-    t0 = time.monotonic()
-    res = correspondence_accuracy(loaded, rows, trial_reader(manifest, loaded), grid=args.grid)
-    out = Path(args.out) if args.out else default_out(args.model)
-    result = {"format": "avssl-eval", "version": 1, "kind": "correspondence",
-              "model": {"spec": args.model, "path": loaded.path, "task": loaded.cfg.task},
-              "dataset": {"name": str(manifest)}, "metrics": res,
-              "command": "avssl-eval " + " ".join(args.argv),
-              "seconds": round(time.monotonic() - t0, 2)}  # fmt: skip
-    path = out / "correspondence.json"
-    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
-    _print_metrics("correspondence", res)
-    print(f"wrote {path}")
-    return 0
-
-
-# --------------------------------------------------------------------------------------- CLI
 def default_out(spec: str) -> Path:
     """Where an evaluation of ``spec`` writes without ``--out``: ``RUN/eval`` for a run directory
     (a checkpoint file: its directory's), ``RUN/eval/random`` for the ``random:RUN`` baseline --
@@ -411,26 +282,6 @@ def default_out(spec: str) -> Path:
         return default_out(spec.split(":", 1)[1]) / "random"
     p = Path(spec)
     return (p if p.is_dir() or not p.suffix else p.parent) / "eval"
-
-
-def _localization(args: argparse.Namespace) -> int:
-    loaded = load_av_model(args.model)
-    manifest = Path(args.trials) if args.trials else _default_trials(loaded)
-    out = Path(args.out) if args.out else default_out(args.model)
-    rep = localization_report(loaded, manifest, out / "heatmaps", frame_size=args.frame_size,
-                              max_trials=args.max_trials, pictures=args.pictures)  # fmt: skip
-    result = {"format": "avssl-eval", "version": 1, "kind": "localization",
-              "model": {"spec": args.model, "path": loaded.path, "task": loaded.cfg.task},
-              "dataset": {"name": str(manifest), "trials": int(rep["metrics"]["trials"])},
-              "metrics": rep["metrics"], "extra": {"pictures": rep["pictures"],
-                                                   "conditions": list(CONDITIONS)},
-              "command": "avssl-eval " + " ".join(args.argv),
-              "seconds": rep["seconds"]}  # fmt: skip
-    path = out / "localization.json"
-    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
-    _print_metrics("localization", rep["metrics"])
-    print(f"wrote {path} and {len(rep['pictures'])} heatmap sheets in {out / 'heatmaps'}")
-    return 0
 
 
 def _default_trials(loaded: LoadedAV) -> Path:
@@ -445,113 +296,82 @@ def _default_trials(loaded: LoadedAV) -> Path:
     return p
 
 
+def _model(spec: str, loaded: LoadedAV) -> dict[str, Any]:
+    """The result's "model" of an audio-visual command."""
+    return {"spec": spec, "path": loaded.path, "task": loaded.cfg.task}
+
+
 def _print_metrics(kind: str, res: dict[str, float]) -> None:
     print(f"{kind}:")
     for k, v in res.items():
         print(f"  {k:<26} {v:.4f}" if k != "trials" else f"  {k:<26} {int(v)}")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``localization``, ``correspondence`` and ``cross-modal`` to ``avssl-eval``."""
-    from avssl.eval.vision import run_guarded
+def run_localization(
+    model: str, *, trials: str | None = None, out: str | None = None,
+    frame_size: int | None = None, max_trials: int | None = None, pictures: int = 8,
+    argv: Sequence[str] = (),
+) -> int:  # fmt: skip
+    """``avssl-eval localization``: OUT/localization.json and heatmap sheets in OUT/heatmaps."""
+    t0 = time.monotonic()
+    loaded = load_av_model(model)
+    manifest = Path(trials) if trials else _default_trials(loaded)
+    out_dir = Path(out) if out else default_out(model)
+    rep = localization_report(loaded, manifest, out_dir / "heatmaps", frame_size=frame_size,
+                              max_trials=max_trials, pictures=pictures)  # fmt: skip
+    path = out_dir / "localization.json"
+    write_result(path, "localization", argv, t0, model=_model(model, loaded),
+                 dataset={"name": str(manifest), "trials": int(rep["metrics"]["trials"])},
+                 metrics=rep["metrics"],
+                 extra={"pictures": rep["pictures"], "conditions": list(CONDITIONS)})  # fmt: skip
+    _print_metrics("localization", rep["metrics"])
+    print(f"wrote {path} and {len(rep['pictures'])} heatmap sheets in {out_dir / 'heatmaps'}")
+    return 0
 
-    p = sub.add_parser(
-        "localization",
-        help="sound-source localization: cIoU@0.5, AUC, pointing game; silent and "
-        "mismatched-sound trials",
-        description="Heatmaps of an audio-visual run (ave_net, l3_net, avol_net, av_sync) on "
-        "trials with ground-truth boxes: cIoU@0.5 and AUC (heatmap binarised at its median), "
-        "pointing game, and the same trials with silent and with mismatched sound, where a "
-        "model that follows the sound should say 'no match' and stop pointing at the object. "
-        "Writes OUT/localization.json and heatmap sheets in OUT/heatmaps. See "
-        "avssl/eval/av.py.",
-    )
-    p.add_argument("model", metavar="MODEL", help="an audio-visual run directory or checkpoint")
-    p.add_argument("--trials", default=None, metavar="JSONL",
-                   help="trials manifest (rows with bbox): avssl-data/synth/av/"
-                   "localization_test.jsonl, avssl-data/av-digits/localization_test.jsonl; "
-                   "default: the one beside the run's manifest")  # fmt: skip
-    p.add_argument(
-        "--out", default=None, metavar="DIR", help="default: RUN/eval (random:RUN: RUN/eval/random)"
-    )
-    p.add_argument("--frame-size", type=int, default=None, metavar="PX",
-                   help="decode frames at this size (default: the run's data.frame_size; "
-                   "the digit mosaics: twice it)")  # fmt: skip
-    p.add_argument(
-        "--max-trials",
-        type=int,
-        default=None,
-        metavar="N",
-        help="evaluate N trials spread over the manifest (default: all)",
-    )
-    p.add_argument(
-        "--pictures", type=int, default=8, metavar="N", help="heatmap sheets to write (default 8)"
-    )
-    p.set_defaults(func=run_guarded(_localization))
 
-    p = sub.add_parser(
-        "correspondence",
-        help="audio-visual correspondence accuracy of a two-tower run on held-out pairs",
-        description="Each positive of --pairs with its own sound or, half the time, another "
-        "video's sound cut on its frame grid (av_sync runs: the same video's, shifted), as "
-        "avssl-train validates; accuracy of 'match' = match logit > 0. MODEL: a run or "
-        "random:RUN (the same network at random initialisation).",
-    )
-    p.add_argument("model", metavar="MODEL", help="an audio-visual run, or random:RUN")
-    p.add_argument(
-        "--pairs",
-        required=True,
-        metavar="JSONL",
-        help="a pair manifest, e.g. avssl-data/av-digits/avc_test.jsonl",
-    )
-    p.add_argument(
-        "--max-pairs",
-        type=int,
-        default=None,
-        metavar="N",
-        help="use N rows spread over the manifest (default: all)",
-    )
-    p.add_argument(
-        "--grid",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="cut the negatives on the frame grid (--grid) or anywhere (--no-grid); default: "
-        "as the run was trained (the shortcut experiment crosses them)",
-    )
-    p.add_argument(
-        "--out", default=None, metavar="DIR", help="default: RUN/eval (random:RUN: RUN/eval/random)"
-    )
-    p.set_defaults(func=run_guarded(_correspondence))
+def run_correspondence(
+    model: str, pairs: str, *, max_pairs: int | None = None, grid: bool | None = None,
+    out: str | None = None, argv: Sequence[str] = (),
+) -> int:  # fmt: skip
+    """``avssl-eval correspondence``: OUT/correspondence.json (accuracy, balanced accuracy)."""
+    loaded = load_av_model(model)
+    manifest = Path(pairs)
+    rows = spread(read_manifest(manifest), max_pairs)
+    t0 = time.monotonic()
+    res = correspondence_accuracy(loaded, rows, trial_reader(manifest, loaded), grid=grid)
+    path = (Path(out) if out else default_out(model)) / "correspondence.json"
+    write_result(path, "correspondence", argv, t0, model=_model(model, loaded),
+                 dataset={"name": str(manifest)}, metrics=res)  # fmt: skip
+    _print_metrics("correspondence", res)
+    print(f"wrote {path}")
+    return 0
 
-    p = sub.add_parser(
-        "cross-modal",
-        help="audio->image and image->audio retrieval with a two-tower audio-visual run",
-        description="Embed the images of --images with the vision tower and the distinct sounds "
-        "of --sounds (a pair manifest's positives) with the audio tower; rank by cosine "
-        "similarity in both directions; relevance = same label. R@k, nDCG@k, mAP. MODEL: an "
-        "audio-visual run, or random:RUN for the same network at random initialisation.",
-    )
-    p.add_argument("model", metavar="MODEL", help="an audio-visual run, or random:RUN")
-    p.add_argument(
-        "--images",
-        required=True,
-        metavar="JSONL",
-        help="the gallery of images, e.g. avssl-data/av-digits/gallery_test.jsonl",
-    )
-    p.add_argument(
-        "--sounds",
-        required=True,
-        metavar="JSONL",
-        help="a pair manifest, e.g. avssl-data/av-digits/avc_test.jsonl",
-    )
-    p.add_argument(
-        "--ks",
-        type=lambda t: [int(x) for x in t.split(",")],
-        default=[1, 5, 10],
-        metavar="K[,K]",
-        help="cut-offs (default 1,5,10)",
-    )
-    p.add_argument(
-        "--out", default=None, metavar="DIR", help="default: RUN/eval (random:RUN: RUN/eval/random)"
-    )
-    p.set_defaults(func=run_guarded(_cross_modal))
+
+def run_cross_modal(
+    model: str, images: str, sounds: str, *, ks: Sequence[int] = (1, 5, 10),
+    out: str | None = None, argv: Sequence[str] = (),
+) -> int:  # fmt: skip
+    """``avssl-eval cross-modal``: OUT/cross_modal.json (R@k, nDCG@k, mAP both ways)."""
+    from avssl.eval.retrieval import cross_modal
+
+    loaded = load_av_model(model)
+    image_rows, sound_rows = read_manifest(images), unique_sounds(read_manifest(sounds))
+    if not image_rows or not sound_rows:
+        raise ValueError("no image rows or no sound rows")
+    reader = trial_reader(Path(images), loaded)
+    t0 = time.monotonic()
+    v, a = embed_pairs(loaded, image_rows, sound_rows, reader)
+    rel = metrics.label_relevance([_label(r) for r in image_rows], [_label(r) for r in sound_rows])
+    res = cross_modal(v, a, rel, ks)
+    flat = {f"{d}/{k}": float(x) for d, m in res.items() for k, x in m.items()}
+    path = (Path(out) if out else default_out(model)) / "cross_modal.json"
+    write_result(path, "cross-modal", argv, t0, model=_model(model, loaded),
+                 dataset={"images": images, "sounds": sounds, "num_images": len(image_rows),
+                          "num_sounds": len(sound_rows)},
+                 metrics=flat, extra={"relevance": "same label"})  # fmt: skip
+    print(f"cross-modal retrieval: {len(sound_rows)} sounds, {len(image_rows)} images")
+    for k, x in flat.items():
+        if k.endswith(("R@1", "R@5", "R@10", "mAP")) or "nDCG@" in k:
+            print(f"  {k:<28} {x:.4f}")
+    print(f"wrote {path}")
+    return 0

@@ -1,38 +1,24 @@
-"""``avssl-eval retrieval``: ranking metrics of frozen features, intra-modal now, cross-modal next.
+"""``avssl-eval retrieval``: ranking metrics of frozen features (protocol: docs/evaluation.md).
 
-**Intra-modal** (image -> image, video -> video): the query rows (``--queries``, default the
-``test`` split) rank the gallery rows (``--gallery``, default ``train``) by cosine similarity of
-their frozen features (extracted and cached exactly as for ``linear`` / ``knn``, see
-:mod:`avssl.eval.vision`). When queries and gallery are the same rows each query is removed from
-its own ranking (``--exclude-self``, on by default then). Relevance:
+**Intra-modal**: the query rows (``--queries``, default ``test``) rank the gallery rows
+(``--gallery``, default ``train``) by cosine similarity of their frozen features (extracted and
+cached as for ``linear`` / ``knn``, :mod:`avssl.eval.vision`); with the same rows on both sides
+each query is left out of its own ranking (``--exclude-self``). Relevance: the same class
+(:func:`~avssl.eval.metrics.label_relevance`) or, for label lists, graded from the AudioSet
+ontology (:func:`~avssl.eval.metrics.multilabel_relevance`; ``--ontology none``: Jaccard overlap).
+Metrics: :func:`~avssl.eval.metrics.retrieval_metrics`; queries without a relevant gallery item
+are left out and counted (``extra.num_excluded``). ``extra.top`` lists, for ``--show`` queries
+(the first of each class in manifest order, then the second, ...), their ``--show-k`` best
+gallery ids (relative to ``dataset.root``) with scores and relevances: a report's retrieval grid.
 
-* single-label rows (``class_id``): 1 for the same class, else 0
-  (:func:`avssl.eval.metrics.label_relevance`);
-* rows with label lists (``labels``, e.g. ``avssl-prep audioset`` manifests): graded relevance from
-  the AudioSet ontology (:func:`avssl.eval.metrics.multilabel_relevance`; ``--ontology``, default
-  ``$AVSSL_SHARED_DATA/audioset/ontology.json`` or ``../shared/data/audioset/ontology.json``;
-  ``--ontology none``: Jaccard overlap of the label sets).
-
-Metrics (:func:`avssl.eval.metrics.retrieval_metrics`): ``R@k`` (a relevant item in the top k),
-``nDCG@k`` (graded) for each ``--ks`` and ``mAP``; queries without any relevant gallery item are
-left out and counted (``extra.num_excluded``). ``extra.top`` lists, for ``--show`` queries (the
-first query of each class in manifest order, then the second of each, ...), their ``--show-k``
-best gallery ids with scores and relevances: what a report draws as a retrieval grid (ids are
-paths relative to ``dataset.root``; for videos, draw e.g. the middle frame).
-
-**Cross-modal** (image -> audio, audio -> image, as in "Objects that Sound"): :func:`cross_modal`
-computes both directions from paired embeddings and a relevance matrix. It needs a two-tower
-audio-visual model (``encode_video`` / ``encode_audio``): ``avssl-eval cross-modal``
-(avssl/eval/av.py)
-runs it on ``avssl-train ave_net | l3_net | avol_net | av_sync`` runs; ``retrieval --cross-modal``
-points there and exits with status 2.
+**Cross-modal** (:func:`cross_modal`, as in "Objects that Sound") needs a two-tower model:
+``avssl-eval cross-modal`` (:mod:`avssl.eval.av`); ``retrieval --cross-modal`` points there and
+exits with status 2.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,25 +29,13 @@ from numpy.typing import ArrayLike
 
 from avssl.eval import metrics as M
 from avssl.eval.vision import (
-    EvalSet,
-    add_feature_options,
+    FeatureOptions,
     dataset_dict,
     features_extra,
+    finish,
     prepare,
-    print_summary,
-    result_dict,
-    run_guarded,
-    write_result,
+    split_rows,
 )
-
-__all__ = [
-    "CROSS_MODAL_UNAVAILABLE",
-    "cosine_similarity",
-    "cross_modal",
-    "default_ontology",
-    "register",
-    "retrieve",
-]
 
 CROSS_MODAL_UNAVAILABLE = (
     "--cross-modal: cross-modal retrieval has its own command, 'avssl-eval cross-modal MODEL "
@@ -202,46 +176,28 @@ def _shown(samples: Sequence[Any], q: np.ndarray, n: int) -> list[int]:
     return order[: max(n, 0)]
 
 
-def _ks(text: str) -> list[int]:
-    try:
-        ks = sorted({int(v) for v in text.split(",") if v.strip()})
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected integers such as 1,5,10, got {text!r}"
-        ) from None
-    if not ks or ks[0] < 1:
-        raise argparse.ArgumentTypeError(f"expected integers >= 1, got {text!r}")
-    return ks
-
-
-def _queries_gallery(ev: EvalSet, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
-    """Query and gallery row indices, and a check of the relevance (before any decoding)."""
-    q, g = ev.indices(args.queries), ev.indices(args.gallery)
-    for what, idx, names in (("query", q, args.queries), ("gallery", g, args.gallery)):
-        if idx.size == 0:
-            raise ValueError(
-                f"no {what} rows: no row has split {','.join(names)} (splits present: "
-                f"{', '.join(ev.split_names)})"
-            )
-    return q, g
-
-
-def _retrieval(args: argparse.Namespace) -> int:
-    if args.cross_modal:
-        print("avssl-eval: " + CROSS_MODAL_UNAVAILABLE.format(model=args.model), file=sys.stderr)
-        return 2
-    prep = prepare(args, "retrieval", check=lambda ev: _queries_gallery(ev, args))
+def run_retrieval(
+    features: FeatureOptions, *, queries: list[str], gallery: list[str], ks: list[int],
+    exclude_self: bool | None, ontology: str | None, show: int, show_k: int,
+    cross_modal: bool = False, argv: Sequence[str] = (),
+) -> int:  # fmt: skip
+    """``avssl-eval retrieval`` (module docstring); writes the result JSON, returns 0."""
+    if cross_modal:
+        raise ValueError(CROSS_MODAL_UNAVAILABLE.format(model=features.model))
+    prep = prepare(
+        features, "retrieval", check=lambda ev: split_rows(ev, query=queries, gallery=gallery)
+    )
     ev = prep.ev
-    q, g = _queries_gallery(ev, args)
+    q, g = split_rows(ev, query=queries, gallery=gallery)
     same = bool(np.array_equal(q, g))
-    exclude = same if args.exclude_self is None else args.exclude_self
+    exclude = same if exclude_self is None else exclude_self
     if exclude and not same:
         raise ValueError("--exclude-self needs the same --queries and --gallery splits")
-    rel, rel_kind = _relevance(ev.samples, q, g, args.ontology)
+    rel, rel_kind = _relevance(ev.samples, q, g, ontology)
     x = prep.features.feats
     t0 = time.monotonic()
-    res, top = retrieve(x[q], x[g], rel, args.ks, exclude_self=exclude,
-                        show=_shown(ev.samples, q, args.show), show_k=args.show_k)  # fmt: skip
+    res, top = retrieve(x[q], x[g], rel, ks, exclude_self=exclude,
+                        show=_shown(ev.samples, q, show), show_k=show_k)  # fmt: skip
     counts = {k: int(res.pop(k)) for k in ("num_queries", "num_evaluated", "num_excluded")}
     for t in top:
         qs = ev.samples[int(q[t["query"]])]
@@ -253,72 +209,11 @@ def _retrieval(args: argparse.Namespace) -> int:
              "top": top}  # fmt: skip
     # the same examples in the form avssl-report draws as a grid of thumbnails
     extra["retrieval_examples"] = [
-        {
-            "query": t["query_id"],
-            "neighbours": t["ids"],
-            "relevant": [r > 0 for r in t["relevance"]],
-        }
-        for t in top
-    ]
+        {"query": t["query_id"], "neighbours": t["ids"],
+         "relevant": [r > 0 for r in t["relevance"]]} for t in top
+    ]  # fmt: skip
     extra["root"] = str(Path(ev.root).resolve())
     extra["id_kind"] = "image" if ev.kind == "image" else "video"
-    dataset = dataset_dict(prep, g, q, queries=args.queries, gallery=args.gallery)
-    single = rel_kind == "same class"
-    result = result_dict("retrieval", args, dataset, prep.model, prep.spec.layer,
-                         {k: float(v) for k, v in res.items()},
-                         seconds=time.monotonic() - prep.t0,
-                         classes=ev.classes if single else None, extra=extra)  # fmt: skip
-    write_result(prep.out, result)
-    print_summary(result, prep.out)
-    return 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``retrieval`` to ``avssl-eval``."""
-    p = sub.add_parser(
-        "retrieval",
-        help="R@k, nDCG@k and mAP of frozen features (queries -> gallery by cosine similarity)",
-        description="Intra-modal retrieval on frozen features from --layer of MODEL: each query "
-        "row ranks the gallery rows by cosine similarity; relevance = same class, or graded by "
-        "the AudioSet ontology for rows with label lists. Writes R@k, nDCG@k, mAP and the top "
-        "lists of the first queries (for retrieval grids). Features are cached (shared with "
-        "linear and knn). See avssl/eval/retrieval.py.",
-    )
-    add_feature_options(p)
-    p.add_argument("--queries", type=_split_list, default=["test"], metavar="S[,S]",
-                   help="splits whose rows are the queries (default test)")  # fmt: skip
-    p.add_argument("--gallery", type=_split_list, default=["train"], metavar="S[,S]",
-                   help="splits whose rows are ranked (default train)")  # fmt: skip
-    p.add_argument("--ks", type=_ks, default=[1, 5, 10, 30], metavar="K[,K]",
-                   help="cut-offs of R@k and nDCG@k (default 1,5,10,30)")  # fmt: skip
-    p.add_argument("--exclude-self", action=argparse.BooleanOptionalAction, default=None,
-                   help="drop each query from its own ranking (default: on when queries and "
-                   "gallery are the same rows)")  # fmt: skip
-    p.add_argument("--ontology", default=None, metavar="PATH",
-                   help="AudioSet ontology.json for rows with label lists (default: the shared "
-                   "data's); 'none': Jaccard overlap of the label sets")  # fmt: skip
-    p.add_argument(
-        "--show",
-        type=int,
-        default=8,
-        metavar="N",
-        help="record the top lists of the first N queries in extra.top (default 8)",
-    )
-    p.add_argument(
-        "--show-k",
-        type=int,
-        default=10,
-        metavar="K",
-        help="items per recorded top list (default 10)",
-    )
-    p.add_argument("--cross-modal", action="store_true",
-                   help="image->audio and audio->image retrieval: see 'avssl-eval cross-modal' "
-                   "(exits with status 2)")  # fmt: skip
-    p.set_defaults(func=run_guarded(_retrieval))
-
-
-def _split_list(text: str) -> list[str]:
-    parts = [s.strip() for s in text.split(",") if s.strip()]
-    if not parts:
-        raise argparse.ArgumentTypeError("expected split names such as test or train,val")
-    return parts
+    dataset = dataset_dict(prep, g, q, queries=queries, gallery=gallery)
+    labels = {"classes": ev.classes} if rel_kind == "same class" else {}
+    return finish(prep, "retrieval", argv, dataset, res, extra, **labels)

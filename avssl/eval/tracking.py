@@ -1,32 +1,18 @@
-"""``avssl-eval tracking``: label propagation scored on the built-in set's ground truth.
+"""``avssl-eval tracking``: label propagation scored on the built-in set's ground truth
+(docs/tracking.md, "Evaluation", says what is measured and why).
 
-For every held-out clip of the synth (``avssl-prep synth``: ``manifest.jsonl`` + ``boxes/``),
-every object is tracked from frame 0 through the clip twice (:mod:`avssl.track`):
-
-* **boxes**: initialised with its ground-truth box (the box as a region), scored by the box IoU
-  of each later frame (the bounding box of the propagated mask's largest piece against the true
-  box; a vanished object scores 0), the success rate (share of frames with IoU > theta) and its
-  AUC over theta = 0, 0.05, ..., 1 (OTB: the mean of the 21 rates);
-* **masks**: initialised with its true mask, scored by region similarity J (mask IoU, DAVIS)
-  and boundary F (DAVIS: boundary pixels matched within 0.8% of the image diagonal). The synth
-  has no mask files; an object's mask is computed from the frame: the pixels inside its box whose
-  RGB lies within 60 of its class colour (objects are flat colours and never overlap; the
-  h.264 edges are the error: 368 of the ~371 pixels of an 11 px disc, for example).
-
-Alongside, the **copy-first** baseline: frame 0's box / mask for every frame. Every number is a
-mean over frames 1..T-1 of one object (a track), then over tracks; ``*_moving`` counts only the
-frames in which the object moves (the synth's ``moving`` flags): the objects rest for the first
-0.4 s and at the end, where copying frame 0 is exact.
-
-``--davis DIR`` / ``--vot DIR`` score real annotations instead (DAVIS-2017 J, F, J&F; box IoU and
-success AUC): :mod:`avssl.eval.tracking_bench`.
+Every object of every held-out synth clip is tracked from frame 0 twice
+(:mod:`avssl.eval.propagation`): from its true box, scored by box IoU and OTB's success AUC, and
+from its true mask, scored by DAVIS's J and F. The synth has no mask files: an object's mask is
+the pixels inside its box whose RGB lies within ``MASK_TOLERANCE`` of its class colour (objects
+are flat colours and never overlap; h.264 edges are the error). The copy-first baseline (frame
+0's box / mask for every frame) is scored alongside; ``*_moving`` keeps the frames in which the
+object moves. ``--davis`` / ``--vot`` (real annotations): :mod:`avssl.eval.tracking_bench`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -36,23 +22,10 @@ import torch
 
 from avssl.data.manifest import read_manifest, resolve_under
 
-__all__ = [
-    "boundary_f",
-    "f_measure",
-    "box_iou",
-    "colour_masks",
-    "evaluate_tracking",
-    "region_similarity",
-    "register",
-    "success_auc",
-    "success_curve",
-]
-
 THRESHOLDS = np.linspace(0.0, 1.0, 21)  # 0, 0.05, ..., 1 (OTB's success plot)
 MASK_TOLERANCE = 60.0  # RGB distance to the class colour (see the module docstring)
 
 
-# ------------------------------------------------------------------------------ metrics
 def box_iou(a: Any, b: Any) -> float:
     """IoU of two ``[x1, y1, x2, y2]`` boxes (continuous coordinates); 0 when either is None
     or empty."""
@@ -140,7 +113,6 @@ def colour_masks(frame: np.ndarray, boxes: np.ndarray, colours: np.ndarray,
     return out
 
 
-# ------------------------------------------------------------------------------ one clip
 def _clip_tracks(embedder: Any, video: Path, truth: dict[str, Any], size: int,
                  opts: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:  # fmt: skip
     """Per-object records of one clip (IoU, J, F per frame for the tracker and the copy
@@ -148,13 +120,12 @@ def _clip_tracks(embedder: Any, video: Path, truth: dict[str, Any], size: int,
     import cv2
 
     from avssl.data import decode
-    from avssl.track import (
+    from avssl.eval.propagation import (
         boxes_from_index,
         boxes_to_index,
-        init_labels,
         labels_to_index,
         model_size,
-        propagate,
+        track_features,
     )
 
     full = np.stack([f for _, f in decode.iter_frames(video)])  # (T, H, W, 3)
@@ -170,17 +141,12 @@ def _clip_tracks(embedder: Any, video: Path, truth: dict[str, Any], size: int,
     h, w = model_size(hh, ww, size, embedder.stride)
     small = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in full])
     feats = embedder.embed(torch.from_numpy(small).permute(0, 3, 1, 2).contiguous())
-    grid = tuple(feats.shape[-2:])
-    temp = opts.temperature or embedder.temperature
-    kw = {"temperature": temp, "similarity": embedder.similarity, "context": opts.context,
-          "radius": opts.radius, "topk": opts.topk}  # fmt: skip
-
     box_index0 = boxes_to_index(gt_boxes[0], hh, ww)
-    lab_box = propagate(feats, init_labels(box_index0, k, grid), **kw)
+    lab_box = track_features(embedder, feats, box_index0, k, opts)
     mask_index0 = np.zeros((hh, ww), np.int64)
     for j in range(k):
         mask_index0[masks[0, j]] = j + 1
-    lab_mask = propagate(feats, init_labels(mask_index0, k, grid), **kw)
+    lab_mask = track_features(embedder, feats, mask_index0, k, opts)
 
     recs = [{"object": o.get("class_name", str(j)), "iou": [], "iou_copy": [], "J": [],
              "J_copy": [], "F": [], "F_copy": [], "moving": moving[j, 1:].tolist()}
@@ -243,7 +209,7 @@ def _sheet(pic: dict[str, Any], path: Path, n: int = 6, scale: int = 2) -> None:
     in the object's colour, the true box in white."""
     import cv2
 
-    from avssl.track import overlay_labels
+    from avssl.eval.tracking_pictures import overlay_labels
 
     t = len(pic["frames"])
     cols = []
@@ -280,7 +246,7 @@ def evaluate_tracking(
     returns ``{"metrics": {"tracker": ..., "copy_first": ...}, "clips": [...], ...}``."""
     import sys
 
-    from avssl.track import PropagationOptions, load_embedder
+    from avssl.eval.propagation import PropagationOptions, load_embedder
 
     t0 = time.monotonic()
     opts = opts or PropagationOptions()
@@ -325,154 +291,9 @@ def evaluate_tracking(
         "clips": clips,
         "tracks": len(tracks),
         "size": size,
-        "settings": {"context": opts.context, "radius": opts.radius, "topk": opts.topk,
-                     "temperature": opts.temperature or embedder.temperature,
-                     "similarity": embedder.similarity, "stride": embedder.stride},
+        "settings": {**opts.settings(embedder), "similarity": embedder.similarity,
+                     "stride": embedder.stride},
         "embedder": {"spec": spec, "kind": embedder.kind, **embedder.info},
         "pictures": pics,
         "seconds": time.monotonic() - t0,
     }  # fmt: skip
-
-
-# ------------------------------------------------------------------------------ CLI
-def _tracking(args: argparse.Namespace) -> int:
-    from avssl.data.manifest import atomic_write_text
-    from avssl.track import PropagationOptions
-
-    if args.out:
-        out = Path(args.out)
-    elif Path(args.model).is_dir():
-        out = Path(args.model) / "eval"
-    else:
-        raise ValueError("--out is needed when MODEL is not a run directory")
-    if args.davis or args.vot:  # real ground truth: avssl/eval/tracking_bench.py
-        from avssl.eval.tracking_bench import run_bench
-
-        return run_bench(args, out)
-    manifest = Path(args.manifest or Path(os.environ.get("AVSSL_DATA", "avssl-data")) / "synth"
-                    / "manifest.jsonl")  # fmt: skip
-    if not manifest.is_file():
-        raise FileNotFoundError(f"{manifest}: no synth manifest; run 'avssl-prep synth' first")
-    opts = PropagationOptions(args.context, args.radius if args.radius > 0 else None, args.topk,
-                              args.temperature)  # fmt: skip
-    rep = evaluate_tracking(args.model, manifest, split=args.split, size=args.size, opts=opts,
-                            max_clips=args.max_clips, pictures=args.pictures, out=out)  # fmt: skip
-    result = {"format": "avssl-eval", "version": 1, "kind": "tracking",
-              "model": rep["embedder"],
-              "dataset": {"name": str(manifest), "split": args.split, "clips": len(rep["clips"]),
-                          "tracks": rep["tracks"]},
-              "metrics": rep["metrics"],
-              "extra": {"size": rep["size"], "settings": rep["settings"], "clips": rep["clips"],
-                        "pictures": rep["pictures"]},
-              "command": "avssl-eval " + " ".join(args.argv),
-              "seconds": rep["seconds"]}  # fmt: skip
-    path = out / "tracking.json"
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
-    m = rep["metrics"]
-    print(f"tracking: {args.model} on {len(rep['clips'])} {args.split} clips, {rep['tracks']} "
-          f"objects, input {rep['size']} px")  # fmt: skip
-    print(f"  {'':<18}{'tracker':>10}{'copy first':>12}")
-    for key, value in m["tracker"].items():
-        print(f"  {key:<18}{value:>10.4f}{m['copy_first'].get(key, float('nan')):>12.4f}")
-    print(f"wrote {path}")
-    return 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``tracking`` to ``avssl-eval``."""
-    from avssl.eval.vision import run_guarded
-
-    p = sub.add_parser(
-        "tracking",
-        help="label propagation on the built-in set, or on real DAVIS / VOT ground truth "
-        "(--davis, --vot): box IoU, success AUC, J and F, against copying the first frame",
-        description="Track every object of the held-out synth clips from its frame-0 box (box "
-        "IoU, success AUC) and from its frame-0 mask (J, F) with a colourisation tracker "
-        "(avssl-train colorization-tracking), a random-init network or raw pixels, and score "
-        "copying frame 0 alongside. Writes OUT/tracking.json and picture strips in "
-        "OUT/pictures. With --davis and/or --vot, real sequences instead: the DAVIS-2017 "
-        "semi-supervised protocol (J, F, J&F as the official toolkit computes them) and VOT "
-        "boxes (IoU, success AUC), written to OUT/tracking_bench.json. On real footage use a "
-        "larger --size than the default (e.g. 240: at 64 px small objects are a few cells and "
-        "every model falls below copying the first frame; docs/tracking.md). See "
-        "avssl/eval/tracking.py, avssl/eval/tracking_bench.py and docs/tracking.md.",
-    )
-    p.add_argument("model", metavar="MODEL",
-                   help="a colorization_tracking run or checkpoint, random:RUN, random:BACKBONE, "
-                   "pixels[:S] or lab-pixels[:S]")  # fmt: skip
-    p.add_argument(
-        "--manifest",
-        default=None,
-        metavar="JSONL",
-        help="the synth manifest (default $AVSSL_DATA/synth/manifest.jsonl)",
-    )
-    p.add_argument("--split", default="test", help="clips of this split (default test; tune "
-                   "settings on val)")  # fmt: skip
-    p.add_argument("--out", default=None, metavar="DIR", help="default: MODEL/eval for a run")
-    p.add_argument(
-        "--size",
-        type=int,
-        default=None,
-        metavar="PX",
-        help="network input side (default: the run's data.frame_size, 64 for pixels; with "
-        "--davis/--vot 240 px short side, or the video's own when smaller)",
-    )
-    p.add_argument(
-        "--context",
-        type=int,
-        default=3,
-        metavar="K",
-        help="previous frames as references besides the first (default 3)",
-    )
-    p.add_argument(
-        "--radius",
-        type=float,
-        default=8.0,
-        metavar="CELLS",
-        help="pointer window in feature cells; <= 0: whole frame (default 8)",
-    )
-    p.add_argument("--topk", type=int, default=10, metavar="K", help="default 10; 0: all")
-    p.add_argument(
-        "--temperature",
-        type=float,
-        default=None,
-        metavar="T",
-        help="default: the model's (pixels: 0.03)",
-    )
-    p.add_argument(
-        "--max-clips",
-        type=int,
-        default=None,
-        metavar="N",
-        help="N clips spread over the split (default: all)",
-    )
-    p.add_argument(
-        "--pictures",
-        type=int,
-        default=4,
-        metavar="N",
-        help="picture strips of the first N clips (default 4); with --davis/--vot, sheets "
-        "of the first N sequences: the given frame and 4 scored ones, tracked mask tinted, "
-        "ground truth outlined (OUT/pictures/SEQ.png)",
-    )
-    g = p.add_argument_group(
-        "real ground truth (avssl/eval/tracking_bench.py; replaces the synth set)"
-    )
-    g.add_argument("--davis", default=None, metavar="DIR",
-                   help="DAVIS-2017 semi-supervised J, F, J&F on DIR/JPEGImages/RES/SEQ + "
-                   "DIR/Annotations/RES/SEQ, or on sequence folders holding masks/ and frames/ "
-                   "(or a video file)")  # fmt: skip
-    g.add_argument("--vot", default=None, metavar="DIR",
-                   help="box IoU and success AUC on sequence folders holding groundtruth.txt "
-                   "(x,y,w,h or 4 corners per frame) and frames/, color/ or images")  # fmt: skip
-    g.add_argument("--resolution", default="480p", metavar="RES", help="DAVIS resolution (480p)")
-    g.add_argument("--sequences", default=None, metavar="A,B", help="only these sequences")
-    g.add_argument("--imageset", default=None, metavar="SET",
-                   help="only the sequences listed in a DAVIS ImageSets file: 2017/val "
-                   "(DIR/ImageSets/2017/val.txt), val (the newest year's) or a .txt path",
-                   )  # fmt: skip
-    g.add_argument("--void", choices=("background", "ignore"), default="background",
-                   help="DAVIS 255 pixels: background (what the official toolkit computes; "
-                   "default) or left out of J and F")  # fmt: skip
-    p.set_defaults(func=run_guarded(_tracking))

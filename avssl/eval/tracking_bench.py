@@ -1,58 +1,25 @@
 """``avssl-eval tracking MODEL --davis DIR | --vot DIR``: tracking scored on real ground truth.
+docs/tracking.md ("Real ground truth") gives the protocols and the layouts read in full.
 
-**DAVIS-2017 semi-supervised** (:func:`evaluate_davis`), as the official davis2017-evaluation
-toolkit (``davis2017/{davis,evaluation,metrics}.py``) computes it:
+**DAVIS-2017 semi-supervised** (:func:`evaluate_davis`) as the official davis2017-evaluation
+toolkit computes it: the first mask is given, the first and the last are not scored; objects are
+ids ``1..K`` with ``K`` the largest id of the first mask; J is the mask IoU and F the F-measure of
+``seg2bmap`` boundaries within ``ceil(0.008 * diagonal)`` px; mean, recall and decay per object,
+the overall means over all objects. Void (255) counts as background of every object, as the
+toolkit's reading makes it (``void="background"``); ``void="ignore"`` is the intended DAVIS rule.
 
-* a sequence's ground truth is its mask PNGs, in name order; the first one is given to the
-  tracker (its frame is where tracking starts), the first and the **last** are not scored, and
-  frames without a mask file are skipped (not scored, still tracked through);
-* objects are ids ``1..K`` with ``K`` the largest id of the first mask (a missing id is an
-  object absent from every frame); ``255`` is void. The toolkit sets void pixels to 0 when it
-  reads a mask, and the void mask it later builds compares a boolean array with 255, so void
-  pixels count as **background** of every object (``void="background"``, the default);
-  ``void="ignore"`` drops them from J and F instead (the intended DAVIS rule);
-* per object and frame: **J** = ``|P & G| / |P | G|`` (1 when both are empty) and **F** = the
-  F-measure of the boundary maps of ``seg2bmap``, a boundary pixel matching when the other
-  boundary lies within a disk of radius ``ceil(0.008 * diagonal)`` (precision 1 / recall 0 for
-  an empty prediction, 0 / 1 for an empty ground truth, 1 / 1 for both empty -- so an object
-  absent from both scores J = F = 1 and one that left the frame but is still predicted J = F = 0);
-* per object: mean (M), recall (share of frames > 0.5) and decay (first quarter minus last quarter)
-  over its scored frames (``db_statistics``); per sequence the mean over its objects; overall
-  the mean over **all objects** of all sequences, J&F = (J + F) / 2.
+**Boxes, VOT style** (:func:`evaluate_vot`): ``groundtruth.txt`` regions (``x,y,w,h`` or a
+polygon per line); frame 0's region is given as its axis-aligned bounding box and a later
+frame's tracked box scored by its IoU with the true polygon's bounding box (``iou``, OTB's, the
+one the success AUC uses) and with the polygon itself (``iou_poly``).
 
-**Boxes, VOT style** (:func:`evaluate_vot`): ``groundtruth.txt`` holds a region per frame,
-``x,y,w,h`` or ``x1,y1,...,x4,y4`` (a rotated box; any polygon of 3+ corners); ``nan`` /
-empty / 1-number lines are frames without ground truth. The tracker is given frame 0's region
-as the axis-aligned bounding box of its polygon; a later frame's predicted box (the bounding box
-of the largest piece of the propagated mask, :func:`avssl.track.boxes_from_index`; none when the
-object vanished: IoU 0) is scored by its IoU with the **axis-aligned bounding box of the true
-polygon** (``iou``, OTB's convention, the one the success AUC uses) and with the polygon itself
-(``iou_poly``, the polygon's convex hull intersected exactly). Scored: frames 1..T-1 that have
-ground truth; the success AUC is OTB's mean success rate at IoU > 0, 0.05, ..., 1.
-
-**Layouts** (:func:`find_davis`, :func:`find_vot`): ``--davis`` takes the DAVIS tree
-(``JPEGImages/<res>/<seq>/*.jpg`` + ``Annotations/<res>/<seq>/*.png``; ``--imageset 2017/val``
-reads the list ``ImageSets/2017/val.txt``, ``--sequences`` picks by name), one sequence folder, or
-a folder of sequence folders, each holding ``masks/`` and its frames: ``frames/``, ``color/``,
-``img/`` or ``JPEGImages/`` (numbered images), a video file, or the images in the folder itself. A
-mask numbered ``n`` is the frame numbered ``n`` of a frame folder, frame ``n`` (0-based) of a video
-file (1-based when the numbers run 1..T). A sequence whose first mask holds only 0 and 255 is
-**binary**: every mask is thresholded at 128 into object 1 (no void). ``--vot`` takes a sequence
-folder holding ``groundtruth.txt`` or a folder of them. Folders with fewer than 3 masks (only a
-first-frame mask: nothing to score), without ``masks/`` or ``groundtruth.txt``, or without frames
-are skipped with the reason printed.
-
-Alongside every model the **copy-first** baseline (frame 0's mask / box for every frame) is
-scored on the same frames.
+Alongside every model the copy-first baseline (frame 0's mask / box for every frame) is scored
+on the same frames.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import re
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,27 +31,14 @@ from avssl.data.decode import VIDEO_SUFFIXES
 from avssl.data.frame_folder import frame_number
 from avssl.eval.tracking import box_iou, f_measure, region_similarity, success_auc
 
-__all__ = [
-    "BoxSequence",
-    "MaskSequence",
-    "davis_f",
-    "db_statistics",
-    "evaluate_davis",
-    "evaluate_vot",
-    "find_davis",
-    "find_vot",
-    "parse_groundtruth",
-    "polygon_iou",
-    "run_bench",
-    "seg2bmap",
-]
-
 BOUND_TH = 0.008  # the toolkit's boundary tolerance, a share of the image diagonal
 VOID = 255
 _FRAME_DIRS = ("frames", "color", "img", "JPEGImages")
+_NO_FRAMES = "no frames (frames/, color/, a video file or images)"
+PANELS = 5  # panels of a sequence's picture: the given frame and 4 spread over the scored ones
+LEGEND = "fill: tracked, white outline: ground truth"
 
 
-# ------------------------------------------------------------------------------ DAVIS metrics
 def seg2bmap(seg: np.ndarray) -> np.ndarray:
     """The toolkit's (Martin's) boundary map: a pixel differing from its east, south or
     south-east neighbour; on the last row / column only the east / south one counts."""
@@ -108,8 +62,9 @@ def _disk(r: int) -> np.ndarray:
 
 def davis_f(pred: np.ndarray, gt: np.ndarray, void: np.ndarray | None = None,
             bound_th: float = BOUND_TH) -> float:  # fmt: skip
-    """The toolkit's ``f_measure`` of one frame (module docstring): ``seg2bmap`` boundaries of
-    the masks less the void pixels, matched within a disk of ``ceil(bound_th * diagonal)`` px."""
+    """The toolkit's ``f_measure`` of one frame: ``seg2bmap`` boundaries of the masks less the void
+    pixels, matched within a disk of ``ceil(bound_th * diagonal)`` px; 1 when both are empty, 0
+    when one is (an object that left the frame but is still predicted scores 0)."""
     p, g = np.asarray(pred, bool), np.asarray(gt, bool)
     if void is not None:
         p, g = p & ~np.asarray(void, bool), g & ~np.asarray(void, bool)
@@ -126,7 +81,6 @@ def db_statistics(values: Any) -> tuple[float, float, float]:
     return float(x.mean()), float((x > 0.5).mean()), float(bins[0].mean() - bins[3].mean())
 
 
-# ------------------------------------------------------------------------------ box metrics
 def parse_groundtruth(path: Path) -> list[np.ndarray | None]:
     """Regions of a VOT / OTB ``groundtruth.txt``: per line a polygon ``(N, 2)`` (pixels) or
     None (no ground truth in that frame)."""
@@ -169,7 +123,6 @@ def polygon_iou(box: Any, poly: Any) -> float:
     return float(inter) / union if union > 0 else 0.0
 
 
-# ------------------------------------------------------------------------------ layouts
 @dataclass
 class MaskSequence:
     name: str
@@ -186,7 +139,8 @@ class BoxSequence:
 
 
 def frames_of(folder: Path) -> Path | None:
-    """The video of a sequence folder (module docstring), or None."""
+    """The video of a sequence folder (``frames/``, ``color/``, ``img/``, ``JPEGImages/``, a video
+    file or the images in the folder itself), or None."""
     from avssl.data.frame_folder import looks_like_frame_folder
 
     for name in _FRAME_DIRS:
@@ -212,7 +166,8 @@ def read_mask(path: Path) -> np.ndarray:
 
 
 def _mask_frames(name: str, masks_dir: Path, video: Path) -> list[tuple[int, Path]]:
-    """(frame index, file) of a sequence's mask PNGs (module docstring: the numbering)."""
+    """(frame index, file) of a sequence's mask PNGs: mask ``n`` is the frame numbered ``n`` of a
+    frame folder, frame ``n`` of a video file (0-based; 1-based when the numbers run 1..T)."""
     from avssl.data import decode
     from avssl.data.frame_folder import list_frames
 
@@ -252,14 +207,11 @@ def read_imageset(root: Path, spec: str) -> list[str]:
     return names
 
 
-def _pick(cands: list[tuple[str, Path]], sequences: list[str] | None) -> list[tuple[str, Path]]:
-    """The candidates named in ``sequences`` (all when None; run_bench names the unknown)."""
-    return cands if not sequences else [c for c in cands if c[0] in sequences]
-
-
 def find_davis(root: Path, resolution: str = "480p", sequences: list[str] | None = None,
                ) -> tuple[list[MaskSequence], list[tuple[str, str]]]:  # fmt: skip
-    """Mask sequences under ``root`` and ``(name, reason)`` of the folders skipped."""
+    """Mask sequences under ``root`` (the DAVIS tree, one sequence folder or a folder of them,
+    each holding ``masks/`` and frames) and ``(name, reason)`` of the folders skipped. A sequence
+    whose first mask holds only 0 and 255 is binary (thresholded at 128 into object 1)."""
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: --davis folder not found")
     cands: list[tuple[str, Path, Path | None]]  # name, masks dir, video
@@ -272,10 +224,9 @@ def find_davis(root: Path, resolution: str = "480p", sequences: list[str] | None
         dirs = [root] if (root / "masks").is_dir() else sorted(d for d in root.iterdir()
                                                               if d.is_dir())  # fmt: skip
         cands = [(d.name, d / "masks", frames_of(d)) for d in dirs]
-    keep = {n for n, _ in _pick([(n, m) for n, m, _ in cands], sequences)}
     found, skipped = [], []
     for name, masks_dir, video in cands:
-        if name not in keep:
+        if sequences and name not in sequences:  # avssl.cli.eval_tracking names the unknown
             continue
         if not masks_dir.is_dir():
             why = f"no mask folder ({masks_dir})"
@@ -284,7 +235,7 @@ def find_davis(root: Path, resolution: str = "480p", sequences: list[str] | None
             skipped.append((name, why))
             continue
         if video is None:
-            skipped.append((name, "no frames (frames/, color/, a video file or images)"))
+            skipped.append((name, _NO_FRAMES))
             continue
         masks = _mask_frames(name, masks_dir, video)
         if len(masks) < 3:
@@ -306,10 +257,9 @@ def find_vot(root: Path, sequences: list[str] | None = None,
         dirs = [root]
     else:
         dirs = sorted(d for d in root.iterdir() if d.is_dir())
-    keep = {n for n, _ in _pick([(d.name, d) for d in dirs], sequences)}
     found, skipped = [], []
     for d in dirs:
-        if d.name not in keep:
+        if sequences and d.name not in sequences:
             continue
         gt = d / "groundtruth.txt"
         if not gt.is_file():
@@ -319,36 +269,28 @@ def find_vot(root: Path, sequences: list[str] | None = None,
             continue
         video = frames_of(d)
         if video is None:
-            skipped.append((d.name, "no frames (frames/, color/, a video file or images)"))
+            skipped.append((d.name, _NO_FRAMES))
             continue
         found.append(BoxSequence(d.name, video, parse_groundtruth(gt)))
     return found, skipped
 
 
-# ------------------------------------------------------------------------------ tracking
 def _track(embedder: Any, video: Path, start: int, end: int, index0: np.ndarray, k: int,
            size: int | None, opts: Any) -> torch.Tensor:  # fmt: skip
     """Soft labels ``(end - start, K + 1, h, w)`` of frames ``start..end-1`` of ``video``
-    tracked from ``index0`` (the frame ``start`` labels) with :func:`avssl.track.track_frames`."""
+    tracked from ``index0`` (the frame ``start`` labels) with
+    :func:`avssl.eval.propagation.track_features`."""
     from avssl.data import decode
-    from avssl.track import model_size, real_size, track_frames
+    from avssl.eval.propagation import model_frames, track_features
 
     info = decode.probe(video)
     if index0.shape != (info.height, info.width):
         raise ValueError(f"{video}: {info.width}x{info.height} frames but a "
                          f"{index0.shape[1]}x{index0.shape[0]} first label map")  # fmt: skip
-    h, w = model_size(info.height, info.width, real_size(size, info.height, info.width),
-                      embedder.stride)  # fmt: skip
-    frames = []
-    for i, frame in decode.iter_frames(video, size=(h, w), info=info):
-        if i >= end:
-            break
-        if i >= start:
-            frames.append(frame)
-    if len(frames) != end - start:
-        raise ValueError(f"{video}: {len(frames)} frames from {start}, {end - start} wanted")
-    x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).contiguous()
-    return track_frames(embedder, x, index0, k, opts)
+    x = model_frames(video, info, start, end, size, embedder.stride)
+    if len(x) != end - start:
+        raise ValueError(f"{video}: {len(x)} frames from {start}, {end - start} wanted")
+    return track_features(embedder, embedder.embed(x), index0, k, opts)
 
 
 def _object_ids(values: np.ndarray, binary: bool) -> np.ndarray:
@@ -362,8 +304,8 @@ def evaluate_davis(embedder: Any, seq: MaskSequence, *, size: int | None, opts: 
     """J and F per object and scored frame of one sequence, for the tracker and copy-first,
     and their per-object statistics (module docstring); ``picture``: write its sheet there
     (:mod:`avssl.eval.tracking_pictures`)."""
-    from avssl.eval.tracking_pictures import Panel, pick_frames
-    from avssl.track import labels_to_index
+    from avssl.eval.propagation import labels_to_index
+    from avssl.eval.tracking_pictures import Panel, pick_frames, write_sheet
 
     if void not in ("background", "ignore"):
         raise ValueError(f"void must be background or ignore, not {void!r}")
@@ -411,20 +353,9 @@ def evaluate_davis(embedder: Any, seq: MaskSequence, *, size: int | None, opts: 
         out[who] = {"J": float(jj), "F": float(ff), "J&F": float((jj + ff) / 2), "objects": objs}
     if picture is not None:
         score = f"J&F {out['tracker']['J&F']:.3f} (copy-first {out['copy_first']['J&F']:.3f})"
-        _sheet(seq, panels, [f"{j}" for j in range(1, k + 1)], embedder, score, picture)
+        title = f"{seq.name} | {embedder.spec} | {score} | {LEGEND}"
+        write_sheet(seq.video, panels, [f"{j}" for j in range(1, k + 1)], title, picture)
     return out
-
-
-PANELS = 5  # panels of a sequence's picture: the given frame and 4 spread over the scored ones
-
-
-def _sheet(seq: Any, panels: list[Any], names: list[str], embedder: Any, score: str,
-           path: Path) -> None:  # fmt: skip
-    from avssl.eval.tracking_pictures import write_sheet
-
-    title = (f"{seq.name} | {embedder.spec} | {score} | fill: tracked, white outline: "
-             "ground truth")  # fmt: skip
-    write_sheet(seq.video, panels, names, title, path)
 
 
 def davis_summary(seqs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -444,8 +375,8 @@ def evaluate_vot(embedder: Any, seq: BoxSequence, *, size: int | None, opts: Any
     1..T-1 that have one; mean IoU, success@0.5 and success AUC (module docstring);
     ``picture``: write its sheet there."""
     from avssl.data import decode
-    from avssl.eval.tracking_pictures import Panel, pick_frames
-    from avssl.track import boxes_from_index, boxes_to_index, labels_to_index
+    from avssl.eval.propagation import boxes_from_index, boxes_to_index, labels_to_index
+    from avssl.eval.tracking_pictures import Panel, pick_frames, write_sheet
 
     info = decode.probe(seq.video)
     hh, ww = info.height, info.width
@@ -494,7 +425,8 @@ def evaluate_vot(embedder: Any, seq: BoxSequence, *, size: int | None, opts: Any
                         for key, v in rec.items()}  # fmt: skip
     if picture is not None:
         score = f"AUC {out['tracker']['AUC']:.3f} (copy-first {out['copy_first']['AUC']:.3f})"
-        _sheet(seq, panels, ["1"], embedder, score, picture)
+        title = f"{seq.name} | {embedder.spec} | {score} | {LEGEND}"
+        write_sheet(seq.video, panels, ["1"], title, picture)
     return out
 
 
@@ -502,116 +434,3 @@ def vot_summary(seqs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Means over sequences (OTB averages each sequence's success AUC)."""
     return {who: {key: float(np.mean([s[who][key] for s in seqs])) for key in seqs[0][who]}
             for who in ("tracker", "copy_first")}  # fmt: skip
-
-
-# ------------------------------------------------------------------------------ CLI
-def _table(title: str, rows: list[tuple[str, str, Any, Any]], keys: tuple[str, ...],
-           heads: tuple[str, ...]) -> None:  # fmt: skip
-    """Rows of ``(name, count text, tracker metrics, copy-first metrics)``."""
-    print(f"  {title:<38}{'tracker':^24}{'copy first':^24}")
-    print(f"  {'sequence':<26}{'':>12}" + "".join(f"{h:>8}" for h in heads) * 2)
-    for name, count, a, b in rows:
-        vals = "".join(f"{d[x]:>8.4f}" for d in (a, b) for x in keys)
-        print(f"  {name:<26}{count:>12}{vals}")
-
-
-def _print_tables(davis: list[dict[str, Any]], vot: list[dict[str, Any]],
-                  metrics: dict[str, Any]) -> None:  # fmt: skip
-    if davis:
-        m = metrics["davis"]
-        rows = [(s["sequence"], f"{s['objects']} obj {s['frames_scored']} fr", s["tracker"],
-                 s["copy_first"]) for s in davis]  # fmt: skip
-        rows.append(("all (mean over objects)", f"{int(m['tracker']['objects'])} obj",
-                     m["tracker"], m["copy_first"]))  # fmt: skip
-        _table("DAVIS-2017 semi-supervised", rows, ("J", "F", "J&F"), ("J", "F", "J&F"))
-    if vot:
-        rows = [(s["sequence"], f"{s['frames_scored']} fr", s["tracker"], s["copy_first"])
-                for s in vot]  # fmt: skip
-        if len(vot) > 1:
-            m = metrics["vot"]
-            rows.append(("all (mean over sequences)", "", m["tracker"], m["copy_first"]))
-        _table("boxes (VOT ground truth)", rows, ("mIoU", "AUC", "success@0.5"),
-               ("mIoU", "AUC", "S@0.5"))  # fmt: skip
-
-
-def run_bench(args: argparse.Namespace, out: Path) -> int:
-    """``avssl-eval tracking MODEL --davis DIR --vot DIR``: evaluate, print, write
-    ``OUT/tracking_bench.json``."""
-    from avssl.data.manifest import atomic_write_text
-    from avssl.track import REAL_SIZE, PropagationOptions, load_embedder
-
-    t0 = time.monotonic()
-    opts = PropagationOptions(args.context, args.radius if args.radius > 0 else None, args.topk,
-                              args.temperature)  # fmt: skip
-    names = [s for s in (args.sequences or "").split(",") if s] or None
-    dnames = names
-    if getattr(args, "imageset", None):  # the DAVIS side only: --vot keeps --sequences
-        if not args.davis:
-            raise ValueError("--imageset needs --davis (a DAVIS tree with ImageSets/)")
-        listed = read_imageset(Path(args.davis), args.imageset)
-        dnames = [n for n in names if n in listed] if names else listed
-        if not dnames:
-            raise ValueError(f"--sequences: none of them is in --imageset {args.imageset}")
-    dseqs, skipped = (
-        find_davis(Path(args.davis), args.resolution, dnames) if args.davis else ([], [])
-    )
-    vseqs, vskip = find_vot(Path(args.vot), names) if args.vot else ([], [])
-    found = {s.name for s in dseqs} | {b.name for b in vseqs}
-    unknown = sorted(
-        (set(names or ()) | set(dnames or ())) - found - {n for n, _ in skipped + vskip}
-    )
-    if unknown:
-        raise ValueError(f"--sequences: no sequence {unknown} under --davis / --vot")
-    reasons: dict[str, str] = {}  # one reason per folder; none for one the other flag scores
-    for n, w in skipped + vskip:
-        if n not in found:
-            reasons.setdefault(n, w)
-    skipped = list(reasons.items())
-    for name, why in skipped:
-        print(f"skipped {name}: {why}", file=sys.stderr)
-    if not dseqs and not vseqs:
-        raise ValueError("no sequence with ground truth to score (see the skipped reasons)")
-    embedder = load_embedder(args.model)
-    size = args.size  # None: avssl.track.real_size per sequence
-    davis, vot = [], []
-    names_all = [q.name for q in dseqs] + [q.name for q in vseqs]
-    pictured = names_all[: max(0, getattr(args, "pictures", 0) or 0)]
-
-    def picture(name: str) -> Path | None:  # sheets of the first --pictures sequences
-        return out / "pictures" / f"{name}.png" if name in pictured else None
-
-    for s in dseqs:
-        davis.append(evaluate_davis(embedder, s, size=size, opts=opts, void=args.void,
-                                    picture=picture(s.name)))  # fmt: skip
-        print(f"  {s.name}: J&F {davis[-1]['tracker']['J&F']:.4f}", file=sys.stderr)
-    for b in vseqs:
-        vot.append(evaluate_vot(embedder, b, size=size, opts=opts,
-                                picture=picture(b.name)))  # fmt: skip
-        print(f"  {b.name}: AUC {vot[-1]['tracker']['AUC']:.4f}", file=sys.stderr)
-    metrics: dict[str, Any] = {}
-    if davis:
-        metrics["davis"] = davis_summary(davis)
-    if vot:
-        metrics["vot"] = vot_summary(vot)
-    result = {"format": "avssl-eval", "version": 1, "kind": "tracking-bench",
-              "model": {"spec": args.model, "kind": embedder.kind, **embedder.info},
-              "dataset": {"davis": args.davis, "vot": args.vot, "resolution": args.resolution,
-                          "void": args.void, "sequences": [s["sequence"] for s in davis + vot],
-                          "skipped": [{"sequence": n, "reason": w} for n, w in skipped]},
-              "metrics": metrics,
-              "extra": {"size": size or f"{REAL_SIZE} or the video's short side", "settings": {
-                  "context": opts.context, "radius": opts.radius, "topk": opts.topk,
-                  "temperature": opts.temperature or embedder.temperature,
-                  "similarity": embedder.similarity, "stride": embedder.stride},
-                  "davis_sequences": davis, "vot_sequences": vot},
-              "command": "avssl-eval " + " ".join(getattr(args, "argv", [])),
-              "seconds": time.monotonic() - t0}  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "tracking_bench.json"
-    atomic_write_text(path, json.dumps(result, indent=1) + "\n")
-    shown = size or f"{REAL_SIZE} (or the short side)"
-    print(f"tracking: {args.model} on {len(davis)} mask and {len(vot)} box sequence(s), input "
-          f"{shown} px, {result['seconds']:.0f} s")  # fmt: skip
-    _print_tables(davis, vot, metrics)
-    print(f"wrote {path}")
-    return 0

@@ -1,21 +1,87 @@
-"""Picture sheets of real tracking sequences (``avssl-eval tracking --davis/--vot --pictures``).
-
-One PNG per sequence: a title bar (sequence, model, the sequence's score against copy-first, the
-legend) over a row of panels -- the given first frame and frames spread over the scored ones --
-each the full frame scaled to ``width`` pixels, the tracked mask tinted in the object's colour
-(:data:`avssl.track.PALETTE`, the box of a box sequence drawn in it) and the ground truth as a
-white outline, captioned with the frame number and its J (masks) or IoU (boxes).
+"""Pictures of tracked labels: one frame's overlay (:func:`overlay_labels`), the overlay PNGs and
+video of ``avssl-track`` and ``avssl-localize`` (:func:`write_overlays`), and the sheets of real
+tracking sequences (:func:`write_sheet`, ``avssl-eval tracking --davis/--vot --pictures``: a title
+bar over panels of the given frame and frames spread over the scored ones, the tracked mask
+tinted, the ground truth outlined in white).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Panel", "pick_frames", "write_sheet"]
+#: Overlay colours of objects 1, 2, ... (RGB); object k gets PALETTE[(k - 1) % len].
+PALETTE: tuple[tuple[int, int, int], ...] = (
+    (255, 60, 60), (60, 150, 255), (70, 230, 70), (255, 210, 40),
+    (230, 70, 230), (40, 225, 225), (255, 140, 20), (245, 245, 245),
+)  # fmt: skip
+
+
+def overlay_labels(
+    frame: np.ndarray,
+    index: np.ndarray,
+    boxes: list[list[float] | None],
+    names: list[str],
+    *,
+    scale: float = 1.0,
+    alpha: float = 0.45,
+) -> np.ndarray:
+    """``frame`` (H, W, 3) uint8 RGB with each object's mask tinted and its box drawn (box
+    coordinates times ``scale`` give the frame's pixels)."""
+    import cv2
+
+    pic = frame.astype(np.float32)
+    for k in range(1, len(names) + 1):
+        tint = np.array(PALETTE[(k - 1) % len(PALETTE)], np.float32)
+        m = index == k
+        pic[m] = pic[m] * (1 - alpha) + tint * alpha
+    out: Any = pic.astype(np.uint8)
+    for k, box in enumerate(boxes, start=1):
+        if box is None:
+            continue
+        col = PALETTE[(k - 1) % len(PALETTE)]
+        x1, y1, x2, y2 = (round(v * scale) for v in box)
+        cv2.rectangle(out, (x1, y1), (x2 - 1, y2 - 1), col, 2 if max(out.shape) > 300 else 1)
+        cv2.putText(out, names[k - 1], (x1, max(10, y1 - 3)), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.4, col, 1, cv2.LINE_AA)  # fmt: skip
+    return np.asarray(out)
+
+
+def write_overlays(
+    pics: Iterable[tuple[int, np.ndarray, bool]], out_dir: Path, mp4: Path | None, **video: Any
+) -> int:
+    """Write overlays ``(frame number, RGB picture, save it as a PNG)``: the PNGs as
+    ``out_dir/frames/NNNNN.png`` (a previous run's removed first) and, unless ``mp4`` is None,
+    every picture into that video (``video``: :func:`avssl.data.encode.write_video`'s options;
+    an odd last row / column left out, as 4:2:0 needs even sides). Returns the PNGs written."""
+    import cv2
+
+    from avssl.data.encode import write_video
+
+    png_dir = out_dir / "frames"
+    png_dir.mkdir(exist_ok=True)
+    for old in png_dir.glob("*.png"):
+        old.unlink()
+
+    def frames() -> Iterator[np.ndarray]:
+        for i, pic, save in pics:
+            if save:
+                ok, png = cv2.imencode(".png", pic[..., ::-1])
+                if not ok:
+                    raise ValueError("PNG encoding failed")
+                (png_dir / f"{i:05d}.png").write_bytes(png.tobytes())
+            yield pic[: len(pic) // 2 * 2, : pic.shape[1] // 2 * 2]
+
+    if mp4 is not None:
+        write_video(mp4, frames(), **video)
+    else:
+        for _ in frames():
+            pass
+    return len(list(png_dir.glob("*.png")))
 
 
 @dataclass
@@ -38,8 +104,6 @@ def pick_frames(scored: list[int], n: int) -> list[int]:
 
 def _panel(frame: np.ndarray, p: Panel, names: list[str], width: int) -> np.ndarray:
     import cv2
-
-    from avssl.track import overlay_labels
 
     h, w = frame.shape[:2]
     s = width / w

@@ -24,21 +24,14 @@ peak everywhere (measured 3e-7), the log outputs to 1e-3 nats wherever the refer
 the peak, dominates), the log-mel output likewise, and the mel filterbank equals
 ``librosa.filters.mel`` to 1e-6 (measured 1e-8).
 
-**Towers** (:class:`AudioConvNet`): L3-Net's audio subnetwork -- blocks of 2 x (conv 3x3, pad 1
-- BatchNorm - ReLU) followed by a 2x2 max pool, widths 64/128/256/512 -- on ``(B, 1, F, T)``
-spectrograms; ``forward`` max-pools the last block over frequency and time to ``(B, C)`` (the
-papers' global max pool before the fc layers; heads and the 128-D embedding live with the
-audio-visual tasks). ``features(x, layer)`` returns block ``layer``'s map (after its pool).
-:data:`AUDIO_BACKBONES` names the configurations; :func:`build_audio_backbone` builds one from
-random initialisation (seed torch's RNG before calling it to make the weights repeatable).
-
-:class:`AudioEncoder` glues a front end to a tower: waveforms ``(B, N)`` in, features out.
+**Towers**: :class:`AudioConvNet` (L3-Net's audio subnetwork, :data:`AUDIO_BACKBONES`, random
+init: seed torch first); :class:`AudioEncoder` glues a front end to a tower.
 """
 
 from __future__ import annotations
 
+import functools
 import json
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -47,17 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = [
-    "AUDIO_BACKBONES",
-    "AudioBackboneSpec",
-    "AudioConvNet",
-    "AudioEncoder",
-    "LogMel",
-    "LogSpectrogram",
-    "build_audio_backbone",
-    "build_frontend",
-    "frontend_config",
-]
+from avssl.models.backbones import _scaled
 
 #: The front-end defaults: the papers' 48 kHz log-spectrogram (257 x 201 for 1 s).
 PAPER_FRONTEND: dict[str, Any] = {
@@ -169,7 +152,8 @@ class LogSpectrogram(nn.Module):
 
 
 class LogMel(LogSpectrogram):
-    """``log(mel(|STFT(x)| ** power) + eps)`` as ``(B, 1, n_mels, frames)``.
+    """``log(mel(|STFT(x)| ** power) + eps)`` as ``(B, 1, n_mels, frames)``; the other arguments
+    are :class:`LogSpectrogram`'s.
 
     The filterbank is torchaudio's ``melscale_fbanks`` with ``norm="slaney"`` and
     ``mel_scale="slaney"``, i.e. librosa's ``filters.mel`` defaults (``htk=False``,
@@ -178,24 +162,12 @@ class LogMel(LogSpectrogram):
     """
 
     def __init__(
-        self,
-        sample_rate: int = 48000,
-        win_s: float = 0.01,
-        hop: int | None = None,
-        n_fft: int = 512,
-        *,
-        n_mels: int = 64,
-        fmin: float = 0.0,
-        fmax: float | None = None,
-        power: float = 2.0,
-        eps: float = 1e-7,
-        center: bool = True,
+        self, *args: Any, n_mels: int = 64, fmin: float = 0.0, fmax: float | None = None, **kw: Any
     ) -> None:
-        super().__init__(
-            sample_rate, win_s, hop, n_fft, power=power, eps=eps, center=center
-        )  # fmt: skip
+        super().__init__(*args, **{"power": 2.0, **kw})
         from torchaudio.functional import melscale_fbanks
 
+        sample_rate = self.sample_rate
         fmax = sample_rate / 2 if fmax is None else float(fmax)
         if not 0 <= fmin < fmax <= sample_rate / 2:
             raise ValueError(f"need 0 <= fmin < fmax <= sample_rate/2, got {fmin}, {fmax}")
@@ -229,15 +201,11 @@ def build_frontend(config: Mapping[str, Any] | str | None = None) -> LogSpectrog
     kind = cfg.pop("kind", "logspec")
     base = {k: v for k, v in PAPER_FRONTEND.items() if k != "kind"}
     kwargs = {**base, **cfg}
-    cls: type[LogSpectrogram]
-    if kind == "logspec":
-        cls = LogSpectrogram
-    elif kind == "logmel":
-        cls = LogMel
-    else:
+    classes: dict[str, type[LogSpectrogram]] = {"logspec": LogSpectrogram, "logmel": LogMel}
+    if kind not in classes:
         raise ValueError(f"front-end kind must be 'logspec' or 'logmel', got {kind!r}")
     try:
-        return cls(**kwargs)
+        return classes[kind](**kwargs)
     except TypeError as e:
         raise ValueError(f"bad front-end option for {kind}: {e}") from None
 
@@ -248,10 +216,6 @@ def frontend_config(frontend: nn.Module) -> dict[str, Any]:
     if not isinstance(cfg, dict):
         raise ValueError(f"{type(frontend).__name__} has no config dict")
     return dict(cfg)
-
-
-def _scaled(n: int, width: float) -> int:
-    return max(1, round(n * width))
 
 
 class AudioConvNet(nn.Module):
@@ -265,15 +229,12 @@ class AudioConvNet(nn.Module):
     global pool). The input needs at least ``2 ** blocks`` rows and columns.
 
     **Input normalisation** (``input_norm="instance"``, the default): each input map is
-    standardised over its frequency x time extent, ``(x - mean) / sqrt(var + 1e-5)`` (no learnt
-    parameters; a silent window, a constant map, becomes all zeros). The reimplementations put
-    a learnt BatchNorm on the spectrogram (openl3) instead; that one is the identity until
-    trained, and a log-spectrogram is far from zero-mean unit-variance (mean -13, std 4.3 on
-    FSDD at 48 kHz, half the bins at the ``log(eps)`` floor), which leaves a random-init tower's
-    ReLUs and max pools saturated by the floor: on 600 FSDD clips a random ``audio_tiny`` (last
-    block, global max pool, linear SVM) scored 45% without and 74% with this step (chance 10%).
-    It makes every window's features independent of its gain: use ``"none"`` where loudness
-    must count (e.g. telling silence from faint noise).
+    standardised over its frequency x time extent (no learnt parameters; a constant map becomes
+    zeros). The reimplementations' learnt BatchNorm (openl3) is the identity until trained, and a
+    log-spectrogram is far from zero-mean unit-variance, which leaves a random-init tower
+    saturated by the ``log(eps)`` floor: a random ``audio_tiny`` on 600 FSDD clips (linear SVM)
+    scored 45% without and 74% with this step. It removes the gain: use ``"none"`` where
+    loudness must count (e.g. telling silence from faint noise).
 
     Args:
         width: channel multiplier (1.0: the paper's 64-512; 0.25: 16-128, the CPU-tiny size).
@@ -380,22 +341,17 @@ class AudioBackboneSpec:
     description: str
 
 
-def _audio_vgg(**kwargs: Any) -> AudioConvNet:
-    return AudioConvNet(**kwargs)
-
-
-def _audio_tiny(**kwargs: Any) -> AudioConvNet:
-    return AudioConvNet(**{"width": 0.25, **kwargs})
-
-
 AUDIO_BACKBONES: dict[str, AudioBackboneSpec] = {
     s.name: s
     for s in (
         AudioBackboneSpec(
-            "audio_vgg", 512, _audio_vgg, "L3-Net audio tower, 4 blocks 64-128-256-512"
+            "audio_vgg", 512, AudioConvNet, "L3-Net audio tower, 4 blocks 64-128-256-512"
         ),
         AudioBackboneSpec(
-            "audio_tiny", 128, _audio_tiny, "the same at width 0.25 (16-32-64-128), CPU scale"
+            "audio_tiny",
+            128,
+            functools.partial(AudioConvNet, width=0.25),
+            "the same at width 0.25 (16-32-64-128), CPU scale",
         ),
     )
 }
@@ -437,8 +393,3 @@ class AudioEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(self.frontend(x))
-
-
-def spectrogram_shape(frontend: LogSpectrogram, seconds: float) -> tuple[int, int]:
-    """(rows, frames) of the front end's output for ``seconds`` of sound."""
-    return frontend.num_bins, frontend.num_frames(math.floor(seconds * frontend.sample_rate))

@@ -1,58 +1,20 @@
 """Two-tower audio-visual networks: AVE-Net, L3-Net and AVOL-Net (Arandjelovic & Zisserman,
 "Look, Listen and Learn" 2017 and "Objects that Sound" 2018), from random initialisation.
 
-One module, :class:`AVNet`, with the fusion as an argument (``head``):
+One module, :class:`AVNet`, with the fusion as an argument (``head``): a vision tower ``net`` (a
+2-D backbone with a spatial map, ``vgg_av`` by default, on one frame or ``frames`` frames stacked
+as channels) and an audio tower ``audio_net`` behind a front end
+(:func:`avssl.models.audio.build_frontend`). Each tower's map is max-pooled, then two fc layers
+(512 -> 128 -> 128) and L2 normalisation give the 128-D ``encode_video`` / ``encode_audio``
+vectors; the vision fc layers are 1x1 convolutions, so applied *before* the pool they give one
+embedding per grid cell -- the map that localises (:meth:`AVNet.localize`). Fusions: ``"ave"``
+(Euclidean distance -> fc(1 -> 2), initialised with the right sign), ``"l3"`` (concatenation ->
+fc 128 -> fc 2), ``"avol"`` (per-cell cosine -> 1x1 conv -> sigmoid -> max over the grid, MIL).
+AVOL's ``when_stream``, ``map_smooth`` and ``map_pool`` options, and why: docs/audio_visual.md.
 
-* **vision tower** ``net``: a 2-D backbone from :data:`avssl.models.backbones.BACKBONES` with a
-  spatial map (``vgg_av`` by default: the papers' VGG-style ConvNet; a 224 frame ends at 14x14),
-  on one frame, or on ``frames`` frames stacked as channels (early fusion; 1 = the papers);
-* **audio tower** ``audio_net``: a front end (:func:`avssl.models.audio.build_frontend`, the
-  papers' 1 s log-spectrogram at 48 kHz by default) computed in batch on the model's device, and
-  an :data:`~avssl.models.audio.AUDIO_BACKBONES` tower;
-* **embeddings**: each tower's map is max-pooled over space (frequency x time for sound), then
-  two fc layers (512 -> 128 -> 128, ReLU between) and L2 normalisation give the 128-D
-  ``encode_video`` / ``encode_audio`` vectors. The vision fc layers are 1x1 convolutions, so
-  the same layers applied *before* the pool give one 128-D vector per grid cell -- the map that
-  localises (:meth:`AVNet.localize`).
-
-Fusions (``head``), all trained with the correspondence target (1 = the sound belongs with the
-frame):
-
-* ``"ave"`` -- AVE-Net: the Euclidean distance between the two embeddings -> fc(1 -> 2) ->
-  softmax. The fc is initialised with the right sign (small distance -> "match", the boundary
-  at distance 1.2; METHODS.md: PyTorch's default init can sit at "no match" for epochs).
-  Heatmap: the match logit of every cell's embedding against the sound.
-* ``"l3"`` -- L3-Net: the two pooled tower features concatenated -> fc 128 -> ReLU -> fc 2.
-  Heatmap: the same fc layers as 1x1 convolutions on each cell's feature and the sound's.
-* ``"avol"`` -- AVOL-Net: the cosine of every cell's embedding with the sound's, a 1x1 conv
-  (a learnt scale and bias), a sigmoid, and the maximum over the grid (multiple-instance
-  learning: the clip matches if some place does); binary cross-entropy on that maximum.
-  Heatmap: the sigmoid map itself.
-
-Two options of the AVOL head, for clips whose *timing* tells a match from a look-alike (the
-built-in set: a frame shows objects of other classes, silent, and with a random other clip's
-sound its class is that of a silent object in 19% of negatives):
-
-* ``when_stream`` (with ``frames = T > 1``): the map's tower sees one frame (the stack's centre,
-  or during training a frame off it: ``data.av_frame_jitter``), and a second tower reads the
-  whole T-frame stack, pooled to one vector, against a sound embedding that keeps the time axis
-  (the audio tower's map, max over frequency, average-pooled to 8 steps, two fc layers). The
-  cosine of the two, times a learnt scale, is *added to every cell's logit*: it moves the whole
-  map up or down (is the motion in time with the sound?) and never moves its maximum, so the
-  localization stays the frame's. Trained on the sum and on the map alone (else the stack could
-  learn *what* too and leave the map idle).
-* ``map_smooth = k``: each cell's cosine is averaged over its k x k neighbourhood before the
-  score, so a place scores by the evidence around it rather than by one distinctive corner of an
-  object (with a per-cell max the map peaks on a corner, often just outside the object's box).
-* ``map_pool = r > 0``: the clip's logit is the log-mean-exp of the cell logits with sharpness
-  r instead of their maximum, so every cell of the object is trained, not only the best one.
-
-``forward(batch)`` takes ``batch["frames"]`` (``(B, T, 3, H, W)`` normalised floats),
-``batch["audio"]`` (``(B, N)`` waveforms at ``sample_rate``) and ``batch["target"]`` and returns
-``(loss, {"logits": (B, 2)})`` as every task in :mod:`avssl.tasks` does. Checkpoint entries the
-evaluations read (docs/evaluation.md): the vision tower under ``net.`` (``backbone``,
-``backbone_kwargs``), the audio tower under ``audio_net.`` (``audio_backbone``,
-``audio_backbone_kwargs``, ``audio_frontend``).
+``forward(batch)`` takes ``frames`` ``(B, T, 3, H, W)``, ``audio`` ``(B, N)`` waveforms at
+``sample_rate`` and ``target`` and returns ``(loss, {"logits": (B, 2)})``. Checkpoints hold the
+vision tower under ``net.`` and the audio tower under ``audio_net.`` (docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -64,14 +26,33 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["AVNet", "HEADS", "ranking_loss"]
-
 HEADS = ("ave", "l3", "avol")
 #: the when stream keeps the sound's time axis, pooled to this many steps (1 s: 125 ms each)
 WHEN_STEPS = 8
 
 
+def _check_options(
+    head: str, frames: int, batch_negatives: bool, contrastive: float, when_stream: bool,
+    map_smooth: int, map_pool: float,
+) -> None:  # fmt: skip
+    """:class:`AVNet`'s options that do not go together, as a ValueError."""
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+    if frames < 1:
+        raise ValueError(f"frames must be >= 1, got {frames}")
+    if contrastive and not batch_negatives:
+        raise ValueError("contrastive > 0 needs batch_negatives (it ranks the batch's pairs)")
+    if when_stream and (head != "avol" or frames < 2):
+        raise ValueError("when_stream needs head 'avol' and frames >= 2 (the stack it reads)")
+    if map_smooth < 1 or map_smooth % 2 == 0 or (map_smooth > 1 and head != "avol"):
+        raise ValueError(f"map_smooth must be an odd size >= 1 (avol head only), got {map_smooth}")
+    if map_pool < 0 or (map_pool and head != "avol"):
+        raise ValueError(f"map_pool must be >= 0 (avol head only), got {map_pool}")
+
+
 class AVNet(nn.Module):
+    class_weight: torch.Tensor | None  # a buffer: the balanced loss's weights
+
     def __init__(
         self,
         head: Literal["ave", "l3", "avol"] = "ave",
@@ -88,32 +69,18 @@ class AVNet(nn.Module):
         when_stream: bool = False,
         map_smooth: int = 1,
         map_pool: float = 0.0,
+        class_weight: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         from avssl.models.audio import build_audio_backbone, build_frontend, frontend_config
         from avssl.models.backbones import build_backbone
 
-        if head not in HEADS:
-            raise ValueError(f"head must be one of {HEADS}, got {head!r}")
-        if frames < 1:
-            raise ValueError(f"frames must be >= 1, got {frames}")
-        self.head_kind = head
-        self.frames = frames
-        self.batch_negatives = batch_negatives
-        self.contrastive = float(contrastive)
-        if self.contrastive and not batch_negatives:
-            raise ValueError("contrastive > 0 needs batch_negatives (it ranks the batch's pairs)")
-        if when_stream and (head != "avol" or frames < 2):
-            raise ValueError("when_stream needs head 'avol' and frames >= 2 (the stack it reads)")
-        self.when_stream = bool(when_stream)
-        if map_smooth < 1 or map_smooth % 2 == 0 or (map_smooth > 1 and head != "avol"):
-            raise ValueError(
-                f"map_smooth must be an odd size >= 1 (avol head only), got {map_smooth}"
-            )
-        self.map_smooth = int(map_smooth)
-        if map_pool < 0 or (map_pool and head != "avol"):
-            raise ValueError(f"map_pool must be >= 0 (avol head only), got {map_pool}")
-        self.map_pool = float(map_pool)
+        _check_options(
+            head, frames, batch_negatives, contrastive, when_stream, map_smooth, map_pool
+        )
+        self.head_kind, self.frames, self.batch_negatives = head, frames, batch_negatives
+        self.contrastive, self.when_stream = float(contrastive), bool(when_stream)
+        self.map_smooth, self.map_pool = int(map_smooth), float(map_pool)
         # with the when stream the map's tower ("where") sees one frame, the stack goes to when_net
         vkw = {**(backbone_kwargs or {}), "in_channels": 3 * (1 if when_stream else frames)}
         self.net = build_backbone(backbone, **vkw)
@@ -163,13 +130,12 @@ class AVNet(nn.Module):
                 nn.ReLU(inplace=True), nn.Linear(d, d),
             )  # fmt: skip
             self.when_scale = nn.Parameter(torch.tensor(5.0))
-        self.class_weight: torch.Tensor | None = None  # the trainer's balanced-loss hook
+        self.register_buffer("class_weight", class_weight, persistent=False)  # balanced loss
 
     @property
     def sample_rate(self) -> int:
         return int(self.frontend.sample_rate)
 
-    # ------------------------------------------------------------------ the towers
     def where_frame(self, frames: torch.Tensor) -> torch.Tensor:
         """With the when stream: the one frame the map's tower sees, ``(B, 1, 3, H, W)`` -- the
         stack's centre, or a ``T + 1``-th frame when one is given (training shows one off the
@@ -229,11 +195,6 @@ class AVNet(nn.Module):
         """The L2-normalised ``(B, embed_dim)`` embedding of the sound."""
         return F.normalize(self.a_embed(self.audio_feature(audio)), dim=1)
 
-    def encode_video_map(self, frames: torch.Tensor) -> torch.Tensor:
-        """One L2-normalised embedding per grid cell: ``(B, embed_dim, h, w)``."""
-        return F.normalize(self.v_embed(self.vision_map(frames)), dim=1)
-
-    # ------------------------------------------------------------------ fusion
     def _logit_maps(
         self, frames: torch.Tensor, audio: torch.Tensor, cells: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -2,27 +2,20 @@
 
 Every entry of :data:`BACKBONES` builds a module whose ``forward(x)`` returns global features
 ``(B, feature_dim)`` (pooled, before any classifier), from ``(B, 3, H, W)`` images or, for the
-``video`` entries, ``(B, 3, T, H, W)`` clips. Nothing is ever downloaded: the torchvision
-constructors are called with ``weights=None``; self-supervision is the only source of features.
-
-- ``"caffenet"``: the CaffeNet/AlexNet tower of Shuffle & Learn and Odd-One-Out (the siamese
-  branches share it up to fc7), with BatchNorm; feature = fc7 (4096). See :class:`CaffeNet`.
-- ``"caffenet_small"``: the same at ``width=0.25`` (feature 1024), the CPU-scale demo size.
-- ``"convnet_tiny"``: four stride-2 conv-BN-ReLU blocks (feature 256), fast enough to train on a
-  CPU at 64x64; for the examples and tests, not for reproducing published numbers.
-- ``"vit_tiny"``: a plain ViT (:mod:`avssl.models.vit`; ViT-Ti/16 sizes by default, shrunk by
-  keyword arguments for the CPU), the encoder of MAE; feature = the mean of its final tokens.
-- ``"resnet18"``, ``"r3d_18"``, ``"r2plus1d_18"``: torchvision's networks with ``fc`` replaced
-  by ``nn.Identity`` (feature 512); their weights export straight into torchvision.
-
-Each built module carries an ``int`` attribute ``feature_dim`` (read it typed with
-:func:`feature_dim_of`); it follows keyword arguments such as ``width`` and ``fc_dim``, where
-``BACKBONES[name].feature_dim`` is the default. :func:`export_backbone` turns trained weights into
-a plain state dict for torchvision (or for this module again).
+``video`` entries, ``(B, 3, T, H, W)`` clips; it carries an ``int`` ``feature_dim`` (read it with
+:func:`feature_dim_of`), which follows keyword arguments such as ``width``. Nothing is ever
+downloaded (torchvision constructors get ``weights=None``). The entries: ``caffenet`` (the
+CaffeNet tower of Shuffle & Learn and Odd-One-Out, with BatchNorm, fc7 4096) and
+``caffenet_small`` (width 0.25, the CPU demo size); ``convnet_tiny`` (CPU-scale, not from the
+papers); ``vgg_av`` (the "Objects that Sound" vision tower); ``vit_tiny``
+(:mod:`avssl.models.vit`, MAE's encoder); torchvision's ``resnet18``, ``r3d_18``, ``r2plus1d_18``
+with ``fc = nn.Identity()``. :func:`export_backbone` turns trained weights into a plain state
+dict for torchvision (or for this module again).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,16 +23,6 @@ from typing import Any
 import torch
 import torchvision
 from torch import nn
-
-__all__ = [
-    "BACKBONES",
-    "BackboneSpec",
-    "CaffeNet",
-    "ConvNetTiny",
-    "build_backbone",
-    "export_backbone",
-    "feature_dim_of",
-]
 
 
 def _scaled(n: int, width: float) -> int:
@@ -58,22 +41,15 @@ class CaffeNet(nn.Module):
 
     Deviations from the 2016 CaffeNet, on purpose:
 
-    - **BatchNorm after every conv and fc** (before the ReLU), in place of LRN and of fc dropout.
-      The papers trained from scratch with LRN, dropout 0.5 and hand-tuned Gaussian init; BN makes
-      the tower trainable from scratch at the usual learning rates without that tuning. Convs and
-      fcs followed by BN have no bias (BN's shift takes its place). Heads may add dropout.
-      In training mode the fc BN needs a batch of at least 2.
-    - **No grouped convolutions** (conv2/4/5 were split in two for 2012's two GPUs), as in
-      torchvision's AlexNet.
+    - **BatchNorm after every conv and fc** (before the ReLU, no bias), in place of LRN and fc
+      dropout: trainable from scratch at the usual learning rates without the papers' hand-tuned
+      init. Heads may add dropout. In training mode the fc BN needs a batch of at least 2.
+    - **No grouped convolutions** (2012's two-GPU split), as in torchvision's AlexNet.
     - **Adaptive average pooling of pool5 to 6x6** before fc6, so any input of at least 39 px
-      works. pool5 is 6x6 for 199-230 px inputs (227 and 224 included), where this pooling is
-      the identity; larger inputs are averaged down, smaller ones give a smaller pool5 whose
-      cells repeat (2x2 at 96 px, 1x1 up to 70 px). Minimum: at 39 px conv1 is
-      floor((39-11)/4)+1 = 8 and the rounded-up pools give 4, 2, 1 (the last windows hang over
-      the edge, as in Caffe); at 38 px pool5 would be empty.
-    - He (Kaiming) initialisation as in torchvision's ResNet, not Caffe's Gaussian(0.01/0.005)
-      fillers: those set the scale of an un-normalised net; with BN the scale only sets the
-      effective step size.
+      works (the identity at 199-230 px, 224 and 227 included; smaller inputs repeat cells; at
+      38 px pool5 would be empty).
+    - He (Kaiming) initialisation as in torchvision's ResNet, not Caffe's Gaussian fillers (with
+      BN their scale only sets the effective step size).
 
     Args:
         width: multiplier on every channel and unit count (rounded). ``1.0`` is the paper's net
@@ -149,9 +125,8 @@ class ConvNetTiny(nn.Module):
     Four blocks of 3x3 conv (stride 2) + BN + ReLU with 32-64-128-256 channels, then global
     average pooling: a 64x64 input ends at 4x4x256 and gives a 256-D feature. About 0.39M
     parameters and 15M multiply-adds per 64x64 image (0.9M + 3 x 4.7M: every block after the
-    first costs the same, channels doubling as the area quarters). Measured on a busy 2-core
-    x86-64 box (2026-11), one forward+backward of a batch of 64 at 64x64 took ~0.12 s on one
-    thread. Any input of at least 1 px works.
+    first costs the same, channels doubling as the area quarters). Any input of at least 1 px
+    works.
 
     Args:
         channels: output channels of the blocks.
@@ -190,12 +165,6 @@ class ConvNetTiny(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, H, W)`` -> ``(B, feature_dim)``, ``channels[-1] * spatial**2``."""
         return torch.flatten(self.pool(self.features(x)), 1)
-
-
-def _caffenet_small(
-    width: float = 0.25, fc_dim: int | None = None, in_channels: int = 3
-) -> CaffeNet:
-    return CaffeNet(width=width, fc_dim=fc_dim, in_channels=in_channels)
 
 
 def _vit(**kwargs: Any) -> nn.Module:
@@ -278,7 +247,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             name="caffenet_small",
             video=False,
             feature_dim=1024,
-            build=_caffenet_small,
+            build=functools.partial(CaffeNet, width=0.25),
             torchvision=None,
         ),
         BackboneSpec(
@@ -304,16 +273,8 @@ def _spec(name: str) -> BackboneSpec:
 
 def build_backbone(name: str, **kwargs: Any) -> nn.Module:
     """Build backbone ``name`` from random init; ``forward(x)`` gives ``(B, feature_dim)``.
-
-    ``kwargs`` go to the builder: ``width``, ``fc_dim``, ``in_channels`` for the CaffeNets;
-    ``channels``, ``in_channels``, ``spatial`` for ``convnet_tiny``; ``patch_size``, ``dim``,
-    ``depth``, ``heads`` for ``vit_tiny``; torchvision constructor
-    options for the others. The result's ``feature_dim`` attribute (:func:`feature_dim_of`) is
-    the feature size.
-
-    Raises:
-        ValueError: for an unknown name (the message lists the known ones).
-    """
+    ``kwargs`` go to the builder (:class:`CaffeNet`, :class:`ConvNetTiny`, the ViT, torchvision's
+    constructors). Raises ValueError for an unknown name (the message lists the known ones)."""
     return _spec(name).build(**kwargs)
 
 
@@ -325,9 +286,9 @@ def feature_dim_of(module: nn.Module) -> int:
     return dim
 
 
-def _unwrap(module: nn.Module) -> nn.Module:
-    """The backbone inside DDP/DataParallel and ``torch.compile`` wrappers (their key prefixes
-    ``module.`` and ``_orig_mod.`` would otherwise end up in the export)."""
+def unwrap_model(module: nn.Module) -> nn.Module:
+    """The module inside DDP/DataParallel and ``torch.compile`` wrappers, in any nesting (their
+    key prefixes ``module.`` and ``_orig_mod.`` would otherwise end up in a state dict)."""
     while True:
         inner = getattr(module, "_orig_mod", None)  # torch.compile's OptimizedModule
         if isinstance(module, nn.parallel.DistributedDataParallel | nn.DataParallel):
@@ -346,29 +307,21 @@ def _few(keys: list[str], n: int = 5) -> str:
 
 def export_backbone(name: str, module: nn.Module) -> dict[str, torch.Tensor]:
     """Trained weights of backbone ``name`` as a plain state dict: tensors only, on the CPU,
-    contiguous and copied (later training does not change it), with BN buffers included.
+    contiguous and copied, BN buffers included; DDP/DataParallel and ``torch.compile`` wrappers
+    are removed first.
 
-    Where it loads:
-
-    - ``resnet18``, ``r3d_18``, ``r2plus1d_18``: into the torchvision model of the same name
-      (``torchvision.models.resnet18()``, ``torchvision.models.video.r3d_18()``, ...). The
-      classifier was replaced by ``nn.Identity``, so ``fc.weight`` and ``fc.bias`` are absent
-      and nothing else is: ``load_state_dict(sd, strict=False)`` reports exactly
-      ``missing_keys == ["fc.weight", "fc.bias"]`` and ``unexpected_keys == []``; the loaded
-      model's ``fc`` keeps its init, ready to fine-tune. To load with ``strict=True``, set
-      ``model.fc = nn.Identity()`` first.
-    - ``caffenet``, ``caffenet_small``, ``convnet_tiny``: torchvision has no CaffeNet with BN (its
-      AlexNet has neither BN nor CaffeNet's layer order), so the dict loads with ``strict=True``
-      into ``build_backbone(name, **same_kwargs)`` -- the keyword arguments (``width``,
-      ``fc_dim``, ...) are not stored and must be given again.
-
-    DDP/DataParallel and ``torch.compile`` wrappers are removed first.
+    The torchvision entries (``resnet18``, ``r3d_18``, ``r2plus1d_18``) load into torchvision's
+    model of the same name with ``strict=False``, which reports exactly ``missing_keys ==
+    ["fc.weight", "fc.bias"]`` (``fc`` keeps its init, ready to fine-tune; set ``model.fc =
+    nn.Identity()`` first for ``strict=True``). The others (torchvision has no CaffeNet with BN)
+    load with ``strict=True`` into ``build_backbone(name, **same_kwargs)``: the keyword arguments
+    (``width``, ``fc_dim``, ...) are not stored and must be given again.
 
     Raises:
         ValueError: unknown ``name``, or ``module``'s parameter names do not match that backbone.
     """
     spec = _spec(name)
-    module = _unwrap(module)
+    module = unwrap_model(module)
     state = module.state_dict()
     # Check the module against a reference built on the meta device (no memory, no init cost), so
     # a wrong module fails here, naming what differs, rather than at load time elsewhere. Our own

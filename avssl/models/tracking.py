@@ -1,33 +1,14 @@
 """Tracking that emerges from colourisation (Vondrick et al., ECCV 2018): the embedding network
 and the colour-copy loss.
 
-A network embeds grey frames into per-location vectors (a spatial map at 1/4 or 1/8 of the
-input). To colour a grey *target* frame it *points* into coloured *reference* frames of the
-same video: the attention of target location i over reference locations j,
-
-    A_ij = exp(f_i . f_j / T) / sum_k exp(f_i . f_k / T),
-
-copies the references' quantised colours, ``p_i = sum_j A_ij c_j`` (``c_j`` one-hot over the
-colour clusters), and the loss is the cross-entropy of ``p_i`` against the target's own colour.
-Nothing about objects is labelled; at test time the same pointers carry masks or boxes from the
-first frame through the video (:mod:`avssl.track`).
-
-What the paper did (recalled, check the paper -- METHODS.md has no entry for it yet): 256x256
-frames in Lab, the network sees L only; ab quantised into 16 k-means clusters; 4 frames, the 3
-first are references for the 4th; ResNet-18 on each frame to a 32x32 map (stride 8), the
-location (x, y) in [-1, 1] concatenated, then a 5-layer 3-D conv net over the frames, 64-D
-embeddings; plain dot products with T = 1 in training; Adam, lr 1e-3, batch 32, Kinetics.
-
-Deviations and options here (:class:`TrackingOptions`; docs/tracking.md):
-
-* the embeddings are L2-normalised by default (``normalize``), with a small temperature (0.05),
-  as later colourisation/cycle trackers (CorrFlow, CRW) do; ``normalize=False, temperature=1``
-  is the paper's plain dot product;
-* the head is a stack of 2-D dilated convs by default (``head="conv2d"``, frames embedded
-  independently: the CPU-scale setting); ``head="conv3d"`` is the paper's 3-D conv net, which
-  mixes neighbouring frames (at tracking time a frame is embedded with its temporal neighbours);
-* ResNet-18 reaches stride 8 by running layer3 and layer4 at stride 1 with dilation 2 and 4
-  (the paper does not say how its 32x32 map was obtained).
+A network embeds grey frames into per-location vectors (a map at 1/4 or 1/8 of the input). To
+colour a grey *target* frame it *points* into coloured *reference* frames of the same video,
+``A_ij = softmax_j(f_i . f_j / T)``, and copies their quantised colours, ``p_i = sum_j A_ij c_j``;
+the loss is the cross-entropy of ``p_i`` against the target's own colour. At test time the same
+pointers carry masks or boxes through the video (:mod:`avssl.eval.propagation`). The paper's
+settings (recalled), the deviations here (L2-normalised embeddings with T = 0.05, a 2-D dilated
+conv head by default, ResNet-18 at stride 8 by dilation) and :class:`TrackingOptions`:
+docs/tracking.md.
 """
 
 from __future__ import annotations
@@ -39,20 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from avssl.data.colour import grey_from_lightness, quantize_ab, rgb_to_lab
 from avssl.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from avssl.models.backbones import build_backbone
-
-# sRGB -> Lab, the grey of a lightness and the nearest-centre quantiser are the image tasks'
-# (avssl/tasks/image_ops.py), imported where used: importing avssl.tasks at module level would
-# load every task, this module's own task among them (an import cycle).
-
-__all__ = [
-    "ColourTracker",
-    "TrackNet",
-    "TrackingOptions",
-    "colour_copy_loss",
-    "spatial_trunk",
-]
 
 
 @dataclass
@@ -84,28 +54,21 @@ class TrackingOptions:
     synth_split: bool = True
 
     def check(self) -> None:
-        problems = []
-        if self.refs < 1:
-            problems.append(f"refs={self.refs} (need >= 1)")
-        if not 1 <= self.gap[0] <= self.gap[1]:
-            problems.append(f"gap={list(self.gap)} (need 1 <= lo <= hi)")
-        if self.colours < 2:
-            problems.append(f"colours={self.colours} (need >= 2)")
-        if self.temperature <= 0:
-            problems.append(f"temperature={self.temperature} (need > 0)")
-        if self.embed_dim < 1 or self.head_layers < 0 or self.head_width < 1:
-            problems.append(
-                f"embed_dim={self.embed_dim}, head_layers={self.head_layers}, "
-                f"head_width={self.head_width} (need >= 1, >= 0, >= 1)"
-            )
-        if self.per_video < 1:
-            problems.append(f"per_video={self.per_video} (need >= 1)")
-        if self.input not in ("grey", "lab"):
-            problems.append(f"input={self.input!r} (grey or lab)")
-        if not 0.0 <= self.colour_dropout <= 1.0:
-            problems.append(f"colour_dropout={self.colour_dropout} (need 0..1)")
-        if self.colour_dropout and self.input == "grey":
-            problems.append("colour_dropout with input=grey (the network sees no colour)")
+        problems = [what for bad, what in (
+            (self.refs < 1, f"refs={self.refs} (need >= 1)"),
+            (not 1 <= self.gap[0] <= self.gap[1], f"gap={list(self.gap)} (need 1 <= lo <= hi)"),
+            (self.colours < 2, f"colours={self.colours} (need >= 2)"),
+            (self.temperature <= 0, f"temperature={self.temperature} (need > 0)"),
+            (self.embed_dim < 1 or self.head_layers < 0 or self.head_width < 1,
+             f"embed_dim={self.embed_dim}, head_layers={self.head_layers}, "
+             f"head_width={self.head_width} (need >= 1, >= 0, >= 1)"),
+            (self.per_video < 1, f"per_video={self.per_video} (need >= 1)"),
+            (self.input not in ("grey", "lab"), f"input={self.input!r} (grey or lab)"),
+            (not 0.0 <= self.colour_dropout <= 1.0,
+             f"colour_dropout={self.colour_dropout} (need 0..1)"),
+            (bool(self.colour_dropout) and self.input == "grey",
+             "colour_dropout with input=grey (the network sees no colour)"),
+        ) if bad]  # fmt: skip
         if problems:
             raise ValueError("tracking: bad " + "; ".join(problems))
 
@@ -132,9 +95,7 @@ def spatial_trunk(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     from avssl.models.audio import AudioConvNet
     from avssl.models.backbones import ConvNetTiny
 
-    if isinstance(net, ConvNetTiny):
-        return net.features(x)
-    if isinstance(net, AudioConvNet):
+    if isinstance(net, ConvNetTiny | AudioConvNet):
         return net.features(x)
     if isinstance(net, torchvision.models.ResNet):
         x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
@@ -282,7 +243,6 @@ class ColourTracker(nn.Module):
         if input not in ("grey", "lab"):
             raise ValueError(f"tracking.input must be grey or lab, not {input!r}")
         self.input, self.colour_dropout = input, float(colour_dropout)
-        self.class_weight: torch.Tensor | None = None  # the trainer's balanced-loss hook (unused)
         self.encoder = TrackNet(
             backbone, embed_dim=embed_dim, head=head, head_layers=head_layers,
             head_width=head_width, coords=coords, normalize=normalize, **backbone_kwargs,
@@ -301,8 +261,6 @@ class ColourTracker(nn.Module):
         """``(..., 3, H, W)`` RGB in [0, 1] -> (the network's input, Lab ``(..., 3, H, W)``), in
         float32. Input ``grey``: the sRGB grey of the same lightness, 3 channels, normalised by
         the run's mean / std; ``lab``: ``(L - 50) / 25, a / 25, b / 25``."""
-        from avssl.tasks.image_ops import grey_from_lightness, rgb_to_lab
-
         with torch.autocast(rgb.device.type, enabled=False):
             lab = rgb_to_lab(rgb.float())
             if self.input == "lab":
@@ -313,7 +271,7 @@ class ColourTracker(nn.Module):
 
     def embed(self, rgb: torch.Tensor) -> torch.Tensor:
         """``(B, T, 3, H, W)`` RGB in [0, 1] -> embeddings ``(B, T, D, h, w)`` of the frames as
-        the network sees them (what :mod:`avssl.track` propagates labels with)."""
+        the network sees them (what :mod:`avssl.eval.propagation` propagates labels with)."""
         x, _ = self.grey_lab(rgb)
         return self.encoder(x)
 
@@ -333,8 +291,6 @@ class ColourTracker(nn.Module):
         x_in, lab = self.grey_lab(rgb)
         feats = self.encoder(self._drop_colour(x_in))  # (B, T, D, h, w)
         b, t, _, h, w = feats.shape
-        from avssl.tasks.image_ops import quantize_ab
-
         with torch.no_grad():  # each cell's mean ab -> its nearest cluster
             ab = F.adaptive_avg_pool2d(lab[:, :, 1:].flatten(0, 1), (h, w))
             codes = quantize_ab(ab, self.centres).view(b, t, h, w)

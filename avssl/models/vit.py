@@ -21,8 +21,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["ViT", "sincos_2d", "transformer_block"]
-
 
 def sincos_2d(
     dim: int, height: int, width: int, *, device: torch.device | None = None

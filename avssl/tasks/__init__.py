@@ -1,15 +1,11 @@
 """Pretext tasks: one file each, listed in the plain dict :data:`TASKS` (no registry).
 
-A task has two jobs (STYLE.md): ``make_example(row, reader, rng) -> dict of tensors`` on the CPU
-side (in a data-loader worker), and ``build_model(cfg) -> nn.Module`` whose ``forward(batch)``
-returns ``(loss, logs)`` with ``logs["logits"]`` for the accuracy. Frames arrive in the batch as
-``batch["frames"]``, float ``(B, T, C, H, W)`` already augmented (one crop/flip/jitter per sample,
-the same over its T frames), ``batch["target"]`` as int64 ``(B,)`` and, for the audio-visual pair
-tasks (:mod:`avssl.tasks.av`), ``batch["audio"]`` as float ``(B, N)`` waveforms. The image tasks
-(:mod:`avssl.tasks.image`: rotation, relative_position, colorization, exemplar, simclr, mae,
-multi_task) are single-frame clips; their ``prepare`` hook fits them to the run, and tasks that
-make their own targets (rotation, SimCLR, ...) return them as ``logs["target"]``; MAE, which has
-no classes, returns no ``logits`` (the trainer then logs the loss alone).
+One protocol for every task (:class:`avssl.tasks.common.Task`, STYLE.md): ``prepare`` fits the task
+to the run (rows, example makers run in the loader workers, model options, classes) and
+``build_model`` makes the model whose ``forward(batch)`` returns ``(loss, logs)``. ``batch`` holds
+``frames`` float ``(B, T, C, H, W)`` already augmented, ``target`` int64 ``(B,)`` and, for the
+audio-visual pair tasks, ``audio`` float ``(B, N)``; ``logs["logits"]`` (absent for MAE) gives the
+accuracy, against ``logs["target"]`` where the model makes its own targets.
 """
 
 from __future__ import annotations
@@ -28,5 +24,3 @@ TASKS: dict[str, Task] = {
     **image.TASKS,
     "colorization_tracking": tracking.TASK,  # Vondrick et al. 2018; avssl-track, docs/tracking.md
 }
-
-__all__ = ["TASKS", "Task"]

@@ -31,8 +31,10 @@ from torch import nn
 from avssl.data.dataset import FrameReader
 from avssl.tasks.common import (
     FrameEncoder,
-    Task,
-    classification,
+    RowClassifier,
+    mlp_head,
+    read_target,
+    row_task,
     stabilize_clips,
     stack_of_differences,
 )
@@ -40,14 +42,11 @@ from avssl.tasks.common import (
 ENCODINGS = ("frames", "differences", "stabilized")
 
 
-def make_example(row: dict[str, Any], read: FrameReader, rng: np.random.Generator) -> dict:
-    return {
-        "frames": read(row["video"], row["frames"]),  # (L, 3, H, W) uint8, in shown order
-        "target": torch.tensor(int(row["target"])),
-    }
+def make_example(row: dict, read: FrameReader, rng: np.random.Generator, epoch: int = 0) -> dict:
+    return read_target(row, read, row["frames"])  # frames (L, 3, H, W), in shown order
 
 
-class ArrowOfTime(nn.Module):
+class ArrowOfTime(RowClassifier):
     def __init__(
         self,
         backbone: str,
@@ -55,13 +54,13 @@ class ArrowOfTime(nn.Module):
         length: int = 8,
         encoding: Literal["frames", "differences", "stabilized"] = "frames",
         head_hidden: int = 256,
+        class_weight: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__()
+        super().__init__(class_weight)
         if encoding not in ENCODINGS:
             raise ValueError(f"arrow_encoding must be one of {ENCODINGS}, not {encoding!r}")
         self.encoding = encoding
-        self.class_weight: torch.Tensor | None = None  # set by the trainer (balanced loss)
         from avssl.models.backbones import BACKBONES, build_backbone
 
         self.video = BACKBONES[backbone].video
@@ -73,11 +72,7 @@ class ArrowOfTime(nn.Module):
                 kwargs = {**kwargs, "in_channels": 3 * (length - 1)}
             self.encoder = FrameEncoder(backbone, **kwargs)
             d = self.encoder.dim * (length if encoding == "frames" else 1)
-            self.head = (
-                nn.Sequential(nn.Linear(d, head_hidden), nn.ReLU(), nn.Linear(head_hidden, 2))
-                if head_hidden
-                else nn.Linear(d, 2)
-            )
+            self.head = mlp_head(d, head_hidden, 2)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         frames = batch["frames"]  # (B, T, C, H, W)
@@ -90,14 +85,14 @@ class ArrowOfTime(nn.Module):
             feats = self.encoder(stack_of_differences(stable).unsqueeze(1)).flatten(1)
         else:
             feats = self.encoder(frames).flatten(1)
-        return classification(self.head(feats), batch["target"], self.class_weight)
+        return self.classify(self.head(feats), batch)
 
 
-TASK = Task(
-    name="arrow_of_time",
-    manifest="arrow_of_time.jsonl",
-    description="Arrow of time: forward vs reversed clip classification",
-    make_example=make_example,
-    build_model=ArrowOfTime,
-    num_classes=lambda row: 2,
+TASK = row_task(
+    "arrow_of_time",
+    "Arrow of time: forward vs reversed clip classification",
+    make_example,
+    ArrowOfTime,
+    lambda o, row: {"length": len(row["frames"]), "encoding": o.arrow_encoding},
+    lambda row: 2,
 )

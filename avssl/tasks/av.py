@@ -1,37 +1,22 @@
 """Audio-visual correspondence and synchronisation: ``ave_net``, ``l3_net``, ``avol_net``,
-``av_sync`` (models in :mod:`avssl.models.av`; settings in ../shared/METHODS.md).
+``av_sync`` (models in :mod:`avssl.models.av`; settings in ../shared/METHODS.md, the options in
+docs/audio_visual.md).
 
-The dataset rows are the **positives** of a pair manifest (``avc_*.jsonl`` from ``avssl-prep
-audioset | synth | av-digits``; rows with ``target`` 0 are left out): a frame of a video, the
-window of sound centred on it, the video's frame rate ``fps`` and the stretch ``span =
-[origin, lo, hi]`` where its sound may be cut. Every example is a positive or a negative with
-probability 1/2, and **negatives are drawn afresh for every sample** (seeded by (seed, epoch,
-index) like everything else), as the method draws them:
-
-* correspondence (``negatives="other"``): the sound of another video, chosen uniformly, cut on
-  the *frame's* grid -- its start is ``origin_B + m / fps_A`` -- so positive and negative windows
-  start on the same grid (the shortcut rule of "Objects that Sound"; :mod:`avssl.data.av_pairs`).
-  ``grid=False`` cuts negatives anywhere instead (the shortcut experiment);
-* synchronisation (``negatives="sync"``): the same video's sound shifted by a whole number of
-  frames, ``|shift|`` in ``[min_offset_s, max_offset_s]``; with ``curriculum_epochs = C > 0``
-  the share of such hard negatives grows linearly from 0 at epoch 0 to 1 at epoch C, the rest
-  being other-video negatives (the curriculum of Korbar et al. 2018).
-
-``frames = T > 1`` gives the vision tower T frames centred on the row's frame, ``frame_step``
-apart, stacked as channels (early fusion; 1 = the papers' single frame). ``jitter = J > 0``
-(training only, decoded videos): the frame shown is up to J frames off the row's, drawn per
-sample -- with ``where_frame`` (the AVOL when stream) the stack stays where it is and that one
-frame is appended as a (T + 1)-th, for the map's tower. A frame whose timing no longer matches
-the sound leaves the map only *what* to learn, not *when*. ``tick > 0`` adds a
-click of that amplitude at every frame boundary of the source video to its sound -- a recording
-artefact locked to the frame grid, the kind of cue the shortcut rule is about.
+The dataset rows are the **positives** of a pair manifest (``avc_*.jsonl``; rows with ``target``
+0 are left out): a frame, the window of sound centred on it, the video's ``fps`` and the stretch
+``span = [origin, lo, hi]`` where its sound may be cut. Every example is a positive or a negative
+(``neg_fraction``), and **negatives are drawn afresh for every sample** (seeded by (seed, epoch,
+index)): another video's sound cut on the *frame's* grid (``origin_B + m / fps_A``, the shortcut
+rule of "Objects that Sound"; :mod:`avssl.data.av_pairs`), or for ``av_sync`` the same video's
+sound shifted by whole frames, ramped in over ``curriculum_epochs`` (Korbar et al. 2018).
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 import numpy as np
@@ -40,9 +25,7 @@ import torch
 from avssl.data import av_pairs
 from avssl.data.dataset import FrameReader
 from avssl.models.av import AVNet
-from avssl.tasks.common import Task
-
-__all__ = ["AudioAug", "PairMaker", "positives", "read_frames", "read_sound"]
+from avssl.tasks.common import Prepared, Task, balanced_weight
 
 
 def positives(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -83,7 +66,8 @@ def read_sound(
 ) -> np.ndarray:
     """``seconds`` of the sound of ``src``'s video from ``start_s`` (that video's time axis), at
     the reader's rate: from the row's cache (``cache_audio``, sample 0 at
-    ``cache_audio_start_s``) or decoded. ``tick``: add frame-grid clicks (see the module)."""
+    ``cache_audio_start_s``) or decoded. ``tick``: add clicks of that amplitude on the frame
+    grid."""
     sr = reader.sample_rate
     if "cache_audio" in src:
         first = round((start_s - float(src["cache_audio_start_s"])) * sr)
@@ -116,16 +100,11 @@ def near_silence(n: int, rng: np.random.Generator) -> np.ndarray:
 
 @dataclass(frozen=True)
 class AudioAug:
-    """Training-time augmentation of a pair's sound (positives and negatives alike), drawn from
-    the sample's seeded stream. None of it moves the sound in time against the frame grid
-    (a shifted window is exactly what the grid rule forbids), so no shortcut is opened:
-
-    * ``gain_db``: a gain uniform in ``[-gain_db, +gain_db]`` dB;
-    * ``speed``: played at a rate uniform in ``[1 - speed, 1 + speed]`` about the window's
-      centre (pitch and tempo together, as a faster or slower speaker; linear interpolation,
-      zeros past the ends);
-    * ``time_mask``: one stretch of up to this fraction of the window zeroed (SpecAugment's
-      time mask, on the waveform)."""
+    """Training-time augmentation of a pair's sound (positives and negatives alike), from the
+    sample's seeded stream: a gain uniform in +-``gain_db`` dB, a playback rate uniform in
+    ``1 +- speed`` about the window's centre (linear interpolation, zeros past the ends), one
+    stretch of up to ``time_mask`` of the window zeroed. None of it moves the sound in time
+    against the frame grid (what the grid rule forbids), so no shortcut is opened."""
 
     gain_db: float = 0.0
     speed: float = 0.0
@@ -152,63 +131,54 @@ class AudioAug:
         return out
 
 
+@dataclass(eq=False)
 class PairMaker:
-    """``make_example`` of the pair tasks, bound to the positives it draws negatives from.
+    """``make_example`` of the pair tasks, bound to the positives (``rows``) it draws negatives
+    from. ``epoch`` (the curriculum's clock) comes with every example from
+    :class:`~avssl.data.dataset.ManifestDataset`."""
 
-    ``epoch`` is set by :class:`~avssl.data.dataset.ManifestDataset` before each example (the
-    curriculum's clock)."""
+    rows: Sequence[dict[str, Any]]
+    _: KW_ONLY
+    negatives: str = "other"
+    frames: int = 1
+    frame_step: int = 1
+    grid: bool = True
+    tick: float = 0.0
+    curriculum_epochs: int = 0
+    sync_offset_s: tuple[float, float] = (0.5, 2.0)
+    neg_fraction: float = 0.5
+    audio_aug: AudioAug | None = None
+    jitter: int = 0
+    where_frame: bool = False
+    silent_negatives: float = 0.0
 
-    def __init__(
-        self,
-        rows: Sequence[dict[str, Any]],
-        *,
-        negatives: str = "other",
-        frames: int = 1,
-        frame_step: int = 1,
-        grid: bool = True,
-        tick: float = 0.0,
-        curriculum_epochs: int = 0,
-        sync_offset_s: tuple[float, float] = (0.5, 2.0),
-        neg_fraction: float = 0.5,
-        audio_aug: AudioAug | None = None,
-        jitter: int = 0,
-        where_frame: bool = False,
-        silent_negatives: float = 0.0,
-    ) -> None:
-        if negatives not in ("other", "sync"):
-            raise ValueError(f"negatives must be 'other' or 'sync', got {negatives!r}")
-        self.rows = list(rows)
+    def __post_init__(self) -> None:
+        if self.negatives not in ("other", "sync"):
+            raise ValueError(f"negatives must be 'other' or 'sync', got {self.negatives!r}")
+        if not 0.0 <= self.silent_negatives <= 1.0:
+            raise ValueError(f"silent_negatives must be in [0, 1], got {self.silent_negatives}")
+        self.rows = list(self.rows)
         self.source: dict[str, dict[str, Any]] = {}
         for r in self.rows:
             self.source.setdefault(r["video"], r)
         self.videos = sorted(self.source)
         self._index = {v: i for i, v in enumerate(self.videos)}
-        self.negatives, self.frames, self.frame_step = negatives, frames, frame_step
-        self.grid, self.tick, self.curriculum_epochs = grid, tick, curriculum_epochs
-        self.sync_offset_s = sync_offset_s
-        self.neg_fraction = neg_fraction
-        self.audio_aug = audio_aug
-        self.jitter, self.where_frame = int(jitter), bool(where_frame)
-        if not 0.0 <= silent_negatives <= 1.0:
-            raise ValueError(f"silent_negatives must be in [0, 1], got {silent_negatives}")
-        self.silent_negatives = float(silent_negatives)
-        self.epoch = 0
 
-    def hard_share(self) -> float:
-        """The share of synchronisation negatives at the current epoch."""
+    def hard_share(self, epoch: int) -> float:
+        """The share of synchronisation negatives at ``epoch``."""
         if self.negatives != "sync":
             return 0.0
         if self.curriculum_epochs <= 0:
             return 1.0
-        return min(1.0, self.epoch / self.curriculum_epochs)
+        return min(1.0, epoch / self.curriculum_epochs)
 
     def negative(
-        self, row: dict[str, Any], rng: np.random.Generator
+        self, row: dict[str, Any], rng: np.random.Generator, epoch: int = 0
     ) -> tuple[dict[str, Any], float, str]:
         """(source row, start time on its axis, kind) of a negative for ``row``."""
         window = float(row["audio_s"])
         fps = float(row["fps"])
-        if rng.random() < self.hard_share():
+        if rng.random() < self.hard_share(epoch):
             o, lo, hi = row["span"]
             k = av_pairs.sync_shift(float(row["audio_start_s"]), av_pairs.AudioSpan(o, lo, hi),
                                     fps, window, *self.sync_offset_s, rng)  # fmt: skip
@@ -231,7 +201,7 @@ class PairMaker:
         raise ValueError(f"{row['video']}: no other video has {window:g} s of sound to cut")
 
     def __call__(
-        self, row: dict[str, Any], reader: FrameReader, rng: np.random.Generator
+        self, row: dict[str, Any], reader: FrameReader, rng: np.random.Generator, epoch: int = 0
     ) -> dict[str, Any]:
         if self.jitter and "cache_frames" not in row:
             off = int(rng.integers(-self.jitter, self.jitter + 1))
@@ -249,7 +219,7 @@ class PairMaker:
             if self.silent_negatives and rng.random() < self.silent_negatives:
                 sound = near_silence(round(window * reader.sample_rate), rng)
             else:
-                src, start, _ = self.negative(row, rng)
+                src, start, _ = self.negative(row, rng, epoch)
                 sound = read_sound(src, start, window, reader, self.tick)
         else:
             target = 1
@@ -262,10 +232,6 @@ class PairMaker:
             "target": torch.tensor(target),
             "video_id": torch.tensor(self._index.get(row["video"], -1)),
         }
-
-
-def _unbound(row: dict[str, Any], reader: FrameReader, rng: np.random.Generator) -> dict:
-    raise RuntimeError("pair tasks draw negatives from their rows: use Task.bind(rows, ...)")
 
 
 #: The pair tasks' defaults: the CPU-scale run on the built-in set (``avssl-train ave-net`` with
@@ -303,26 +269,82 @@ SYNC_DEFAULTS: dict[str, Any] = {
 }
 
 
+def pair_model_kwargs(cfg: Any) -> dict[str, Any]:
+    """``build_model``'s keyword arguments of a pair task's run (``cfg`` a TrainConfig), apart
+    from the vision backbone's own (``cfg.model``)."""
+    return {
+        "audio_backbone": cfg.audio.backbone,
+        "audio_kwargs": cfg.audio.kwargs(),
+        "frontend": cfg.audio.frontend,
+        "frames": cfg.data.av_frames,
+        "embed_dim": cfg.audio.embed_dim,
+        "batch_negatives": cfg.options.batch_negatives,
+        "when_stream": cfg.options.when_stream,
+        "map_smooth": cfg.options.map_smooth,
+        "map_pool": cfg.options.map_pool,
+        "contrastive": cfg.options.contrastive,
+    }
+
+
+def build_pair_model(cfg: Any) -> AVNet:
+    """The two-tower model of a pair task (ave_net, l3_net, avol_net, av_sync) from its config
+    (random init: seed torch first); what avssl-train trains and the evaluations rebuild."""
+    model = PAIR_TASKS[cfg.task].build_model(
+        cfg.backbone, **pair_model_kwargs(cfg), **cfg.model.kwargs(cfg.backbone)
+    )
+    assert isinstance(model, AVNet)
+    return model
+
+
+def pair_maker(cfg: Any, rows: Sequence[dict[str, Any]], *, train: bool) -> PairMaker:
+    """The examples of a pair task's run over ``rows``: in training as ``cfg.data`` says; held
+    out, the final negatives (all hard for av_sync), half the pairs, fixed."""
+    d = cfg.data
+    opts: dict[str, Any] = {"negatives": PAIR_NEGATIVES[cfg.task], "frames": d.av_frames,
+        "frame_step": d.av_frame_step, "grid": d.av_grid, "tick": d.av_grid_tick,
+        "sync_offset_s": tuple(d.sync_offset_s), "neg_fraction": d.neg_fraction}  # fmt: skip
+    if not train:
+        return PairMaker(rows, **{**opts, "neg_fraction": 0.5})
+    aug = AudioAug(d.audio_gain_db, d.audio_speed, d.audio_time_mask)
+    return PairMaker(
+        rows, curriculum_epochs=d.sync_curriculum_epochs, audio_aug=aug if aug else None,
+        jitter=d.av_frame_jitter, where_frame=cfg.options.when_stream,
+        silent_negatives=d.silent_negatives, **opts,
+    )  # fmt: skip
+
+
+def prepare(cfg: Any, train_rows: list, val_rows: list, reader: FrameReader) -> Prepared:
+    """A pair task fitted to the run: its makers draw negatives from the rows they are given."""
+    kw: dict[str, Any] = pair_model_kwargs(cfg)
+    if cfg.options.balanced_loss:
+        kw["class_weight"] = balanced_weight(train_rows, 2)
+    make_train = pair_maker(cfg, train_rows, train=True)
+    return Prepared(train_rows, val_rows, kw, make_train, pair_maker(cfg, val_rows, train=False), 2)
+
+
 def _task(name: str, head: str, negatives: str, description: str) -> Task:
-    def build(backbone: str, **kwargs: Any) -> AVNet:
-        return AVNet(head, backbone=backbone, **kwargs)  # type: ignore[arg-type]
+    def build(
+        backbone: str, *, backbone_kwargs: dict[str, Any] | None = None, **kwargs: Any
+    ) -> AVNet:
+        """``AVNet``; the backbone's keyword arguments given flat or as ``backbone_kwargs``."""
+        opts = {k: kwargs.pop(k) for k in list(kwargs) if k in AVNET_OPTIONS}
+        bkw = {**(backbone_kwargs or {}), **kwargs}
+        return AVNet(head, backbone=backbone, backbone_kwargs=bkw, **opts)  # type: ignore[arg-type]
 
-    def bind(rows: Sequence[dict[str, Any]], **options: Any) -> PairMaker:
-        return PairMaker(rows, negatives=negatives, **options)
-
+    PAIR_NEGATIVES[name] = negatives
     return Task(
         name=name,
         manifest="avc_train.jsonl",
         description=description,
-        make_example=_unbound,
+        prepare=prepare,
         build_model=build,
-        num_classes=lambda row: 2,
-        bind=bind,
         pair=True,
         defaults=SYNC_DEFAULTS if negatives == "sync" else BUILTIN_DEFAULTS,
     )
 
 
+PAIR_NEGATIVES: dict[str, str] = {}  # task -> the negatives its PairMaker draws
+AVNET_OPTIONS = set(inspect.signature(AVNet).parameters)  # the rest: the backbone's own
 AVE_NET = _task(
     "ave_net",
     "ave",
@@ -339,3 +361,4 @@ AVOL_NET = _task(
 AV_SYNC = _task(
     "av_sync", "ave", "sync", "AV synchronisation: negatives are the same video's sound, shifted"
 )
+PAIR_TASKS = {t.name: t for t in (AVE_NET, L3_NET, AVOL_NET, AV_SYNC)}

@@ -12,46 +12,101 @@ from torch import nn
 
 from avssl.data.dataset import FrameReader
 
-
-@dataclass(frozen=True)
-class Task:
-    name: str
-    manifest: str  # the prep manifest it reads, e.g. "shuffle_learn.jsonl"
-    description: str
-    make_example: Callable[[dict[str, Any], FrameReader, np.random.Generator], dict[str, Any]]
-    build_model: Callable[..., nn.Module]  # (backbone: str, **task options) -> model
-    num_classes: Callable[[dict[str, Any]], int]  # from one manifest row
-    # the row played backwards with the same target, where time reversal preserves the label
-    # (training-time augmentation, ``data.time_reverse``); None where it does not (arrow of time)
-    reverse_row: Callable[[dict[str, Any]], dict[str, Any]] | None = None
-    # pair tasks (audio-visual): ``bind(rows, **options)`` returns the make_example that draws
-    # its negatives from those rows; examples carry ``audio`` as well as ``frames``
-    bind: Callable[..., Callable[..., dict[str, Any]]] | None = None
-    pair: bool = False
-    # the task's own defaults over TrainConfig's (nested mapping; a --config file and --set
-    # apply on top): the pair tasks default to their CPU-scale run on the built-in set
-    defaults: dict[str, Any] | None = None
-    # tasks whose model and examples depend on the run (the image tasks, avssl/tasks/image.py):
-    # ``prepare(cfg, train_rows, val_rows, reader) -> Prepared``, called by the trainer's build
-    prepare: Callable[..., Prepared] | None = None
-    # the T frames of an example are views: the trainer augments each independently (SimCLR,
-    # Exemplar) instead of with one crop/flip/jitter for the whole clip
-    views: bool = False
+#: ``make(row, reader, rng, epoch) -> dict of tensors``: one example, in a data-loader worker
+#: (``rng`` seeded by (seed, epoch, index); ``epoch`` for makers with a schedule: av_sync's
+#: curriculum)
+MakeExample = Callable[[dict[str, Any], FrameReader, np.random.Generator, int], dict[str, Any]]
 
 
 @dataclass(frozen=True)
 class Prepared:
     """What :attr:`Task.prepare` gives the trainer: the rows (a task may replace them: Exemplar's
-    surrogate classes), keyword arguments for ``build_model``, the example makers (picklable: they
-    go to the loader processes) and the number of classes of the held-out per-class accuracy
-    (0: none, e.g. SimCLR's "which column is my other view", MAE's reconstruction)."""
+    surrogate classes), keyword arguments for ``build_model`` (the backbone's own come from the
+    run's ``model`` section), the example makers (picklable: they go to the loader processes)
+    and the number of classes of the held-out per-class accuracy (0: none, e.g. SimCLR's "which
+    column is my other view", MAE's reconstruction)."""
 
     train_rows: list[dict[str, Any]]
     val_rows: list[dict[str, Any]]
     model_kwargs: dict[str, Any]
-    make_train: Callable[[dict[str, Any], FrameReader, np.random.Generator], dict[str, Any]]
-    make_val: Callable[[dict[str, Any], FrameReader, np.random.Generator], dict[str, Any]]
+    make_train: MakeExample
+    make_val: MakeExample
     num_classes: int
+
+
+@dataclass(frozen=True)
+class Task:
+    """A pretext task. The one protocol: ``prepare(cfg, train_rows, val_rows, reader) ->
+    Prepared`` fits the task to the run (``cfg`` a :class:`avssl.train_config.TrainConfig`), then
+    ``build_model(backbone, **prepared.model_kwargs, **backbone_kwargs)`` makes the model whose
+    ``forward(batch)`` returns ``(loss, logs)``."""
+
+    name: str
+    manifest: str  # the prep manifest it reads, e.g. "shuffle_learn.jsonl"
+    description: str
+    prepare: Callable[..., Prepared]
+    build_model: Callable[..., nn.Module]
+    # the row played backwards with the same target, where time reversal preserves the label
+    # (training-time augmentation, ``data.time_reverse``); None where it does not (arrow of time)
+    reverse_row: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    # the target is the row's (``data.shuffle_labels`` may permute it); False: made per sample
+    fixed_targets: bool = False
+    # pair tasks (audio-visual): examples carry ``audio`` as well as ``frames``
+    pair: bool = False
+    # the task's own defaults over TrainConfig's (nested mapping; a --config file and --set
+    # apply on top): the pair tasks default to their CPU-scale run on the built-in set
+    defaults: dict[str, Any] | None = None
+    # the T frames of an example are views: the trainer augments each independently (SimCLR,
+    # Exemplar) instead of with one crop/flip/jitter for the whole clip
+    views: bool = False
+
+
+def balanced_weight(rows: list[dict[str, Any]], num_classes: int) -> torch.Tensor:
+    """Inverse class frequency of the rows' targets, mean 1 (``options.balanced_loss``)."""
+    targets = [int(r["target"]) for r in rows]
+    counts = np.bincount(targets, minlength=num_classes).astype(np.float64)
+    w = counts.sum() / np.maximum(counts, 1) / len(counts)
+    return torch.tensor(w, dtype=torch.float32)
+
+
+def row_task(
+    name: str,
+    description: str,
+    make_example: MakeExample,
+    build_model: Callable[..., nn.Module],
+    options: Callable[[Any, dict[str, Any]], dict[str, Any]],
+    num_classes: Callable[[dict[str, Any]], int],
+    reverse_row: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> Task:
+    """A task whose manifest rows hold the frames and the target (the temporal-order tasks):
+    one ``make_example`` for training and held-out rows; model options from ``options(
+    cfg.options, first training row)``, ``options.head_hidden`` and ``options.balanced_loss``."""
+
+    def prepare(cfg: Any, train_rows: list, val_rows: list, reader: FrameReader) -> Prepared:
+        row0 = train_rows[0]
+        k = num_classes(row0)
+        kw: dict[str, Any] = options(cfg.options, row0)
+        if cfg.options.head_hidden >= 0:
+            kw["head_hidden"] = cfg.options.head_hidden
+        if cfg.options.balanced_loss:
+            kw["class_weight"] = balanced_weight(train_rows, k)
+        return Prepared(train_rows, val_rows, kw, make_example, make_example, k)
+
+    return Task(
+        name=name,
+        manifest=f"{name}.jsonl",
+        description=description,
+        prepare=prepare,
+        build_model=build_model,
+        reverse_row=reverse_row,
+        fixed_targets=True,
+    )
+
+
+def read_target(row: dict[str, Any], read: FrameReader, indices: Any) -> dict[str, Any]:
+    """The example of a row that names its frames and target: ``frames`` uint8 ``(T, 3, H, W)``
+    of the video in the order shown, ``target`` int64."""
+    return {"frames": read(row["video"], indices), "target": torch.tensor(int(row["target"]))}
 
 
 class FrameEncoder(nn.Module):
@@ -115,15 +170,12 @@ def estimate_translation(
     ``(dy, dx)`` (content moved down/right for positive values) matches ``reference[n]``, i.e.
     ``torch.roll(frames[n], (round(dy), round(dx)), (0, 1)) ~ reference[n]``.
 
-    Method: the normalised cross-power spectrum ``R conj(F) / |R conj(F)|`` of the mean-removed,
-    Hann-windowed images; its inverse FFT peaks at the shift. The integer peak is refined to
-    sub-pixel by a parabola through it and its two neighbours on each axis (clamped to +-0.5).
-
-    Limits: one translation per frame -- rotation, zoom, parallax and several independently
-    moving layers are not modelled (the dominant layer, usually the background, wins); a shift
-    near half the frame is ambiguous (the FFT is periodic) and textureless or mostly-moving
-    frames give an unreliable peak. ``max_shift`` (pixels) restricts the peak search to
-    ``|dy|, |dx| <= max_shift``. No gradient flows through the estimate.
+    Method: the inverse FFT of the normalised cross-power spectrum of the mean-removed,
+    Hann-windowed images peaks at the shift; the peak is refined to sub-pixel by a parabola on
+    each axis (clamped to +-0.5). ``max_shift`` (pixels) restricts the search to ``|dy|, |dx| <=
+    max_shift``. Limits: one translation per frame (no rotation, zoom, parallax; the dominant
+    layer wins), a shift near half the frame is ambiguous, textureless frames give an unreliable
+    peak. No gradient flows through the estimate.
     """
     with torch.no_grad():
         n, h, w = frames.shape
@@ -189,20 +241,13 @@ def stabilize_clips(
     shake) so that frame differences show object motion, not camera motion (Wei et al. 2018
     stabilise the camera before computing flow for the arrow of time, for this reason).
 
-    Every frame's translation relative to the ``reference`` frame is estimated by phase
-    correlation on the channel-mean grey image (:func:`estimate_translation`). By default the
-    reference is the middle frame, and for an even length both middle frames ``L // 2 - 1`` and
-    ``L // 2`` (their two estimates averaged), so a clip and its time reversal are compared with
-    the same pair. The shifts are centred on their mean over the clip -- a clip and its reversal
-    thus get the same set of warps, and the common valid region below does not reveal the pan
-    direction -- and each frame is translated by its shift (bilinear; ``subpixel=False`` rounds
-    the shifts to whole pixels, which left more difference on the real clips of
-    docs/training.md than the resampling blur does).
-    Pixels not seen by every frame after the shift are set to 0 in all frames (the
-    intersection of the valid masks), so no border of zeros moves with the pan.
-
-    Limits are those of :func:`estimate_translation`: translation only (no rotation, zoom,
-    parallax), and a large moving object can dominate the estimate.
+    Every frame's translation relative to the ``reference`` frame (default: the middle frame, or
+    both middle frames of an even length, their estimates averaged, so a clip and its time
+    reversal use the same pair) is estimated by :func:`estimate_translation` on the channel-mean
+    grey image. The shifts are centred on their mean over the clip (a clip and its reversal get
+    the same warps, and the common region does not reveal the pan's direction), each frame is
+    translated by its shift (bilinear; ``subpixel=False`` rounds to whole pixels), and pixels not
+    seen by every frame are set to 0 in all frames, so no border of zeros moves with the pan.
     """
     b, length, c, h, w = clips.shape
     grey = clips.float().mean(dim=2)  # (B, L, H, W)
@@ -228,3 +273,24 @@ def classification(
     """Cross-entropy (class-``weight``ed when given) and the logs every task returns."""
     loss = nn.functional.cross_entropy(logits.float(), target, weight=weight)
     return loss, {"logits": logits.detach()}
+
+
+def mlp_head(d_in: int, hidden: int, d_out: int) -> nn.Module:
+    """A linear classifier, or with ``hidden`` > 0 one hidden ReLU layer first."""
+    if hidden <= 0:
+        return nn.Linear(d_in, d_out)
+    return nn.Sequential(nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, d_out))
+
+
+class RowClassifier(nn.Module):
+    """The temporal-order models' base: the balanced loss's class weights (a non-persistent
+    buffer, ``options.balanced_loss``) and their weighted cross-entropy on ``batch["target"]``."""
+
+    class_weight: torch.Tensor | None
+
+    def __init__(self, class_weight: torch.Tensor | None) -> None:
+        super().__init__()
+        self.register_buffer("class_weight", class_weight, persistent=False)
+
+    def classify(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple:
+        return classification(logits, batch["target"], self.class_weight)

@@ -1,7 +1,7 @@
 """The pure pieces of the image pretext tasks (:mod:`avssl.tasks.image`), each tested against a
-direct formula: the relative-position patch sampler, sRGB <-> CIE Lab, the colourisation bins and
-their rebalancing weights, SimCLR's NT-Xent, and MAE's patchify / masking / loss.
-"""
+direct formula: the relative-position patch sampler, the colourisation bins and their rebalancing
+weights (Lab itself: :mod:`avssl.data.colour`), SimCLR's NT-Xent, and MAE's patchify / masking /
+loss."""
 
 from __future__ import annotations
 
@@ -13,35 +13,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = [
-    "NEIGHBOURS",
-    "ab_bins",
-    "ab_weights",
-    "cut_patches",
-    "grey_from_lightness",
-    "mae_loss",
-    "nt_xent",
-    "patchify",
-    "quantize_ab",
-    "random_masking",
-    "relative_position_layout",
-    "rgb_to_lab",
-    "sample_patch_pair",
-]
+from avssl.data.colour import rgb_to_lab
 
-# ------------------------------------------------------------------ relative position
 #: The 8 neighbours of the centre cell of a 3x3 grid as (row, column) offsets, in reading order:
 #: the class of a pair is the index of the second patch's cell here (Doersch et al. 2015, Fig. 2).
-NEIGHBOURS: tuple[tuple[int, int], ...] = (
-    (-1, -1),
-    (-1, 0),
-    (-1, 1),
-    (0, -1),
-    (0, 1),
-    (1, -1),
-    (1, 0),
-    (1, 1),
-)
+NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
 
 
 def relative_position_layout(size: int, patch: int = 0, gap: int = -1, jitter: int = -1) -> tuple:
@@ -108,44 +84,6 @@ def cut_patches(images: torch.Tensor, yx: torch.Tensor, patch: int) -> torch.Ten
     return out.permute(0, 1, 4, 2, 3)
 
 
-# ------------------------------------------------------------------ colour
-# sRGB (IEC 61966-2-1) with the D65 white, as OpenCV and scikit-image convert.
-_RGB_TO_XYZ = torch.tensor(
-    [
-        [0.412453, 0.357580, 0.180423],
-        [0.212671, 0.715160, 0.072169],
-        [0.019334, 0.119193, 0.950227],
-    ],
-    dtype=torch.float64,
-)
-_WHITE = (0.950456, 1.0, 1.088754)  # D65 X, Y, Z of the matrix's white
-_DELTA = 6.0 / 29.0
-
-
-def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
-    """``(..., 3, H, W)`` sRGB in [0, 1] -> CIE Lab ``(..., 3, H, W)`` (L in [0, 100]); on any
-    device, differentiable; the formulas of OpenCV's ``COLOR_RGB2Lab`` for float input."""
-    c = rgb.clamp(0.0, 1.0)
-    lin = torch.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-    m = _RGB_TO_XYZ.to(device=rgb.device, dtype=rgb.dtype)
-    xyz = torch.einsum("ij,...jhw->...ihw", m, lin)
-    white = torch.tensor(_WHITE, device=rgb.device, dtype=rgb.dtype).view(3, 1, 1)
-    t = xyz / white
-    f = torch.where(t > _DELTA**3, t.clamp_min(1e-12) ** (1 / 3), t / (3 * _DELTA**2) + 4 / 29)
-    fx, fy, fz = f.unbind(dim=-3)
-    lab = torch.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], dim=-3)
-    return lab
-
-
-def grey_from_lightness(lightness: torch.Tensor) -> torch.Tensor:
-    """Lab lightness L (any shape, [0, 100]) -> the sRGB grey value in [0, 1] of colour
-    ``(L, 0, 0)``: with a = b = 0 the colour is the white scaled by Y, so linear R = G = B = Y.
-    A grey image maps to itself: the colourisation input of a grey frame is that frame."""
-    fy = (lightness + 16) / 116
-    y = torch.where(fy > _DELTA, fy**3, 3 * _DELTA**2 * (fy - 4 / 29)).clamp(0.0, 1.0)
-    return torch.where(y <= 0.0031308, 12.92 * y, 1.055 * y.clamp_min(1e-12) ** (1 / 2.4) - 0.055)
-
-
 @functools.lru_cache(maxsize=4)
 def ab_bins(bin_size: float = 10.0, levels: int = 64) -> torch.Tensor:
     """The in-gamut ab bins of Zhang et al. (2016): ``(Q, 2)`` float32 bin centres, multiples of
@@ -162,14 +100,6 @@ def ab_bins(bin_size: float = 10.0, levels: int = 64) -> torch.Tensor:
     ab = rgb_to_lab(rgb)[1:, :, 0].T  # (N, 2)
     cells = torch.unique(torch.round(ab / bin_size), dim=0)
     return (cells * bin_size).float()
-
-
-def quantize_ab(ab: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
-    """``(B, 2, H, W)`` ab -> ``(B, H, W)`` int64 index of the nearest bin centre of ``bins``."""
-    b, _, h, w = ab.shape
-    flat = ab.permute(0, 2, 3, 1).reshape(-1, 2).float()
-    d = torch.cdist(flat, bins.to(device=ab.device, dtype=torch.float32))
-    return d.argmin(dim=1).view(b, h, w)
 
 
 def ab_weights(
@@ -196,7 +126,6 @@ def ab_weights(
     return w.float(), smooth.float()
 
 
-# ------------------------------------------------------------------ SimCLR
 def nt_xent(
     z1: torch.Tensor,
     z2: torch.Tensor,
@@ -232,7 +161,6 @@ def nt_xent(
     return F.cross_entropy(logits, target), logits.detach(), target
 
 
-# ------------------------------------------------------------------ MAE
 def patchify(images: torch.Tensor, patch: int) -> torch.Tensor:
     """``(B, C, H, W)`` -> ``(B, L, patch * patch * C)``, patches row-major, pixels (row, column,
     channel) inside a patch: MAE's ``patchify``."""

@@ -19,20 +19,22 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch import nn
 
 from avssl.data.dataset import FrameReader
-from avssl.tasks.common import FrameEncoder, Task, classification, stack_of_differences
+from avssl.tasks.common import (
+    FrameEncoder,
+    RowClassifier,
+    mlp_head,
+    read_target,
+    row_task,
+    stack_of_differences,
+)
 
 
-def make_example(row: dict[str, Any], read: FrameReader, rng: np.random.Generator) -> dict:
+def make_example(row: dict, read: FrameReader, rng: np.random.Generator, epoch: int = 0) -> dict:
     subs = row["subsequences"]
-    frames = read(row["video"], [i for s in subs for i in s])  # (N*L, 3, H, W), shown order
-    return {
-        "frames": frames,
-        "target": torch.tensor(int(row["target"])),
-        "num_subsequences": torch.tensor(len(subs)),
-    }
+    ex = read_target(row, read, [i for s in subs for i in s])  # frames (N*L, 3, H, W)
+    return {**ex, "num_subsequences": torch.tensor(len(subs))}
 
 
 def dynamic_images(frames: torch.Tensor, n: int) -> torch.Tensor:
@@ -46,7 +48,7 @@ def dynamic_images(frames: torch.Tensor, n: int) -> torch.Tensor:
     return (x * alpha.view(1, 1, length, 1, 1, 1)).sum(2)
 
 
-class OddOneOut(nn.Module):
+class OddOneOut(RowClassifier):
     def __init__(
         self,
         backbone: str,
@@ -56,13 +58,13 @@ class OddOneOut(nn.Module):
         encoding: Literal["dynamic_image", "differences", "frames"] = "dynamic_image",
         head_hidden: int = 0,
         fusion: Literal["sod", "score"] = "sod",
+        class_weight: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__()
+        super().__init__(class_weight)
         if fusion not in ("sod", "score"):
             raise ValueError(f"odd_fusion must be 'sod' or 'score', not {fusion!r}")
         self.fusion = fusion
-        self.class_weight: torch.Tensor | None = None  # set by the trainer (balanced loss)
         self.n, self.length, self.encoding = num_subsequences, length, encoding
         if encoding == "differences":
             kwargs = {**kwargs, "in_channels": 3 * (length - 1)}
@@ -73,11 +75,7 @@ class OddOneOut(nn.Module):
         # head_hidden = 0: the paper's linear classifier on the fused vector; > 0: one hidden
         # ReLU layer first (for small encoders whose features are not yet linearly "odd")
         out = num_subsequences if fusion == "sod" else 1  # "score": one oddness score each
-        self.head: nn.Module = (
-            nn.Sequential(nn.Linear(d, head_hidden), nn.ReLU(), nn.Linear(head_hidden, out))
-            if head_hidden
-            else nn.Linear(d, out)
-        )
+        self.head = mlp_head(d, head_hidden, out)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         frames = batch["frames"]  # (B, N*L, C, H, W)
@@ -91,10 +89,10 @@ class OddOneOut(nn.Module):
             feats = self.encoder(frames).view(b, self.n, -1)  # (B, N, L*D)
         if self.fusion == "score":  # each subsequence against the question's mean
             logits = self.head(feats - feats.mean(1, keepdim=True)).squeeze(-1)  # (B, N)
-            return classification(logits, batch["target"], self.class_weight)
+            return self.classify(logits, batch)
         sod: torch.Tensor = self.sod  # type: ignore[assignment]
         fused = (feats * sod.view(1, -1, 1)).sum(1)  # sum of differences
-        return classification(self.head(fused), batch["target"], self.class_weight)
+        return self.classify(self.head(fused), batch)
 
 
 def reverse_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -103,12 +101,18 @@ def reverse_row(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "subsequences": [list(reversed(s)) for s in row["subsequences"]]}
 
 
-TASK = Task(
-    name="odd_one_out",
-    manifest="odd_one_out.jsonl",
-    description="Odd-One-Out networks: find the shuffled subsequence among N",
-    make_example=make_example,
-    build_model=OddOneOut,
-    num_classes=lambda row: len(row["subsequences"]),
-    reverse_row=reverse_row,
+def _options(o: Any, row: dict[str, Any]) -> dict[str, Any]:
+    subs = row["subsequences"]
+    return {"num_subsequences": len(subs), "length": len(subs[0]), "encoding": o.odd_encoding,
+            "fusion": o.odd_fusion}  # fmt: skip
+
+
+TASK = row_task(
+    "odd_one_out",
+    "Odd-One-Out networks: find the shuffled subsequence among N",
+    make_example,
+    OddOneOut,
+    _options,
+    lambda row: len(row["subsequences"]),
+    reverse_row,
 )

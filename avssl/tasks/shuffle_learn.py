@@ -12,20 +12,16 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch import nn
 
 from avssl.data.dataset import FrameReader
-from avssl.tasks.common import FrameEncoder, Task, classification
+from avssl.tasks.common import FrameEncoder, RowClassifier, mlp_head, read_target, row_task
 
 
-def make_example(row: dict[str, Any], read: FrameReader, rng: np.random.Generator) -> dict:
-    return {
-        "frames": read(row["video"], row["frames"]),  # (3, 3, H, W) uint8
-        "target": torch.tensor(int(row["target"])),
-    }
+def make_example(row: dict, read: FrameReader, rng: np.random.Generator, epoch: int = 0) -> dict:
+    return read_target(row, read, row["frames"])  # frames (3, 3, H, W)
 
 
-class ShuffleLearn(nn.Module):
+class ShuffleLearn(RowClassifier):
     """``head_hidden = 0``: the paper's linear fc8 on the fused features; > 0: one hidden ReLU
     layer first (the CPU demo's small towers cannot make "c lies between b and d" linear on
     their own).
@@ -43,27 +39,22 @@ class ShuffleLearn(nn.Module):
         *,
         head_hidden: int = 0,
         fusion: Literal["concat", "compare"] = "concat",
+        class_weight: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__()
+        super().__init__(class_weight)
         if fusion not in ("concat", "compare"):
             raise ValueError(f"tuple_fusion must be 'concat' or 'compare', not {fusion!r}")
         self.fusion = fusion
-        self.class_weight: torch.Tensor | None = None  # set by the trainer (balanced loss)
         self.encoder = FrameEncoder(backbone, **kwargs)
-        d = 3 * self.encoder.dim
-        self.head: nn.Module = (
-            nn.Sequential(nn.Linear(d, head_hidden), nn.ReLU(), nn.Linear(head_hidden, 2))
-            if head_hidden
-            else nn.Linear(d, 2)
-        )
+        self.head = mlp_head(3 * self.encoder.dim, head_hidden, 2)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         feats = self.encoder(batch["frames"])  # (B, 3, D)
         if self.fusion == "compare":
             step1, step2 = feats[:, 1] - feats[:, 0], feats[:, 2] - feats[:, 1]
             feats = torch.stack([step1, step2, step1 * step2], 1)
-        return classification(self.head(feats.flatten(1)), batch["target"], self.class_weight)
+        return self.classify(self.head(feats.flatten(1)), batch)
 
 
 def reverse_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -73,12 +64,12 @@ def reverse_row(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "frames": list(reversed(row["frames"]))}
 
 
-TASK = Task(
-    name="shuffle_learn",
-    manifest="shuffle_learn.jsonl",
-    description="Shuffle & Learn: binary temporal-order verification of frame triplets",
-    make_example=make_example,
-    build_model=ShuffleLearn,
-    num_classes=lambda row: 2,
-    reverse_row=reverse_row,
+TASK = row_task(
+    "shuffle_learn",
+    "Shuffle & Learn: binary temporal-order verification of frame triplets",
+    make_example,
+    ShuffleLearn,
+    lambda o, row: {"fusion": o.tuple_fusion},
+    lambda row: 2,
+    reverse_row,
 )

@@ -1,36 +1,32 @@
 """Colourisation as a pretext for tracking (Vondrick et al., ECCV 2018): ``colorization_tracking``.
 
-An example is ``tracking.refs`` reference frames and one target frame of a video, consecutive
-frames ``g`` apart, ``g`` drawn uniformly from ``tracking.gap`` per example (the target last),
-from any video manifest: a whole-video row (``videos.jsonl``: ``num_frames``) anywhere in the
-video, a row with a ``window`` (or ``frames``) inside it. Whole-video rows are repeated
-``tracking.per_video`` times per epoch (a quarter of that held out), each copy a fresh draw.
-The trainer gives the frames one crop / flip / jitter for the whole example, so the colours of
-the references and the target change together. The model (:class:`avssl.models.tracking.
-ColourTracker`) sees grey frames and colours the target by pointing into the references.
-
-``prepare`` fits the colour quantisation to the run: k-means (``tracking.colours`` clusters,
-k-means++ seeding, seeded) on the ab pixels of ``tracking.colour_frames`` training frames, as
-the paper clusters ab into 16 colours. On the built-in set (``avssl-prep synth``) the synth's own
-split is used (``tracking.synth_split``): train on its train clips, validate on its val clips,
-and its test clips -- what ``avssl-eval tracking`` scores -- are never seen.
+An example is ``tracking.refs`` reference frames and one target frame (last) of a video,
+``g`` frames apart, ``g`` uniform in ``tracking.gap``; whole-video rows are repeated
+``tracking.per_video`` times per epoch. The model (:class:`avssl.models.tracking.ColourTracker`)
+colours the grey target by pointing into the references; ``prepare`` fits the colour
+quantisation (k-means of the ab pixels of training frames, as the paper's 16 clusters) and, on
+the built-in set, uses the synth's own split so its test clips (``avssl-eval tracking``) are never
+seen. Details and the paper's settings: docs/tracking.md.
 """
 
 from __future__ import annotations
 
 import functools
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from avssl.data.colour import rgb_to_lab
 from avssl.data.dataset import FrameReader
 from avssl.data.manifest import read_manifest
 from avssl.models.tracking import ColourTracker, TrackingOptions
 from avssl.tasks.common import Prepared, Task, row_num_frames
 
-__all__ = ["TASK", "kmeans", "make_example", "prepare", "synth_split"]
+#: the ``tracking`` options about the examples and the colour clusters; the rest are the model's
+SAMPLING_OPTIONS = {"refs", "gap", "per_video", "colours", "colour_frames", "synth_split"}
 
 
 def _window(row: dict[str, Any], reader: FrameReader) -> tuple[int, int]:
@@ -49,6 +45,7 @@ def make_example(
     row: dict[str, Any],
     reader: FrameReader,
     rng: np.random.Generator,
+    epoch: int = 0,
     *,
     refs: int = 1,
     gap: tuple[int, int] = (1, 8),
@@ -134,8 +131,6 @@ def colour_centres(
 ) -> torch.Tensor:
     """k-means centres ``(K, 2)`` of the ab pixels of ``o.colour_frames`` frames, one random
     frame from each of that many rows spread over ``rows`` (at most 400k pixels, subsampled)."""
-    from avssl.tasks.image_ops import rgb_to_lab
-
     n = min(o.colour_frames, len(rows))
     picks = np.linspace(0, len(rows) - 1, n).round().astype(int)
     abs_: list[torch.Tensor] = []
@@ -172,20 +167,8 @@ def prepare(
         raise ValueError("colorization_tracking: no training videos")
     centres = colour_centres(train_rows, reader, o, cfg.seed)
     make = functools.partial(make_example, refs=o.refs, gap=(int(o.gap[0]), int(o.gap[1])))
-    kw = {
-        "centres": centres,
-        "temperature": o.temperature,
-        "normalize": o.normalize,
-        "embed_dim": o.embed_dim,
-        "head": o.head,
-        "head_layers": o.head_layers,
-        "head_width": o.head_width,
-        "coords": o.coords,
-        "input": o.input,
-        "colour_dropout": o.colour_dropout,
-        "mean": tuple(cfg.aug.mean),
-        "std": tuple(cfg.aug.std),
-    }
+    kw = {f.name: getattr(o, f.name) for f in fields(o) if f.name not in SAMPLING_OPTIONS}
+    kw.update(centres=centres, mean=tuple(cfg.aug.mean), std=tuple(cfg.aug.std))
     return Prepared(
         train_rows=_repeat(train_rows, o.per_video),
         val_rows=_repeat(val_rows, max(1, o.per_video // 4)),
@@ -201,10 +184,8 @@ TASK = Task(
     manifest="videos.jsonl",
     description="Vondrick et al.: colour a grey frame by pointing into coloured reference "
     "frames; the pointers track (avssl-track)",
-    make_example=make_example,
-    build_model=ColourTracker,
-    num_classes=lambda row: 0,  # prepare() tells the trainer
     prepare=prepare,
+    build_model=ColourTracker,
     # a stride-4 map from convnet_tiny's first two blocks (its default four give 1/16)
     defaults={"model": {"channels": [32, 64]}},
 )

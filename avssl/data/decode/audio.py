@@ -1,10 +1,6 @@
-"""Sound: describe an audio stream and read sample-exact windows of it.
-
-Part of :mod:`avssl.data.decode` (the one door; import ``probe_audio`` and ``read_audio`` from
-there). One mono mix everywhere, the *mean* of the channels (librosa/soundfile convention, not
-(L+R)/sqrt 2); windows that run past either end of the stream are zero-padded
-(``out_of_range="pad"``) or refused (``"error"``); samples are placed by the container's
-timestamps (tests/test_av_timing.py: onsets within 1 ms of their frames' times).
+"""Sound: describe an audio stream and read sample-exact windows of it (mono mix, padding:
+see :mod:`avssl.data.decode`, the one door to import from). Samples are placed by the
+container's timestamps (tests/test_av_timing.py: onsets within 1 ms of their frames' times).
 """
 
 from __future__ import annotations
@@ -23,7 +19,7 @@ import torch
 from scipy.signal import resample_poly
 
 from avssl import errors
-from avssl.data.media_io import (
+from avssl.data.decode.reader import (
     DEFAULT_TIMEOUT_S,
     _check_deadline,
     _check_file,

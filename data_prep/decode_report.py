@@ -21,8 +21,6 @@ from avssl.data import decode
 from avssl.data.manifest import read_manifest, resolve_under
 from avssl.types import VideoInfo
 
-__all__ = ["decode_report"]
-
 
 @dataclass
 class _Kind:
@@ -87,10 +85,48 @@ def decode_report(
     files = _files(base)
     if not files:
         return f"decode report: {base}: no videos found"
-    kinds: dict[str, _Kind] = defaultdict(_Kind)
-    infos: list[tuple[Path, VideoInfo]] = []
     problems: list[str] = []
     t0 = time.monotonic()
+    kinds, infos = _probe_all(files, workers, problems)
+    probe_s = time.monotonic() - t0
+    rng = np.random.default_rng(seed)
+    t_all = _time_reads(kinds, infos, tuples, rng, problems)
+    audio_lines = _read_audio(infos, audio_reads, rng, problems)
+    lines = [
+        f"decode report: {base}",
+        f"  {len(infos)}/{len(files)} files probed in {probe_s:.1f} s; backends here: "
+        + ", ".join(decode.available_backends()),
+        "",
+        *_kinds_table(kinds),
+        "",
+    ]
+    n_reads = sum(len(k.tuple_s) for k in kinds.values())
+    if n_reads:
+        per_kind = ", ".join(
+            f"{name} {len(k.tuple_s) / sum(k.tuple_s):.0f}/s"
+            for name, k in sorted(kinds.items())
+            if k.tuple_s
+        )
+        lines.append(
+            f"  random 3-frame tuples (backend=auto, 1 thread): {n_reads} reads, "
+            f"{n_reads / t_all:.0f} clips/s ({per_kind})"
+        )
+    if audio_lines:
+        lines.append("  whole-track audio reads:")
+        lines.extend(audio_lines)
+    lines.append(f"  problems: {len(problems) or 'none'}")
+    lines.extend(f"    {p}" for p in problems[:10])
+    if len(problems) > 10:
+        lines.append(f"    ... and {len(problems) - 10} more")
+    return "\n".join(lines)
+
+
+def _probe_all(
+    files: list[tuple[Path, int | None]], workers: int | None, problems: list[str]
+) -> tuple[dict[str, _Kind], list[tuple[Path, VideoInfo]]]:
+    """Every file probed (in ``workers`` processes), tallied by kind; failures to ``problems``."""
+    kinds: dict[str, _Kind] = defaultdict(_Kind)
+    infos: list[tuple[Path, VideoInfo]] = []
     workers = max(1, min(workers or os.cpu_count() or 1, 8, len(files)))
     paths = [p for p, _ in files]
     if workers == 1:
@@ -115,9 +151,17 @@ def decode_report(
         k.audio_codecs.update(a.codec for a in info.audio)
         k.backends.add(decode.choose_backend(info))
         infos.append((path, info))
-    probe_s = time.monotonic() - t0
+    return kinds, infos
 
-    rng = np.random.default_rng(seed)
+
+def _time_reads(
+    kinds: dict[str, _Kind],
+    infos: list[tuple[Path, VideoInfo]],
+    tuples: int,
+    rng: np.random.Generator,
+    problems: list[str],
+) -> float:
+    """Time ``tuples`` random 3-frame reads (per kind in ``kinds``); the total seconds."""
     t_all = 0.0
     for _ in range(tuples if infos else 0):
         path, info = infos[int(rng.integers(len(infos)))]
@@ -131,10 +175,16 @@ def decode_report(
         dt = time.perf_counter() - t
         kinds[info.kind].tuple_s.append(dt)
         t_all += dt
+    return t_all
 
-    audio_lines = []
+
+def _read_audio(
+    infos: list[tuple[Path, VideoInfo]], count: int, rng: np.random.Generator, problems: list[str]
+) -> list[str]:
+    """One line per whole-track read of ``count`` random files with sound."""
+    lines = []
     with_audio = [(p, i) for p, i in infos if i.has_audio]
-    for j in rng.permutation(len(with_audio))[:audio_reads]:
+    for j in rng.permutation(len(with_audio))[:count]:
         path, info = with_audio[int(j)]
         sr = info.audio[0].sample_rate
         t = time.perf_counter()
@@ -145,17 +195,15 @@ def decode_report(
             continue
         peak = float(a.data.abs().max())
         db = 20 * np.log10(peak) if peak > 0 else -np.inf
-        audio_lines.append(
+        lines.append(
             f"    {path.name}: {a.data.shape[1]} samples at {sr} Hz, peak {db:.1f} dBFS, "
             f"{(time.perf_counter() - t) * 1e3:.0f} ms"
         )
+    return lines
 
-    n_ok = len(infos)
+
+def _kinds_table(kinds: dict[str, _Kind]) -> list[str]:
     lines = [
-        f"decode report: {base}",
-        f"  {n_ok}/{len(files)} files probed in {probe_s:.1f} s; backends here: "
-        + ", ".join(decode.available_backends()),
-        "",
         f"  {'kind':<22}{'files':>6}{'frames':>8}{'hdr!=count':>11}{'!=manifest':>11}"
         f"{'keyframes/file':>17}{'seekable':>9}{'audible':>9}  audio   auto",
     ]
@@ -171,23 +219,4 @@ def decode_report(
         "  (hdr!=count: header frame count differs from the decoded count -- normal for packed-B "
         "AVI; seekable: keyframes verified as exact seek targets)"
     )
-    lines.append("")
-    n_reads = sum(len(k.tuple_s) for k in kinds.values())
-    if n_reads:
-        per_kind = ", ".join(
-            f"{name} {len(k.tuple_s) / sum(k.tuple_s):.0f}/s"
-            for name, k in sorted(kinds.items())
-            if k.tuple_s
-        )
-        lines.append(
-            f"  random 3-frame tuples (backend=auto, 1 thread): {n_reads} reads, "
-            f"{n_reads / t_all:.0f} clips/s ({per_kind})"
-        )
-    if audio_lines:
-        lines.append("  whole-track audio reads:")
-        lines.extend(audio_lines)
-    lines.append(f"  problems: {len(problems) or 'none'}")
-    lines.extend(f"    {p}" for p in problems[:10])
-    if len(problems) > 10:
-        lines.append(f"    ... and {len(problems) - 10} more")
-    return "\n".join(lines)
+    return lines
