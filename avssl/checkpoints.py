@@ -1,11 +1,6 @@
-"""Loading checkpoints safely: tensors and primitives only, and errors that name the file.
+"""Loading checkpoints safely (``torch.load(weights_only=True)``), with errors that name the file.
 
-Every checkpoint avssl reads (``avssl-train --resume``, ``avssl-eval``, ``avssl-export``,
-``avssl-track``) goes through :func:`load_checkpoint`: ``torch.load(weights_only=True)``, so a file
-holding any other pickled object (a class instance, a function: code that would run on load) is
-refused, with a :class:`ValueError` that names the file instead of the unpickler's traceback.
-:func:`load_weights` loads a state dict into a model and, when the two do not fit, says which
-file, which keys are missing or unexpected and which shapes differ.
+Design notes: docs/design/data.md, "avssl.checkpoints".
 """
 
 from __future__ import annotations

@@ -1,34 +1,7 @@
 """Configs: typed dataclass defaults <- a YAML file <- ``--set a.b=c`` overrides.
 
-Every default lives in a (possibly nested) dataclass next to the code that uses it; a YAML file
-holds only what differs; ``--set`` changes one field from the command line. The result is a new
-instance of the same dataclass, so the code reads ``cfg.optim.lr`` with full type checking, and
-the resolved config is dumped to the run directory to be reloaded with :func:`config_from_dict`.
-
-Loading is strict (STYLE.md, habit 6): an unknown key anywhere raises :class:`ValueError`
-naming the full dotted key, where it came from (the file, or ``--set``), the valid keys at that
-level and the closest one; a value of the wrong type names the key, the value and the expected
-type. Supported field annotations: ``int``, ``float`` (ints accepted), ``bool``, ``str``,
-``pathlib.Path``, ``X | None``, ``list[X]``, ``tuple[X, ...]``, ``tuple[X, Y]``,
-``dict[str, X]``, ``Literal[...]``, ``Any`` and nested dataclasses (set through a mapping in
-YAML or dotted keys with ``--set``).
-
-YAML 1.1 (PyYAML) reads ``1e-3`` as a *string* (its float pattern needs a dot), so float
-fields also accept strings that :func:`float` parses, from files and from ``--set`` alike.
-
-Example::
-
-    @dataclass
-    class Optim:
-        lr: float = 0.1
-        betas: tuple[float, float] = (0.9, 0.999)
-
-    @dataclass
-    class Train:
-        optim: Optim = field(default_factory=Optim)
-        epochs: int = 10
-
-    cfg = load_config(Train, "configs/x.yaml", ["optim.lr=1e-3", "epochs=2"])
+Strict: an unknown key or a wrong type raises :class:`ValueError` naming the dotted key.
+Design notes (supported types, an example): docs/design/data.md, "avssl.config".
 """
 
 from __future__ import annotations

@@ -1,15 +1,7 @@
 """Distributed training helpers: the torchrun environment, collectives, rank-0 printing.
 
-Launch several processes with ``torchrun --nproc-per-node N ...``; torchrun sets ``RANK``,
-``WORLD_SIZE``, ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT``, and
-:func:`init_distributed` reads them (as DINO and MAE do in one small function). A plain
-``python train.py`` is a single process: no process group, rank 0, and every helper here is a
-no-op, so the same training code runs both ways.
-
-Backends: NCCL when the processes use CUDA devices, Gloo on CPU (NCCL cannot move CPU tensors).
-
-The helpers other than :func:`init_distributed` read the current ``torch.distributed`` state, so
-they also work when the process group was set up elsewhere.
+Without torchrun variables every helper is a no-op (rank 0 of 1).
+Design notes: docs/design/data.md, "avssl.dist".
 """
 
 from __future__ import annotations
@@ -75,10 +67,7 @@ def init_distributed(device: Literal["auto", "cpu", "cuda"] = "auto") -> DistEnv
     ``MASTER_ADDR``/``MASTER_PORT``) unless a group already exists.
 
     On the CPU with several processes per machine it also sets ``torch.set_num_threads`` to
-    ``cpus // LOCAL_WORLD_SIZE``: each process would otherwise start one intra-op thread per
-    core, N processes would run N x cores threads that fight over the cores, and the
-    oversubscribed job runs several times slower than one process. (torchrun sets
-    ``OMP_NUM_THREADS=1`` for the same reason, which leaves most cores idle on a CPU job.)
+    ``cpus // LOCAL_WORLD_SIZE`` (docs/design/data.md, "CPU threads").
     """
     if device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"init_distributed: device={device!r}: expected 'auto', 'cpu' or 'cuda'")

@@ -1,8 +1,6 @@
 """``avssl doctor``: what this install can decode, and whether it decodes the right frames.
 
-The versions, the decoders found with their FFmpeg builds, an exact-frame self-test per backend
-(:mod:`avssl.data.selftest`), the GPU and NVDEC; ``avssl doctor --help`` and docs/reliability.md
-say how to read it. Exit status 0 when the default backend (``auto``) passes on every file.
+Design notes: docs/design/prep_tracking_cli.md, "avssl/doctor.py".
 """
 
 from __future__ import annotations
@@ -128,7 +126,7 @@ def nvdec(video: Path, cuda: bool) -> dict[str, Any]:
 
 
 def collect(backends: list[str], reads: int) -> dict[str, Any]:
-    """The whole report (see the module docstring)."""
+    """The whole report (see the design notes)."""
     import torch
 
     report: dict[str, Any] = {

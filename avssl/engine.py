@@ -1,18 +1,7 @@
 """The one training engine: every pretext task (:mod:`avssl.train`) and fine-tuning
-(:mod:`avssl.eval.finetune`) run through it.
-
-Shape after DINO/MAE (STYLE.md): a model that owns its loss (``forward(batch) -> (loss, logs)``),
-learning rates as a pure function of the step (:func:`lr_at`, times each parameter group's
-``lr_mult``), a plain :func:`train_one_epoch` that fits on one screen, and one protocol to stop,
-checkpoint and resume (:class:`Stopper`, :func:`fit`). Data order, augmentation and every random
-draw derive from ``(seed, epoch, step)``, never from the number of workers or processes, so a run
-resumed from a checkpoint continues exactly as it would have.
-
-``state`` (a dict built by the caller) holds ``model``, ``opt``, ``train`` (the dataset),
-``train_loader`` (an :class:`EpochLoader`), ``steps_per_epoch``, ``views`` (augment every frame of
-an example on its own: SimCLR, Exemplar), ``seed_torch`` (seed torch's global generator at every
-step: dropout masks that resume exactly) and ``sums`` (this epoch's loss x samples, hits,
-samples on this rank).
+(:mod:`avssl.eval.finetune`) run through it; every random draw derives from ``(seed, epoch, step)``.
+``state`` (built by the caller): :func:`train_one_epoch`.
+Design notes: docs/design/models_tasks_eval.md, "avssl/engine.py".
 """
 
 from __future__ import annotations
@@ -186,7 +175,12 @@ def train_one_epoch(
     log: Any,
     stop: Any,
 ) -> int:
-    """Train from ``start_step`` to the end of ``epoch``; returns the global step reached."""
+    """Train from ``start_step`` to the end of ``epoch``; returns the global step reached.
+
+    ``state`` holds ``model``, ``opt``, ``train`` (the dataset), ``train_loader`` (an
+    :class:`EpochLoader`), ``steps_per_epoch``, ``views``, ``seed_torch`` and ``sums`` (this epoch's
+    loss x samples, hits, samples on this rank).
+    """
     model, opt, ds = state["model"], state["opt"], state["train"]
     steps, bs = state["steps_per_epoch"], cfg.optim.batch_size
     total = steps * cfg.optim.epochs

@@ -1,10 +1,7 @@
 """``avssl-localize``: sound-source heatmaps of an audio-visual run on your own videos.
+What it writes: ``avssl-localize --help``.
 
-Every ``--every``-th frame goes to the run's model (:class:`avssl.models.av.AVNet`) as training
-reads it (:func:`avssl.tasks.av.read_frames` through a :class:`~avssl.data.dataset.FrameReader`),
-with the second of sound centred on its presentation time; the model gives its heatmap
-(:meth:`~avssl.models.av.AVNet.localize`) and match probability (the sigmoid of
-:meth:`~avssl.models.av.AVNet.match_logit`). What it writes: ``avssl-localize --help``.
+Design notes: docs/design/prep_tracking_cli.md, "avssl/localize.py".
 """
 
 from __future__ import annotations

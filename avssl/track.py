@@ -1,6 +1,7 @@
 """``avssl-track``: carry the first frame's labels through a video with a colourisation tracker's
 pointers (Vondrick et al., ECCV 2018). The command line over :func:`avssl.eval.propagation.
-track_video`, whose module docstring says how propagation works and which models it takes."""
+track_video`; how propagation works and which models it takes: docs/design/prep_tracking_cli.md,
+"avssl/eval/propagation.py"."""
 
 from __future__ import annotations
 

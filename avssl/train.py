@@ -1,14 +1,6 @@
-"""``avssl-train``'s library side: the run of a pretext task on the shared engine.
-
-:func:`build` reads the manifest, splits off the held-out rows, lets the task prepare its rows,
-example makers and model options (:class:`avssl.tasks.Task`, one protocol for every task) and
-returns the engine's ``state``; :func:`train` runs it through :func:`avssl.engine.fit` with the
-one stop / checkpoint / resume protocol and evaluates the held-out pretext accuracy after every
-epoch. Configuration: :mod:`avssl.train_config` (every default in one place).
-
-Distributed: ``torchrun --nproc_per_node=N -m avssl.cli train TASK ...`` -- one process per GPU
-(NCCL) or per CPU slot (gloo); each rank reads its own slice of the epoch's permutation, gradients
-are averaged by DDP, metrics are summed over ranks, rank 0 alone writes logs and checkpoints.
+"""``avssl-train``'s library side: the run of a pretext task on the shared engine (:func:`build`,
+:func:`train`; configuration: :mod:`avssl.train_config`).
+Design notes: docs/design/models_tasks_eval.md, "avssl/train.py".
 """
 
 from __future__ import annotations

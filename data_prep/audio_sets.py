@@ -1,10 +1,7 @@
-"""What the labelled audio preps share (``avssl-prep esc50``: :mod:`data_prep.esc50`;
-``avssl-prep audio-folder``: :mod:`data_prep.audio_folder`): probing every file in worker
-processes with :func:`avssl.data.decode.probe_audio` -- bad files are quarantined with the
-error's reason, silent ones kept with ``audible`` false -- or taking the shards' results, and the
-one writer of a clip set (:func:`write_clip_set`). Outputs: docs/manifests.md; their bytes depend
-only on the inputs, so a re-run gives identical files (no resumption: probing is fast, FSDD's
-2,000 clips take ~3 s on one core).
+"""What the labelled audio preps (``esc50``, ``audio-folder``) share: probing every file in worker
+processes and the one writer of a clip set (:func:`write_clip_set`). Outputs: docs/manifests.md.
+
+Design notes: docs/design/prep_tracking_cli.md, "data_prep/audio_sets.py".
 """
 
 from __future__ import annotations
@@ -32,9 +29,8 @@ FORMAT_VERSION = 1
 ESC50_ROWS = 2000  # the official csv; a subset is accepted (and said so in the summary)
 #: Per-file decode time limit (s); a file that takes longer is quarantined (decode-timeout).
 AUDIO_TIMEOUT_S = 120.0
-#: With ``workers=None`` a run starts at most one worker per this many files: a spawned worker
-#: needs 4-8 s to start (avssl.data.decode imports torch and scipy), and one worker probes ~190
-#: ESC-50 clips (5 s, 44.1 kHz) or ~700 FSDD clips per second; fewer files run in this process.
+#: With ``workers=None`` a run starts at most one worker per this many files (fewer files run in
+#: this process; the measurements behind it: design notes, "Constants").
 FILES_PER_WORKER = 500
 
 

@@ -1,31 +1,7 @@
-"""``avssl-prep av-digits``: a real audio-visual "digits" set for audio-visual correspondence.
+"""``avssl-prep av-digits``: a real audio-visual "digits" set for audio-visual correspondence
+(OpenCV digit images paired by rule with FSDD spoken digits; deterministic, re-runs are no-ops).
 
-A "video" is a handwritten digit image (the OpenCV digits sheet, :mod:`data_prep.digits`) shown
-for 1 s while a person says that digit's name (the Free Spoken Digit Dataset, FSDD:
-``{digit}_{speaker}_{take}.wav``, 8 kHz mono). Nothing ties one image to one recording: pairs
-are made by rule, so a model that learns image <-> sound correspondence (AVE-Net, AVOL-Net)
-without labels has to discover the digit classes itself. The files, split, pairing and
-negatives are those of ``avssl-prep av-digits --help``; the pair rows: docs/manifests.md.
-
-* **arrays** -- ``frames.npy`` uint8 (N, 20, 20, 3), every sheet cell (grey copied to RGB)
-  row-major: index = row * 100 + col; ``audio.npy`` int16, recording j (sorted by digit,
-  speaker, numeric take) at samples [j * 16000, (j + 1) * 16000); ``mosaics.npy`` uint8
-  (M, 40, 40, 3).
-* **audio** -- read with soundfile, resampled 8 kHz -> 16 kHz by ``scipy.signal.resample_poly``
-  (up 2, down 1) in float64, then centred in exactly 1 s: zero-padded equally both sides when
-  shorter (the odd sample goes to the end), the centre 1 s when longer; rounded, clipped to int16.
-* **pairing** -- per split and digit, ``n = max(n_img, n_rec)`` pairs: pair ``i`` shows image
-  ``i % n_img`` with recording ``perm[i % n_rec]``, ``perm`` seeded by (seed, split, digit). A
-  pair is one 1 s video: its frame is at 0.5 s, its recording starts at 0 s. A negative, right
-  after its positive, takes the sound of another pair of the same split drawn among those whose
-  recording differs (``audio_labels`` tells its digit).
-* **mosaics** -- four different digits drawn at random, one random test image of each, tiled
-  TL, TR, BL, BR; one quadrant drawn uniformly is "spoken" (a random test recording of its
-  digit), ``bbox`` that quadrant, normalised ``[x1, y1, x2, y2]``; ``localization_test.json``
-  holds the same boxes in the VGG-SS format.
-* **gallery** -- per digit, the first 10 of a seeded permutation of its test images.
-
-Re-running gives identical files and leaves a file whose bytes match untouched.
+Design notes: docs/design/prep_tracking_cli.md, "data_prep/av_digits.py".
 """
 
 from __future__ import annotations
@@ -103,7 +79,7 @@ class _Recording:
 
 
 def load_recording(path: str | os.PathLike[str], sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """One recording as exactly ``WINDOW_S`` at ``sample_rate``, int16 (module docstring: audio)."""
+    """One recording as exactly ``WINDOW_S`` at ``sample_rate``, int16 (design notes: audio)."""
     import soundfile as sf
     from scipy.signal import resample_poly
 
@@ -150,7 +126,7 @@ def _npy_bytes(a: np.ndarray) -> bytes:
 def _pairs(
     images: list[_Image], recs: list[_Recording], seed: int, num_classes: int
 ) -> dict[str, list[tuple[_Image, _Recording]]]:
-    """Per split, the positive pairs (module docstring: pairing), by digit then pair index."""
+    """Per split, the positive pairs (design notes: pairing), by digit then pair index."""
     out: dict[str, list[tuple[_Image, _Recording]]] = {}
     for s, split in enumerate(SPLITS):
         out[split] = []
@@ -272,7 +248,7 @@ def prep_av_digits(
     cell: int = CELL,
     rows_per_class: int = ROWS_PER_CLASS,
 ) -> PrepResult:
-    """Build the av-digits set in ``out`` (module docstring). Raises FileNotFoundError for a
+    """Build the av-digits set in ``out`` (design notes). Raises FileNotFoundError for a
     missing source and ValueError for an unusable one."""
     if mosaics < 0:
         raise ValueError(f"mosaics must be >= 0, got {mosaics}")

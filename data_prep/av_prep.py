@@ -1,15 +1,7 @@
-"""Audio-visual pair mining for ``avssl-prep audioset``: per video, then across videos.
+"""Audio-visual pair mining for ``avssl-prep audioset``: per video (in a prep worker), then across
+videos (:func:`pair_rows`: one correspondence negative per frame, seeded by (seed, video, frame)).
 
-Per video (in a prep worker, see :mod:`data_prep.videos`): the usable stretch of sound (the
-AudioSet segment, inside the decoded audio), frames sampled on the video's frame grid, the
-positive window centred on each, a synchronisation shift for each, and, with ``--cache``, the
-sampled frames as one small uint8 array and the stretch's mono audio at the cache rate.
-
-Across videos (:func:`pair_rows`, when the manifests are assembled): a correspondence negative
-for each frame, with audio from another video of the same role cut on the *frame's* grid
-(:mod:`avssl.data.av_pairs` explains the shortcut rule). The other video is drawn with a
-generator seeded by (seed, video, frame), so the rows do not depend on workers, shards or the
-order of work -- only on the set of usable videos.
+Design notes: docs/design/prep_tracking_cli.md, "data_prep/av_prep.py".
 """
 
 from __future__ import annotations

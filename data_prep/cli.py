@@ -1,9 +1,6 @@
-"""``avssl-prep``: the dataset preparation tools, one subcommand per dataset.
+"""``avssl-prep``: the dataset preparation tools, one subcommand per dataset (:data:`COMMANDS`).
 
-:data:`COMMANDS` is the one table of subcommands: each :class:`~data_prep.options.Command` gives
-its ``--help`` texts, options and run (data_prep/video_commands.py, clip_image_commands.py), and
-the per-file preps their merge. A new dataset adds its entry there. Every run goes through the
-one error guard (:func:`avssl.errors.run_cli`): bad input is one line and exit status 2.
+Design notes: docs/design/prep_tracking_cli.md, "data_prep/cli.py".
 """
 
 from __future__ import annotations

@@ -1,9 +1,6 @@
-"""``avssl-prep report DIR``: how the decoders see a prepared dataset.
+"""``avssl-prep report DIR``: how the decoders see a prepared dataset (probes, then timed reads).
 
-Probes every video (exact frame count by decoding, keyframes, verified seek points, audio), then
-times random reads the way training does them. Use it after any prep run, and before trusting a
-new dataset: a kind of file whose counted frames differ from the header, or that has a single
-keyframe, or whose audio is silent, changes what a sampler or a pretext task can rely on.
+Design notes: docs/design/prep_tracking_cli.md, "data_prep/decode_report.py".
 """
 
 from __future__ import annotations

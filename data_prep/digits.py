@@ -1,9 +1,6 @@
 """``avssl-prep digits``: the OpenCV handwritten-digits sheet -> PNG files + an image manifest.
 
-The sheet (``../shared/data/digits/opencv-doc__digits.png``; ``../shared/data/SOURCES.md``) is a
-grid of 100 x 50 cells of 20x20 px, rows ``5k .. 5k+4`` holding digit ``k``. Outputs, split and
-fold rules: docs/manifests.md. Re-running gives byte-identical files and leaves a file whose
-bytes match untouched (modification times key the evaluations' feature caches).
+Design notes: docs/design/prep_tracking_cli.md, "data_prep/digits.py".
 """
 
 from __future__ import annotations

@@ -1,9 +1,6 @@
 """``avssl-prep esc50``: ESC-50 as published -> a clip manifest with the official 5 folds.
 
-Reads ``ROOT/meta/esc50.csv`` (validated; errors name ``file:line``), keeps its folds exactly as
-given, probes every listed wav on disk (:mod:`data_prep.audio_sets`: the outputs and their
-rules) and reports listed files that are not on disk and files on disk that the csv does not
-list, neither of them fatal.
+Design notes: docs/design/prep_tracking_cli.md, "data_prep/esc50.py".
 """
 
 from __future__ import annotations
@@ -169,7 +166,7 @@ def prep_esc50(
 
     ``root`` is the ``ESC-50-master`` folder (``audio/*.wav``, ``meta/esc50.csv``) or its
     parent. The csv is validated (:func:`read_esc50_csv`); every listed wav on disk is probed.
-    Writes clips.jsonl, quarantine.csv, missing.csv, unlisted.csv and prep.json (module doc).
+    Writes clips.jsonl, quarantine.csv, missing.csv, unlisted.csv and prep.json (docs/manifests.md).
     """
     t0 = time.monotonic()
     r = find_esc50_root(root)

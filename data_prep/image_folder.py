@@ -1,10 +1,6 @@
 """``avssl-prep images ROOT --out OUT``: a folder of images -> an image manifest, in place.
 
-Layouts: ``ROOT/<class>/...`` (ImageFolder), ``ROOT/<train|val|test>/<class>/...`` (when every
-top folder is a split), or files directly in ROOT (no class). Outputs, split and fold rules:
-docs/manifests.md. Every file is opened with the reader of ``avssl-train`` and ``avssl-eval``
-(:func:`avssl.data.image.read_image`); one that fails goes to quarantine.csv with its reason
-(:func:`_check`) and the run goes on. A re-run on the same folder rewrites nothing.
+Design notes: docs/design/prep_tracking_cli.md, "data_prep/image_folder.py".
 """
 
 from __future__ import annotations

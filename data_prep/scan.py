@@ -1,8 +1,5 @@
-"""Finding the videos of a dataset: UCF-101 in its published layout, or any folder of videos.
-
-A scan only looks at names (no decoding): it returns one :class:`Entry` per video to process,
-with its class, group and split membership, plus what it noticed (listed clips that are missing,
-files that no list names). Probing and mining happen in :mod:`data_prep.videos`.
+"""Finding the videos of a dataset by name (no decoding): UCF-101 in its published layout, or any
+folder of videos. Design notes: docs/design/prep_tracking_cli.md, "data_prep/scan.py".
 """
 
 from __future__ import annotations

@@ -1,12 +1,7 @@
-"""Shards of the per-file preps (esc50, audio-folder, images): ``--shard I/N`` and merge.
+"""Shards of the per-file preps (esc50, audio-folder, images): ``--shard I/N`` and merge
+(byte-identical to an unsharded run; docs/manifests.md, "Resuming, shards and merging").
 
-Opening every file is the slow part; scanning, labels, folds and splits are cheap and
-deterministic. So a shard run scans and validates as an unsharded run would, opens only
-``files[I::N]`` of the sorted list and writes ``OUT/{command}-shard-I-of-N.json`` (command,
-parameters, files, results) instead of the manifests; the merge checks the N notes and runs the
-command once more with their results in place of opening the files: byte-identical to an
-unsharded run (docs/manifests.md, "Resuming, shards and merging"). The video preps' records
-(:mod:`data_prep.videos`) share :func:`read_notes` and :func:`select`.
+Design notes: docs/design/prep_tracking_cli.md, "data_prep/shards.py".
 """
 
 from __future__ import annotations

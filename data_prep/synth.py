@@ -1,28 +1,7 @@
 """The built-in synthetic audio-visual dataset (``avssl-prep synth``).
 
-The default data of the main job, the tests and the examples (README, "The built-in dataset"):
-each clip gives every self-supervised method something real to find, with the ground truth.
-The world of one clip is :mod:`data_prep.synth_scene`:
-
-* **Classes.** 8 shapes, each with its own colour and timbre (:data:`CLASSES`); the pitch varies
-  +-3 semitones per clip, so the class is the timbre. The clip's class is its sounding object's.
-* **Arrow of time.** Objects fall and bounce with energy loss until they rest; between motions
-  the scene is exactly still, at least 0.4 s at each end (stretches for motion mining to reject).
-* **Who sounds.** One object: its timbre at each floor impact, as loud as the impact is fast.
-  The 1-2 others are silent distractors whose impacts stay >= 0.12 s from the sounding ones.
-* **Ground truth.** ``boxes/{clip_id}.json``: every object's box per frame (normalised
-  ``[x1, y1, x2, y2]`` as VGG-SS, and in pixels), moving flags, impacts, onsets, still runs.
-
-Files: 3 clips in 4 are H.264/AAC ``.mp4``; 1 in 4 (in every class) an MPEG-4 part 2 ``.avi``
-tagged XVID with packed B-frames, like UCF-101, and MP3 audio whose encoder delay is
-pre-compensated; all through :func:`avssl.data.encode.write_video`, single-threaded. Beside
-``videos/``: ``boxes/``, ``.done/{clip_id}.json`` (completion records, for resuming),
-``labels.csv``, ``manifest.jsonl`` and the card ``dataset.json``.
-
-Determinism: clip ``i`` depends only on ``(seed, i)`` and the generator version, whatever the
-workers or the number of clips; splits are stratified by class (70/15/15, seeded). A re-run
-skips a clip whose completion record, written last, has its fingerprint and file sizes.
-Build time (2 cores, 320 clips): about 40 s, ~70% of it in ``write_video``.
+Clip ``i`` depends only on ``(seed, i)`` and the generator version; a re-run skips finished clips.
+Design notes: docs/design/prep_tracking_cli.md, "data_prep/synth.py".
 """
 
 from __future__ import annotations
@@ -224,7 +203,7 @@ def build_synth(
     progress: bool = True,
     on_clip: Callable[[int], None] | None = None,
 ) -> BuildResult:
-    """Build (or finish building) the synthetic set in ``root``; see the module docstring.
+    """Build (or finish building) the synthetic set in ``root``; see the design notes.
 
     ``workers`` processes render and encode clips (default: all CPU cores, at most 8). Clips that
     are already complete are skipped, so an interrupted build resumes where it stopped.

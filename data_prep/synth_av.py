@@ -1,13 +1,6 @@
 """The built-in set's audio-visual pairs (``avssl-prep synth`` writes them to ``DIR/av``).
 
-The pair mining of ``avssl-prep audioset`` (:mod:`data_prep.av_prep`) on the synthetic clips:
-the synth's ``train`` clips are the train role, its ``val`` and ``test`` clips the test role
-(30% of every class, held out whole). Two settings differ, both written to ``prep.json``: 8
-frames per second of sound (~13 positives per 4 s clip), and only windows whose sound peaks at
--30 dBFS or more -- between impacts the track is a -60 dBFS noise floor, and 46% of the 1 s
-windows hold no impact (measured on 40 clips: the rule keeps 99.9% of the windows holding an
-impact). ``localization_test.jsonl`` adds to the test positives the sounding object's box at
-the frame (``bbox``) and the silent distractors' classes, for ``avssl-eval localization``.
+Design notes: docs/design/prep_tracking_cli.md, "data_prep/synth_av.py".
 """
 
 from __future__ import annotations

@@ -1,43 +1,8 @@
-"""The training cache: each video re-encoded for cheap, exact random access (``--transcode DIR``).
+"""The training cache (``--transcode DIR``): every video once more as H.264 MP4, a keyframe every
+``gop`` frames, short side capped, its sound as a mono ``.wav``; frame ``i`` is the source's frame
+``i``. Writes are atomic: a failure leaves no partial file.
 
-Real UCF-101 files are Xvid AVI with packed B-frames and often a single keyframe per clip, so a
-random frame near the end costs a decode of the whole clip up to it. Training samples a few
-frames (or a short clip) at random positions of every video, every epoch; decoding is then the
-bottleneck. The cache stores each video once more as H.264 in MP4 with
-
-* a **keyframe every** :attr:`TranscodeConfig.gop` **frames** and no B-frames, so a read of any
-  frame decodes at most ``gop - 1`` frames it does not need (and every keyframe is an IDR frame
-  that :func:`avssl.data.decode.probe` verifies as a seek point);
-* frames **resized** so that the short side is at most :attr:`TranscodeConfig.max_short_side`
-  (the papers train on 256-px-short-side frames; smaller sources keep their size), which makes
-  every decode cheaper too;
-* the sound, if any, as a mono ``.wav`` at the source's sample rate next to it (PCM reads need
-  no decoder state: any window is a seek and a copy).
-
-**Indices carry over exactly.** Frame ``i`` of the cache is frame ``i`` of the source, as
-counted by :func:`~avssl.data.decode.probe` (decoded frames in display order, never header
-counts or timestamps): the cache is written from :func:`~avssl.data.decode.iter_frames`, which
-yields every counted frame, and its frame count is checked after writing. Sampler indices,
-labels and per-frame annotations computed on the source therefore apply to the cache unchanged.
-
-**Times.** The cache has a constant frame rate ``info.fps`` (the source's average rate): frame
-``i`` is at ``i / fps`` s. For a constant-rate source starting at 0 these are the source's times.
-For a variable-frame-rate source (``info.vfr``) the times change while the indices do not: align
-sound with the *source's* per-frame times (``info.pts_s`` from the source's probe, which the
-manifest keeps), never with the cache's. The ``.wav`` keeps the source's time axis exactly:
-its sample ``k`` is at ``k / sample_rate`` s on the source's axis, zero-padded before the
-stream's first sample (see :func:`avssl.data.decode.read_audio`). MP3 in AVI keeps its encoder
-delay, as decoding the source would.
-
-**Trade-off** (BENCHMARKS.md, "Training cache"): CRF 18 is near-transparent (mean error ~1.6 on
-0..255); random reads get 3-4.5x cheaper on one-keyframe Xvid such as UCF-101's, none on
-short-GOP sources, as an H.264 frame decodes 3-5x slower than an Xvid one (2x with ``fast_decode``).
-Without ``fast_decode`` the MP4s are 9-20% smaller and reads cost about twice as much; CRF 23
-saves about 40% (error 2.0).
-
-Writes are atomic: the video is written and checked under a temporary name and moved into place
-only when its frame count is right, and the WAV goes through a temporary name too; a failure
-leaves no partial file and no video without its sound.
+Design notes: docs/design/prep_tracking_cli.md, "data_prep/transcode.py".
 """
 
 from __future__ import annotations
@@ -70,7 +35,7 @@ class TranscodeConfig:
     crf: int = 18  # libx264 quality: 18 ~ visually lossless; +6 roughly halves the size
     audio: bool = True  # mono wav at the source's rate next to the video
     # libx264 tune=fastdecode (CAVLC, no deblocking filter): ~2x cheaper decodes for +10-25%
-    # bytes at the same CRF and the same error to the source (module docstring).
+    # bytes at the same CRF and the same error to the source (design notes).
     fast_decode: bool = True
 
     def __post_init__(self) -> None:

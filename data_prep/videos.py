@@ -1,15 +1,7 @@
-"""The video prep engine behind ``avssl-prep ucf101``, ``folder`` and ``audioset``.
+"""The video prep engine behind ``avssl-prep ucf101``, ``folder`` and ``audioset``: a
+resumable JSON record per video in ``OUT/records/``, then the manifests (docs/manifests.md).
 
-For every video of a :class:`~data_prep.scan.Scan` a worker process fingerprints the file,
-probes it strictly (bad media is quarantined with its reason), measures per-frame motion
-(cached in ``OUT/motion/`` by fingerprint and setting) and mines the temporal-order samples of
-its high-motion windows (:mod:`avssl.data.samplers`) -- or the audio-visual pairs
-(:mod:`data_prep.av_prep`) -- with a random stream seeded by ``(seed, path)``, so a video's
-samples do not depend on the other videos, the workers or the shards; optionally transcodes it
-(:mod:`data_prep.transcode`); and commits one JSON record to ``OUT/records/``. A record whose
-file size, mtime and settings still match is reused, so a re-run finishes a killed one; the
-manifests are assembled from the records (:mod:`data_prep.video_manifests`), also by
-``avssl-prep merge``. Outputs: docs/manifests.md.
+Design notes: docs/design/prep_tracking_cli.md, "data_prep/videos.py".
 """
 
 from __future__ import annotations
@@ -40,11 +32,8 @@ from data_prep.parallel import default_workers, imap_progress
 from data_prep.scan import Entry, Scan
 from data_prep.video_manifests import FORMAT_VERSION, TASKS, PrepResult, assemble, record_name
 
-#: Bump when a change alters what a record holds for the same input and settings.
-# 2: Shuffle & Learn keeps its class through rejected draws; 3: stricter probe (bad-media corpus:
-# concealed damage, still images, headers claiming lost frames, links / FIFOs / folders)
-# 4: concealed decode damage is recorded, not quarantined (--strict-decode brings it back);
-# frame folders and GIFs; AVI held frames are time; trailing bytes after a whole MP4
+#: Bump when a change alters what a record holds for the same input and settings (history:
+#: docs/design/prep_tracking_cli.md, "Constants").
 RECORD_VERSION = 4
 
 # Below these energies a window is "still" whatever the video's own statistics say (measured on
@@ -63,10 +52,7 @@ class MineConfig:
     smooth: int = 9  # moving-average length (frames) before thresholding
     quantile: float = 0.5  # a window is above this quantile of the video's own smoothed energy
     floor: float | None = None  # ... and above this absolute energy (None: DEFAULT_FLOOR)
-    # Runs apart by <= 15 low frames are one window: with 5-frame smoothing and no merging, 9 of
-    # 17 test videos (../shared/data + synth) had no window long enough for one tuple; with
-    # these settings 15 of 17 do (the other two last 72 and 103 frames and barely move).
-    merge_gap: int = 15
+    merge_gap: int = 15  # runs apart by <= this many low frames are one window (design notes)
     dup_threshold: float = 0.01  # frames whose thumbnails differ by < 1% grey are duplicates
     # Shuffle & Learn (Misra et al. 2016): ~900k tuples from ~9.5k UCF-101 videos = ~96 each.
     tuples_per_video: int = 96
@@ -366,7 +352,7 @@ def prep_videos(
     progress: bool = True,
     probe: ProbeOptions | None = None,
 ) -> PrepResult:
-    """Process ``scan``'s videos (or one shard of them) into ``out``; see the module docstring.
+    """Process ``scan``'s videos (or one shard of them) into ``out``; see the design notes.
 
     A shard run commits its records and a ``shard-I-of-N.json`` note and stops; the manifests
     are written by ``avssl-prep merge`` once every shard is done. Without shards they are

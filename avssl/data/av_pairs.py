@@ -1,23 +1,7 @@
 """Aligned (frame, audio window) pairs for audio-visual correspondence and synchronisation.
 
-Pure functions (no I/O, explicit ``rng``), used by ``avssl-prep audioset`` and testable alone.
-
-L3-Net / AVE-Net (Arandjelović & Zisserman 2017, 2018) learn from a video frame and the 1 s of
-sound around it: positives take the audio centred on the frame, correspondence negatives take
-audio from another video. Their **shortcut rule** (../shared/METHODS.md): positive audio windows
-start on the video's frame grid (multiples of 1/fps), so negative windows must start on the same
-grid -- otherwise the network learns to tell grid-aligned cuts from the others (AVC accuracy
-rose from 81.9% to 87.6% while the features got worse). Here *every* window start, positive or
-negative, is ``origin + m / fps`` of the frame's video, with ``origin`` the audio source's first
-frame time and ``m`` an integer:
-
-- a positive for frame ``i`` starts at ``pts_s[i - h]`` with ``h = round(window_s * fps / 2)``,
-  so the window is centred on the frame to within half a frame period;
-- a correspondence negative reads another video's audio at ``origin_B + m / fps_A``;
-- a synchronisation negative (Owens & Efros 2018; Korbar et al. 2018) reads the same video's
-  audio shifted by a whole number of frames, ``|shift|`` within ``[min_offset_s, max_offset_s]``.
-
-Random misalignment at training time (L3 jitters up to 1 s) is a dataset option, not baked in.
+Pure functions (no I/O, explicit ``rng``); every window start lies on its video's frame grid.
+Design notes: docs/design/data.md, "avssl.data.av_pairs".
 """
 
 from __future__ import annotations

@@ -1,21 +1,7 @@
 """Map-style datasets over manifest rows, and the per-process frame reader they use.
 
-A dataset row is one manifest line (docs/manifests.md); a *task* turns it into tensors
-(``make_example``). Randomness in a worker comes only from ``np.random.default_rng((seed, epoch,
-index))``, so an example does not depend on the number of workers, on which worker made it or on
-what was read before. Decoders are opened lazily inside each worker process (the reader holds no
-open file until its first read), never before a fork.
-
-:class:`FrameReader` reads frames through :func:`avssl.data.decode.read_frames` (exact frames) or,
-with ``cache_mb > 0``, decodes each video once at the training size and keeps it in a per-process
-LRU cache: pretext tasks read a few frames of the same short videos over and over, and a 100-frame
-128x128 clip at 64x64 is 1.2 MB (the built-in set fits in 400 MB).
-
-The same reader serves the audio-visual tasks: :meth:`FrameReader.audio` cuts a window of a
-video's sound (the whole track decoded once per process at the model's sample rate, mono, kept in
-the same LRU budget: 4 s at 16 kHz is 256 kB), and :meth:`FrameReader.cached_frame` /
-:meth:`FrameReader.cached_audio` read the pair cache of ``avssl-prep audioset --cache`` and
-``avssl-prep av-digits`` (memory-mapped ``.npy`` files under ``cache_dir``).
+Worker randomness comes only from ``np.random.default_rng((seed, epoch, index))``; decoders are
+opened lazily inside each worker. Design notes: docs/design/data.md, "avssl.data.dataset".
 """
 
 from __future__ import annotations

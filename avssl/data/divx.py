@@ -1,15 +1,6 @@
-"""The DivX/Xvid **packed bitstream** that many real UCF-101 files use, written by rewriting the
-packets of FFmpeg's MPEG-4 encoder (:func:`avssl.data.encode.write_video` with
-``packed_b_frames=True``).
-
-In the AVI, an anchor VOP (I or P) and the first B-VOP that follows it in decode order share one
-chunk, and a tiny placeholder N-VOP (a VOP header with ``vop_coded = 0``) sits where the last
-B-VOP's chunk would be, so that there is one chunk per frame. The stream also carries the user
-data ``DivX503b1393p`` (the trailing ``p`` means "packed"), which is how FFmpeg's decoder learns
-to un-pack it. FFmpeg's MPEG-4 encoder cannot write this and PyAV's FFmpeg has no libxvid, so
-:func:`pack_b_frames` rewrites the encoder's packets at the bitstream level (see the layout of
-the real clip ``mmaction2__test_ucf101_ApplyEyeMakeup.avi``: 8877 | P+B 1946 | B 206 | N 6 |
-P+B 2242 | ...).
+"""The DivX/Xvid packed bitstream of many real UCF-101 files, made by rewriting the packets of
+FFmpeg's MPEG-4 encoder (:func:`avssl.data.encode.write_video` with ``packed_b_frames=True``).
+Design notes: docs/design/data.md, "avssl.data.divx".
 """
 
 from __future__ import annotations

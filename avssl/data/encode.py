@@ -1,21 +1,7 @@
-"""The one module that *encodes* media (``decode.py`` is the one that decodes).
+"""The one module that *encodes* media (:mod:`avssl.data.decode` decodes), all through PyAV.
 
-Used by the tests (tiny media whose pixels encode their frame index) and by ``data_prep.synth``.
-Everything goes through PyAV, so the output depends only on PyAV's bundled FFmpeg and not on
-the system ``ffmpeg``; encoders run single-threaded so that the same call writes the same bytes
--- except libx264, which on some machines writes other bytes from run to run (measured on the
-2-core dev box, PyAV 18.1's x264 core 165: 2-5 distinct files in 10 writes of one call with
-B-frames, 1-3 in 30 without; the video packets differ, the timing and frame count do not; a fresh
-reformat per frame, copied or padded frame buffers did not change it). MPEG-4 (with B-frames) and
-VP8 output is byte-reproducible (tests/test_encode.py).
-
-Besides the usual codecs, :func:`write_video` writes the DivX/Xvid packed bitstream of many real
-UCF-101 files (``packed_b_frames=True``, :mod:`avssl.data.divx`).
-
-Audio alignment: AAC in MP4/MOV/MKV carries its encoder delay in the container (edit list /
-codec delay), so decoders put sample 0 at time 0. MP3 in AVI cannot: like real AVI files, the
-decoded audio starts with the encoder's delay (about 1105 samples for LAME). This module does not
-hide that; see :data:`MP3_AVI_DELAY_SAMPLES`.
+MP3 in AVI keeps the encoder delay in the decoded audio (:data:`MP3_AVI_DELAY_SAMPLES`).
+Design notes (reproducibility, audio alignment): docs/design/data.md, "avssl.data.encode".
 """
 
 from __future__ import annotations

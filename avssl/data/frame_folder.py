@@ -1,16 +1,7 @@
-"""A folder of numbered images is a video.
+"""A folder of numbered images is a video: list and check its frames, decode single images.
 
-DAVIS ``JPEGImages/480p/<seq>/00000.jpg``, mmaction2 / Kinetics rawframes
-``<video>/img_00001.jpg``, MOTChallenge ``<seq>/img1/000001.jpg``, any exported JPEG/PNG sequence:
-:mod:`avssl.data.decode` takes such a folder wherever it takes a video file; this module lists
-and checks the frames and decodes single images. The rules (frame order by the last number in a
-name, the ``img`` family of a mixed folder, frame rate from ``fps.txt`` / ``seqinfo.ini`` else
-the caller's ``fps`` else :data:`DEFAULT_FPS`, numbering steps, gaps as
-:class:`~avssl.errors.FrameGapError`, mixed sizes refused) are in docs/manifests.md, "What is a
-video". Frame ``i`` is at ``(n_i - n_0) / step / fps`` seconds (``n_i`` its number, ``step``
-the smallest step between numbers); a lenient probe keeps a folder with gaps and times its frames
-by their numbers. Frames are exact by construction (each image decoded on its own, by the same
-FFmpeg decoders and RGB conversion as video frames); the exact-frame suite checks it anyway.
+The rules are in docs/manifests.md, "What is a video".
+Design notes: docs/design/data.md, "avssl.data.frame_folder".
 """
 
 from __future__ import annotations

@@ -1,15 +1,7 @@
 """Manifests: the tables that prep tools write and datasets read, plus atomic file writes.
 
-A manifest is a list of rows (one per clip), each a flat mapping of column name to value. Two
-formats, chosen by the file suffix:
-
-* ``.jsonl`` -- one JSON object per line; keeps types (ints, floats, lists) exactly.
-* ``.csv``   -- for people and spreadsheets; every value reads back as a ``str`` (lists and dicts
-  are written as JSON text). Columns are the union of all rows' keys, in first-seen order.
-
-Every write goes to a temporary file in the same directory and is moved into place with
-:func:`os.replace`, so a reader (or a resumed prep run after a crash) sees either the old file or
-the complete new one, never half a file.
+``.jsonl`` keeps types; ``.csv`` reads every value back as ``str``. Writes are atomic.
+Design notes: docs/design/data.md, "avssl.data.manifest".
 """
 
 from __future__ import annotations

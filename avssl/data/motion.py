@@ -1,23 +1,7 @@
-"""Per-frame motion energy of a video: where the temporal-order pretext samples come from.
+"""Per-frame motion energy and tiny grey thumbnails of a video, for temporal-order samples.
 
-Shuffle & Learn (Misra et al. 2016) mines its frame tuples only from high-motion windows, found
-with *coarse* optical-flow magnitude; frame-difference energy is the usual cheap proxy. Both are
-here, on small grey frames:
-
-- ``"flow"`` (default): OpenCV Farneback flow between consecutive frames at ``width`` px wide
-  (40 by default, 1/8 of UCF-101's 320), energy = mean flow magnitude in frame widths per frame.
-  Coarse on purpose: the window choice only needs "is something moving", and full-resolution
-  flow costs ~50x more (BENCHMARKS.md, "Mining").
-- ``"diff"``: mean absolute grey-level difference of consecutive frames / 255.
-
-``energy[t]`` is the motion between frame ``t - 1`` and ``t``; ``energy[0]`` repeats
-``energy[1]`` so the array has one value per counted frame (the indices of
-:func:`avssl.data.decode.probe`). Alongside, a tiny grey thumbnail of every frame (16 px wide)
-lets the samplers reject near-duplicate frames without decoding again.
-
-The grey frames come from one sequential pass (:func:`avssl.data.decode.iter_frames` with
-``gray=True``): the luma plane is used as decoded, and MPEG-4 (UCF-101's Xvid) is decoded at
-reduced size by the decoder itself.
+``energy[t]`` is the motion between frames ``t - 1`` and ``t``; ``energy[0]`` repeats ``energy[1]``.
+Design notes: docs/design/data.md, "avssl.data.motion".
 """
 
 from __future__ import annotations
@@ -39,10 +23,7 @@ METHODS: tuple[str, ...] = ("flow", "diff")
 THUMB_WIDTH = 16
 VERSION = 1  # bump when a change alters the numbers: cached motion files are then recomputed
 
-# Farneback at 40x30: two pyramid levels, a 9-px window, one iteration. Coarse flow by design;
-# on UCF-101-like 320x240 Xvid the whole pass (decode + flow) runs at >= 100x real time per core.
-# OpenCV's defaults in most examples (3 levels, 15 px, 3 iterations) cost ~2x more here for the
-# same energies (a second iteration changes them by ~3%, and costs 25% of the pass).
+# Coarse Farneback flow by design (docs/design/data.md, "Farneback settings"):
 # (pyr_scale, levels, winsize, iterations, poly_n, poly_sigma, flags)
 _FARNEBACK = (0.5, 2, 9, 1, 5, 1.1, 0)
 

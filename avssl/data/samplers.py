@@ -1,24 +1,7 @@
 """Temporal-order pretext samples mined from one video's per-frame motion energy.
 
-Pure functions, no I/O and no decoding: the caller supplies, for one video of ``N`` frames,
-
-* ``energy`` -- float ``(N,)``, ``energy[t]`` = motion between frame ``t - 1`` and frame ``t``;
-* ``thumbs`` -- uint8 ``(N, h, w)`` tiny grey thumbnails, used only to reject near-duplicate
-  frames (a "shuffled" order of two identical frames is not a shuffle a network can see).
-
-Every frame reference is a 0-based frame index; windows are half-open ``(start, end)`` ints.
-Randomness comes only from the explicit :class:`numpy.random.Generator` argument (the global
-``numpy.random`` and :mod:`random` states are never touched), so the output is a deterministic
-function of the arguments and the generator's state. Every sampler makes a bounded number of
-draws (``count * max_tries`` failures at most) and may return fewer than ``count`` samples.
-
-Samplers:
-
-* :func:`high_motion_windows` -- where to sample from (all three papers sample only where things
-  move: a still stretch has no temporal order to learn).
-* :func:`shuffle_learn_tuples` -- Misra et al. 2016, *Shuffle and Learn*.
-* :func:`odd_one_out_questions` -- Fernando et al. 2017, *Odd-One-Out Networks* (O3N).
-* :func:`arrow_of_time_clips` -- forward vs reversed clips (Wei et al. 2018, *Arrow of Time*).
+Pure functions: frame indices are 0-based, windows half-open ``(start, end)``, randomness comes
+only from the explicit generator. Design notes: docs/design/data.md, "avssl.data.samplers".
 """
 
 from __future__ import annotations
@@ -221,10 +204,6 @@ def high_motion_windows(
     brief pause inside one action -- a hand turning round -- should not cut it in two; the
     joined window is still mostly high-motion). Returns the maximal (joined) runs as half-open
     ``(start, end)`` windows of at least ``min_len`` frames, sorted by start.
-
-    Shuffle & Learn samples tuples "only from temporal windows with high motion" (they use the
-    coarse optical-flow magnitude per frame), because in a still window every order looks the same
-    and the temporal-order label is noise; O3N and arrow-of-time use the same motion filter.
     """
     smooth = int_arg("smooth", smooth, 1)
     quantile = float_arg("quantile", quantile, 0.0, 1.0)

@@ -1,29 +1,7 @@
 """Batched, temporally consistent augmentation of uint8 clips, on whatever device holds them.
 
-Input: clips ``(B, T, C, H, W)`` uint8 RGB; output: float32 ``(B, T, C, size, size)`` normalised
-with ``cfg.mean`` / ``cfg.std``, on the same device (the same code on CPU and GPU).
-
-Training (:func:`augment`, ``train=True``) draws per *clip* one random resized crop box, one flip
-and one set of colour-jitter factors and applies them identically to all ``T`` frames: temporal
-pretext tasks must not be solvable from augmentation differences between frames (a clip of
-identical frames stays identical; tested). Crop, resize and flip are one bilinear
-``grid_sample`` (``align_corners=False``, border padding) over ``(B, T * C, H, W)``; with the
-whole image as box this is ``F.interpolate(..., "bilinear")`` (tested). Colour jitter then
-runs in a fixed order, clamping after each step: brightness, contrast, saturation, hue
-(torchvision's ``adjust_hue``), random grayscale. Parameters are drawn on the CPU from the
-given :class:`torch.Generator` (the global RNG untouched), a fixed number per clip whatever the
-config, so a seed gives the same crops on CPU and GPU and at any jitter strength;
-:func:`sample_params` and :func:`apply_params` are the two halves of :func:`augment`.
-
-Deviations from torchvision's ``RandomResizedCrop`` + ``RandomHorizontalFlip`` + ``ColorJitter``
-+ ``RandomGrayscale``: crop boxes are continuous, not rounded to whole pixels (the rejection
-sampling, 10 tries then a centred fallback, is torchvision's); contrast blends with the mean
-grey of the whole *clip*, not of each frame (a per-frame mean would map frames of different
-brightness differently, a cue to temporal order); the jitter order is fixed, not shuffled; no
-antialiasing, so decode at roughly the working size (e.g. 128x171 for 112 crops) to keep
-reductions below about 2x.
-
-Evaluation (``train=False``) resizes the short side to ``size`` and takes the centre square.
+One crop, flip and jitter per clip, applied to all its frames; same code and draws on CPU and GPU.
+Design notes: docs/design/data.md, "avssl.data.transforms".
 """
 
 from __future__ import annotations

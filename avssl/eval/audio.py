@@ -1,20 +1,5 @@
 """``avssl-eval esc50``: audio features + linear SVM over a manifest's folds (ESC-50 protocol;
-../shared/METHODS.md, L3-Net / "Objects that Sound"; docs/evaluation.md).
-
-Each clip, read whole at the front end's rate (mono), is cut into ``--window-s`` windows every
-``--hop-s`` (:func:`window_count`, :func:`split_windows`: a tail shorter than a hop is left out;
-a clip shorter than one window is one zero-padded window). Each window's map at block
-``--layer`` (default the last, as L3's conv4) is **max-pooled** to a ``--grid FxT`` grid
-(L3-Net's 4x3) -- max, not average: a short clip padded to 1 s is mostly padding, which an
-average would dilute its features with (the papers max-pool too) -- and a clip's feature is the
-mean of its windows' vectors; then :func:`avssl.eval.metrics.linear_svm_folds`.
-
-``MODEL``: :func:`avssl.eval.loading.load_model` with ``audio=True`` (``mfcc``:
-:data:`~avssl.eval.loading.MFCC_RECIPE` of the whole clip, no windows). ``--manifest``: a
-``clips.jsonl`` of ``avssl-prep esc50 | audio-folder`` (or its folder) or the built-in set's
-``manifest.jsonl``, whose folds :func:`stratified_folds` assigns. Features are cached
-(:mod:`avssl.eval.feature_cache`; ``split`` holds the fold) under a hash of everything that
-changes them; ``--folds`` selects rows after loading, so it reuses the cache.
+docs/evaluation.md). Design notes: docs/design/models_tasks_eval.md, "avssl/eval/audio.py".
 """
 
 from __future__ import annotations

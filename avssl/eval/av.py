@@ -1,15 +1,7 @@
 """Evaluations of two-tower audio-visual models: sound-source localization, audio-visual
 correspondence and cross-modal retrieval (``avssl-eval localization | correspondence``);
 docs/audio_visual.md tells the protocols.
-
-**Localization** (Senocak et al. 2018; LVS 2021; EZ-VSL 2022; METHODS.md): the model's heatmap
-(:meth:`avssl.models.av.AVNet.localize`), resized to the frame, is scored with
-:func:`avssl.eval.metrics.ciou` (binarised at its median), cIoU@0.5, AUC and the pointing game.
-Every trial is run again with the wrong sound (``silent``: all-zero audio; ``mismatched``: the
-sound of the next trial whose labels differ), on which a model that localises *the sound* says
-"no match" (``match_rate``) and stops pointing at the object (towards ``chance_pointing``).
-Trials: a manifest of rows with ``bbox`` and a pair row's fields (``avssl-prep synth |
-av-digits``) or a VGG-SS-style json of boxes plus a folder of frames and sounds (``--vggss``).
+Design notes: docs/design/models_tasks_eval.md, "avssl/eval/av.py".
 """
 
 from __future__ import annotations

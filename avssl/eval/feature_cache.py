@@ -1,11 +1,6 @@
 """The one feature cache of the frozen-feature commands (``linear``, ``knn``, ``retrieval``,
-``esc50``).
-
-A cache file is an ``.npz`` with ``feats`` float32 (N, D), ``labels`` int64, ``ids`` (the rows'
-paths) and ``split`` (a row's split, or its fold as text), named by the caller from a
-:func:`~avssl.eval.loading.digest` of everything that changes the features. A file is used only
-when its ids are the rows asked for; an unreadable or stale one is recomputed and replaced.
-Writes are atomic.
+``esc50``): atomic ``.npz`` files, used only when their ids are the rows asked for.
+Design notes: docs/design/models_tasks_eval.md, "avssl/eval/feature_cache.py".
 """
 
 from __future__ import annotations

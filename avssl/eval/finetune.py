@@ -1,18 +1,7 @@
 """``avssl-eval finetune``: fine-tune a backbone for clip classification (the UCF-101 protocol of
-the temporal-order papers, ../shared/METHODS.md: Shuffle & Learn fine-tuned CaffeNet on single
-frames, 50.9% on split 1, random init 38.6%; Odd-One-Out 60.3%). Protocol, data and outputs:
-docs/evaluation.md.
-
-Data: :mod:`avssl.eval.finetune_data` (a test video found among the training rows is refused);
-model: :mod:`avssl.eval.finetune_task`; training: the one engine of every task
-(:mod:`avssl.engine`), every random draw derived from ``(seed, epoch, index)`` or ``(seed,
-epoch, step)`` (dropout included), so ``--resume`` continues exactly. The checkpoint (backbone
-keys under ``net.``) loads in :func:`~avssl.eval.loading.load_encoder`.
-
-The final network is evaluated once (no model selection on the test set): clip accuracy on the
-centre clip's centre crop, video accuracy from softmax scores averaged over ``eval.num_clips`` x
-``eval.num_crops`` views (:mod:`avssl.eval.clips`). A run stopped by SIGTERM or
-``run.max_minutes`` writes no result: ``--resume`` finishes it.
+the temporal-order papers; docs/evaluation.md). The final network is evaluated once; a stopped
+run writes no result (``--resume`` finishes it).
+Design notes: docs/design/models_tasks_eval.md, "avssl/eval/finetune.py".
 """
 
 from __future__ import annotations

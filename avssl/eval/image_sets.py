@@ -1,17 +1,6 @@
 """The rows a frozen-feature evaluation embeds: image and video manifests read into an
 :class:`EvalSet` (``avssl-eval linear | knn | retrieval``, :mod:`avssl.eval.vision`).
-
-**Manifests** (``--manifest``, a file or a folder holding one):
-
-* image manifests (``avssl-prep digits``: ``images.jsonl`` rows ``path``, ``class_id``, ``label``,
-  ``split``, ``fold``; paths relative to the manifest's folder). Images are read with OpenCV; grey
-  images are replicated to 3 channels.
-* the built-in set's ``manifest.jsonl`` (``file``, ``class_id``, ``class_name``, ``split``
-  train/val/test; paths relative to the manifest's folder);
-* ``avssl-prep ucf101 | folder | audioset`` video manifests (``video`` relative to ``prep.json`` ->
-  ``root``): ``splitK/train.jsonl`` (its sibling ``test.jsonl`` is added automatically, rows taking
-  their split from the file name), ``--test-manifest`` for any other pair, or ``videos.jsonl``
-  with the role of each video in split ``--split K`` (its ``splits`` field).
+Design notes: docs/design/models_tasks_eval.md, "avssl/eval/image_sets.py".
 """
 
 from __future__ import annotations

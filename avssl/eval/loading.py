@@ -1,24 +1,6 @@
 """The network an evaluation measures: one loader for the MODEL argument of every ``avssl-eval``
-command.
-
-``MODEL`` forms:
-
-* ``runs/sl`` -- a run directory (its ``checkpoint.pt``);
-* ``runs/sl/checkpoint.pt`` -- a training checkpoint (``avssl-train``);
-* ``random:BACKBONE`` -- the same tower at random initialisation (``torch.manual_seed(seed)``
-  before building), the baseline every table needs; keyword arguments from ``model_kwargs``
-  (e.g. ``{"channels": [16, 32]}``) or copied from a run with ``like=RUN`` so the baseline has
-  the trained network's exact shape;
-* ``random:RUN`` -- a whole audio-visual network (:func:`load_av_model`) or colourisation
-  tracker (:func:`load_tracker`) of a run at random initialisation (seed 0);
-* ``pixels`` (images) and ``mfcc`` (audio) -- the hand-crafted baselines: no network
-  (:func:`load_model`).
-
-A tower is taken out of the task model: the vision backbone (the shared tower of Shuffle & Learn
-/ O3N / arrow of time: state-dict keys under ``encoder.net.`` or ``net.``, :func:`load_encoder`)
-or the audio tower (under ``audio_net.`` or ``audio.`` at whatever inner prefix holds all of the
-tower's own keys, :func:`load_audio_model`), returned in eval mode on the CPU with a
-:class:`ModelInfo` describing it (what reports print next to every number).
+command (a run directory, a checkpoint, ``random:BACKBONE``, ``random:RUN``, ``pixels``,
+``mfcc``). Design notes: docs/design/models_tasks_eval.md, "avssl/eval/loading.py".
 """
 
 from __future__ import annotations

@@ -1,22 +1,7 @@
 """Label propagation: carry the first frame's labels through a video with a colourisation tracker's
-pointers (Vondrick et al., ECCV 2018; the model: :mod:`avssl.models.tracking`). What ``avssl-track``
-runs on a video of yours and ``avssl-eval tracking`` scores; docs/tracking.md tells the whole story.
+pointers (Vondrick et al., ECCV 2018). What ``avssl-track`` runs and ``avssl-eval tracking`` scores.
 
-Labels are soft maps ``(C, h, w)`` on the feature grid (1/4 or 1/8 of the input): channel 0 the
-background, channel k object k. Frame t's references are the first frame (its given labels) and
-the ``context`` previous frames (their propagated labels); each location points into the reference
-locations within ``radius`` cells, keeps its ``topk`` best and takes
-
-    labels_t[i] = sum_j softmax_j(s(f_i, f_j) / T) labels_ref[j]   over the top-k j,
-
-with ``s`` the dot product (the paper's pointer) or, for raw pixels, minus half the squared
-distance (for unit vectors the same softmax). The window, the top-k and the several references
-are the test-time choices of later trackers (CorrFlow, CRW), not the paper's.
-
-Models (:func:`load_embedder`): a ``colorization_tracking`` run or checkpoint; ``random:RUN`` (its
-network at random init, seed 0) or ``random:BACKBONE`` (a default tracking network); ``pixels[:S]``
-(the raw lightness of each S x S cell, default 4: the network's input, matched by distance) and
-``lab-pixels[:S]`` (raw L, a and b: colour the network never sees, a reference).
+Design notes: docs/design/prep_tracking_cli.md, "avssl/eval/propagation.py"; docs/tracking.md.
 """
 
 from __future__ import annotations
@@ -84,7 +69,7 @@ def _pixels(spec: str, device: torch.device) -> Embedder:
 
 
 def load_embedder(spec: str, *, device: torch.device | None = None) -> Embedder:
-    """The embedder named by ``spec`` (module docstring), in eval mode on ``device``."""
+    """The embedder named by ``spec`` (design notes), in eval mode on ``device``."""
     from avssl.eval.loading import load_tracker
 
     device = device or torch.device("cpu")
@@ -127,9 +112,7 @@ class PropagationOptions:
 
 
 #: Default short side of the network's input on real footage (``avssl-track``, ``avssl-eval
-#: tracking --davis/--vot``), or the video's own when smaller. Measured on the shared DAVIS-style
-#: sequences (432 x 240, docs/tracking.md): lab-pixels J&F 0.196 at 64 px, 0.493 at 240; the
-#: dense pointer window costs (h w)^2 per reference, so larger inputs grow fast in memory.
+#: tracking --davis/--vot``), or the video's own when smaller (measured: design notes, "Constants").
 REAL_SIZE = 240
 
 
@@ -194,7 +177,7 @@ def propagate(
     topk: int = 10,
 ) -> torch.Tensor:
     """Soft labels ``(T, C, h, w)`` of every frame from ``feats`` ``(T, D, h, w)`` and the first
-    frame's ``init`` ``(C, h, w)`` (module docstring; frame 0 keeps ``init``)."""
+    frame's ``init`` ``(C, h, w)`` (design notes; frame 0 keeps ``init``)."""
     if similarity not in ("dot", "distance"):
         raise ValueError(f"similarity must be dot or distance, not {similarity!r}")
     if temperature <= 0:

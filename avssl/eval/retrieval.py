@@ -1,19 +1,6 @@
-"""``avssl-eval retrieval``: ranking metrics of frozen features (protocol: docs/evaluation.md).
-
-**Intra-modal**: the query rows (``--queries``, default ``test``) rank the gallery rows
-(``--gallery``, default ``train``) by cosine similarity of their frozen features (extracted and
-cached as for ``linear`` / ``knn``, :mod:`avssl.eval.vision`); with the same rows on both sides
-each query is left out of its own ranking (``--exclude-self``). Relevance: the same class
-(:func:`~avssl.eval.metrics.label_relevance`) or, for label lists, graded from the AudioSet
-ontology (:func:`~avssl.eval.metrics.multilabel_relevance`; ``--ontology none``: Jaccard overlap).
-Metrics: :func:`~avssl.eval.metrics.retrieval_metrics`; queries without a relevant gallery item
-are left out and counted (``extra.num_excluded``). ``extra.top`` lists, for ``--show`` queries
-(the first of each class in manifest order, then the second, ...), their ``--show-k`` best
-gallery ids (relative to ``dataset.root``) with scores and relevances: a report's retrieval grid.
-
-**Cross-modal** (:func:`cross_modal`, as in "Objects that Sound") needs a two-tower model:
-``avssl-eval cross-modal`` (:mod:`avssl.eval.av`); ``retrieval --cross-modal`` points there and
-exits with status 2.
+"""``avssl-eval retrieval``: ranking metrics of frozen features (protocol: docs/evaluation.md);
+cross-modal retrieval (:func:`cross_modal`) is ``avssl-eval cross-modal``.
+Design notes: docs/design/models_tasks_eval.md, "avssl/eval/retrieval.py".
 """
 
 from __future__ import annotations

@@ -1,13 +1,6 @@
-"""``avssl-eval tracking``: label propagation scored on the built-in set's ground truth
-(docs/tracking.md, "Evaluation", says what is measured and why).
-
-Every object of every held-out synth clip is tracked from frame 0 twice
-(:mod:`avssl.eval.propagation`): from its true box, scored by box IoU and OTB's success AUC, and
-from its true mask, scored by DAVIS's J and F. The synth has no mask files: an object's mask is
-the pixels inside its box whose RGB lies within ``MASK_TOLERANCE`` of its class colour (objects
-are flat colours and never overlap; h.264 edges are the error). The copy-first baseline (frame
-0's box / mask for every frame) is scored alongside; ``*_moving`` keeps the frames in which the
-object moves. ``--davis`` / ``--vot`` (real annotations): :mod:`avssl.eval.tracking_bench`.
+"""``avssl-eval tracking``: label propagation scored on the built-in set's ground truth (boxes:
+IoU and success AUC; masks: DAVIS J and F; with the copy-first baseline). docs/tracking.md,
+"Evaluation"; design notes: docs/design/prep_tracking_cli.md, "avssl/eval/tracking.py".
 """
 
 from __future__ import annotations
@@ -23,7 +16,7 @@ import torch
 from avssl.data.manifest import read_manifest, resolve_under
 
 THRESHOLDS = np.linspace(0.0, 1.0, 21)  # 0, 0.05, ..., 1 (OTB's success plot)
-MASK_TOLERANCE = 60.0  # RGB distance to the class colour (see the module docstring)
+MASK_TOLERANCE = 60.0  # RGB distance to the class colour (see the design notes)
 
 
 def box_iou(a: Any, b: Any) -> float:
@@ -242,7 +235,7 @@ def evaluate_tracking(
     out: Path | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Track every object of the ``split`` clips of a synth ``manifest`` (module docstring);
+    """Track every object of the ``split`` clips of a synth ``manifest`` (design notes);
     returns ``{"metrics": {"tracker": ..., "copy_first": ...}, "clips": [...], ...}``."""
     import sys
 

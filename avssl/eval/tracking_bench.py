@@ -1,20 +1,6 @@
 """``avssl-eval tracking MODEL --davis DIR | --vot DIR``: tracking scored on real ground truth.
-docs/tracking.md ("Real ground truth") gives the protocols and the layouts read in full.
-
-**DAVIS-2017 semi-supervised** (:func:`evaluate_davis`) as the official davis2017-evaluation
-toolkit computes it: the first mask is given, the first and the last are not scored; objects are
-ids ``1..K`` with ``K`` the largest id of the first mask; J is the mask IoU and F the F-measure of
-``seg2bmap`` boundaries within ``ceil(0.008 * diagonal)`` px; mean, recall and decay per object,
-the overall means over all objects. Void (255) counts as background of every object, as the
-toolkit's reading makes it (``void="background"``); ``void="ignore"`` is the intended DAVIS rule.
-
-**Boxes, VOT style** (:func:`evaluate_vot`): ``groundtruth.txt`` regions (``x,y,w,h`` or a
-polygon per line); frame 0's region is given as its axis-aligned bounding box and a later
-frame's tracked box scored by its IoU with the true polygon's bounding box (``iou``, OTB's, the
-one the success AUC uses) and with the polygon itself (``iou_poly``).
-
-Alongside every model the copy-first baseline (frame 0's mask / box for every frame) is scored
-on the same frames.
+docs/tracking.md, "Real ground truth"; design notes: docs/design/prep_tracking_cli.md,
+"avssl/eval/tracking_bench.py".
 """
 
 from __future__ import annotations
@@ -302,7 +288,7 @@ def evaluate_davis(embedder: Any, seq: MaskSequence, *, size: int | None, opts: 
                    void: str = "background", picture: Path | None = None,
                    ) -> dict[str, Any]:  # fmt: skip
     """J and F per object and scored frame of one sequence, for the tracker and copy-first,
-    and their per-object statistics (module docstring); ``picture``: write its sheet there
+    and their per-object statistics (design notes); ``picture``: write its sheet there
     (:mod:`avssl.eval.tracking_pictures`)."""
     from avssl.eval.propagation import labels_to_index
     from avssl.eval.tracking_pictures import Panel, pick_frames, write_sheet
@@ -372,7 +358,7 @@ def davis_summary(seqs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 def evaluate_vot(embedder: Any, seq: BoxSequence, *, size: int | None, opts: Any,
                  picture: Path | None = None) -> dict[str, Any]:  # fmt: skip
     """Per-frame IoU of the tracked box (and of copy-first) with the true region of frames
-    1..T-1 that have one; mean IoU, success@0.5 and success AUC (module docstring);
+    1..T-1 that have one; mean IoU, success@0.5 and success AUC (design notes);
     ``picture``: write its sheet there."""
     from avssl.data import decode
     from avssl.eval.propagation import boxes_from_index, boxes_to_index, labels_to_index

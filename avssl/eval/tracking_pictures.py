@@ -1,8 +1,6 @@
-"""Pictures of tracked labels: one frame's overlay (:func:`overlay_labels`), the overlay PNGs and
-video of ``avssl-track`` and ``avssl-localize`` (:func:`write_overlays`), and the sheets of real
-tracking sequences (:func:`write_sheet`, ``avssl-eval tracking --davis/--vot --pictures``: a title
-bar over panels of the given frame and frames spread over the scored ones, the tracked mask
-tinted, the ground truth outlined in white).
+"""Pictures of tracked labels: overlays (:func:`overlay_labels`, :func:`write_overlays`) and the
+sheets of real tracking sequences (:func:`write_sheet`).
+Design notes: docs/design/prep_tracking_cli.md, "avssl/eval/tracking_pictures.py".
 """
 
 from __future__ import annotations

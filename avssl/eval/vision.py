@@ -1,23 +1,7 @@
 """Frozen-feature evaluation of vision backbones: ``avssl-eval linear`` and ``avssl-eval knn``
 (protocols: docs/evaluation.md), and what every frozen-feature command (``retrieval`` too)
 shares: the model, the rows, the features (extracted and cached) and the result JSON.
-
-**MODEL**: :func:`avssl.eval.loading.load_model` (``pixels``: the preprocessed input
-area-averaged to ``--pixels-size`` squared, ``3 * p * p`` values); backbones whose first layer
-does not take 3 channels (stack-of-differences towers) are refused. **Rows**:
-:func:`avssl.eval.image_sets.load_eval_set`. **Preprocessing**: the training pipeline's
-evaluation transform (:func:`augment`, ``train=False``) with ``--size``, ``--frame-size`` and
-the mean/std of the run's config (``aug.size``, ``data.frame_size``, ``aug.mean/std``; else 64,
-64 and ImageNet's); video frames are decoded at ``--frame-size`` squared (area interpolation).
-
-**Videos**: ``--frames K`` frames at the centres of K equal segments (frame
-``floor((j + 0.5) * N / K)`` of N), read exactly, their features averaged; clip backbones
-(``r3d_18``, ``r2plus1d_18``) see them as one clip ``(3, K, H, W)`` and cannot embed single
-images. **Layers** (``--layer``, :func:`available_layers`): ``out`` is the forward output; a
-named layer is read by a forward hook that stops the pass there; conv maps are average-pooled
-to ``--pool`` squared (clip maps first over time). **Cache** (:mod:`avssl.eval.feature_cache`):
-keyed by the model fingerprint, the manifest files (path, size, mtime), the layer and every
-option that changes the features; shared by ``linear``, ``knn`` and ``retrieval``.
+Design notes: docs/design/models_tasks_eval.md, "avssl/eval/vision.py".
 """
 
 from __future__ import annotations

@@ -1,31 +1,6 @@
-"""The audio side: a log-spectrogram front end and VGG-style audio towers, from random init only.
-
-**Front end** (:class:`LogSpectrogram`, :class:`LogMel`), computed in batch with ``torch.stft``
-on whatever device the module sits on. The default is the L3-Net / "Objects that Sound" input:
-1 s of mono sound at 48 kHz, a 0.01 s Hann window (480 samples, zero-padded to ``n_fft`` 512 as
-``torch.stft`` and librosa both centre it), a half-window hop (240), which gives 257 frequency
-bins x 201 frames (``center=True``: frame ``t`` is centred on sample ``t * hop``, the signal
-zero-padded by ``n_fft // 2`` at both ends, librosa 0.11's default; the papers' "257x200" drops
-or never computes the last one). Output: ``log(|STFT| ** power + eps)`` with ``power`` 1
-(magnitude) and ``eps`` 1e-7, the reimplementations' ``log(x + 1e-7)`` -- not ``log1p``: with
-sound in [-1, 1] the magnitudes of a 480-sample window span ~1e-6 .. 240, and ``log1p`` maps
-everything below ~0.1 (all the quiet detail, a -60 dB tail) to ~0, while ``log(x + eps)`` is a
-dB scale (``20 log10 x = 8.69 ln x``) down to the -140 dB floor that ``eps`` sets, so quiet
-and loud sounds differ by a shift, which the first BatchNorm absorbs.
-
-:class:`LogMel` adds a mel filterbank (HTK-free "slaney" mel scale and area normalisation, the
-librosa defaults) between the power spectrogram and the log: ``log(mel(|STFT| ** 2) + eps)``.
-
-Tolerance against librosa 0.11 (``librosa.stft(y, n_fft, hop, win_length, window="hann",
-center=True, pad_mode="constant")``, float64), checked by ``tests/test_eval_audio.py`` on 1 s
-of tones + noise after a silent start, at 48 kHz and 16 kHz: magnitudes agree to 1e-5 of the
-peak everywhere (measured 3e-7), the log outputs to 1e-3 nats wherever the reference is within
-100 dB of its peak (measured 2e-4; far below the peak, float32 rounding of the STFT, ~1e-7 of
-the peak, dominates), the log-mel output likewise, and the mel filterbank equals
-``librosa.filters.mel`` to 1e-6 (measured 1e-8).
-
-**Towers**: :class:`AudioConvNet` (L3-Net's audio subnetwork, :data:`AUDIO_BACKBONES`, random
-init: seed torch first); :class:`AudioEncoder` glues a front end to a tower.
+"""The audio side: a log-spectrogram front end (:class:`LogSpectrogram`, :class:`LogMel`) and
+VGG-style audio towers (:class:`AudioConvNet`), from random init only.
+Design notes: docs/design/models_tasks_eval.md, "avssl/models/audio.py".
 """
 
 from __future__ import annotations
@@ -219,35 +194,21 @@ def frontend_config(frontend: nn.Module) -> dict[str, Any]:
 
 
 class AudioConvNet(nn.Module):
-    """L3-Net's audio subnetwork (Arandjelovic & Zisserman 2017), with a size knob.
-
-    ``blocks`` blocks, block ``i`` = conv3x3(pad 1)-BN-ReLU, conv3x3(pad 1)-BN-ReLU, max pool
-    2x2 (stride 2, rounded down), with ``round(base[i] * width)`` channels (base 64, 128, 256,
-    512). Convs have no bias (BN's shift replaces it); He init as torchvision's ResNet.
-    ``forward`` global-max-pools the last block to ``(B, feature_dim)``; at the paper's 257 x 201
-    input the blocks' maps are 128x100, 64x50, 32x25 and 16x12 (L3's conv4 map before its
-    global pool). The input needs at least ``2 ** blocks`` rows and columns.
-
-    **Input normalisation** (``input_norm="instance"``, the default): each input map is
-    standardised over its frequency x time extent (no learnt parameters; a constant map becomes
-    zeros). The reimplementations' learnt BatchNorm (openl3) is the identity until trained, and a
-    log-spectrogram is far from zero-mean unit-variance, which leaves a random-init tower
-    saturated by the ``log(eps)`` floor: a random ``audio_tiny`` on 600 FSDD clips (linear SVM)
-    scored 45% without and 74% with this step. It removes the gain: use ``"none"`` where
-    loudness must count (e.g. telling silence from faint noise).
+    """L3-Net's audio subnetwork (Arandjelovic & Zisserman 2017), with a size knob; ``forward``
+    global-pools the last block to ``(B, feature_dim)``. The input needs at least ``2 ** blocks``
+    rows and columns. Design notes: docs/design/models_tasks_eval.md, "avssl/models/audio.py".
 
     Args:
         width: channel multiplier (1.0: the paper's 64-512; 0.25: 16-128, the CPU-tiny size).
         blocks: how many blocks (1-4) to keep.
         in_channels: input channels (1: a spectrogram).
         pool: global pooling of ``forward``, ``"max"`` (the papers) or ``"avg"``.
-        input_norm: ``"instance"`` (see above) or ``"none"``.
+        input_norm: ``"instance"`` (each input map standardised over frequency x time, no learnt
+            parameters) or ``"none"`` (where loudness must count).
         convs: conv layers per block (2: the papers; 1: a CPU-scale variant, ~1/3 the cost).
         pools: how many of the blocks, from the first, end with the 2x2 pool (default: all); the
             others keep their input's size (a finer map for the same depth, e.g. a 16x16 grid
             from a 64 frame with 3 blocks and 2 pools).
-
-    Cost per 1 s at 257 x 201 (multiply-adds): ~0.65 G at ``width=0.25``, ~10 G at 1.0.
     """
 
     BASE = (64, 128, 256, 512)

@@ -1,20 +1,7 @@
 """Two-tower audio-visual networks: AVE-Net, L3-Net and AVOL-Net (Arandjelovic & Zisserman,
-"Look, Listen and Learn" 2017 and "Objects that Sound" 2018), from random initialisation.
-
-One module, :class:`AVNet`, with the fusion as an argument (``head``): a vision tower ``net`` (a
-2-D backbone with a spatial map, ``vgg_av`` by default, on one frame or ``frames`` frames stacked
-as channels) and an audio tower ``audio_net`` behind a front end
-(:func:`avssl.models.audio.build_frontend`). Each tower's map is max-pooled, then two fc layers
-(512 -> 128 -> 128) and L2 normalisation give the 128-D ``encode_video`` / ``encode_audio``
-vectors; the vision fc layers are 1x1 convolutions, so applied *before* the pool they give one
-embedding per grid cell -- the map that localises (:meth:`AVNet.localize`). Fusions: ``"ave"``
-(Euclidean distance -> fc(1 -> 2), initialised with the right sign), ``"l3"`` (concatenation ->
-fc 128 -> fc 2), ``"avol"`` (per-cell cosine -> 1x1 conv -> sigmoid -> max over the grid, MIL).
-AVOL's ``when_stream``, ``map_smooth`` and ``map_pool`` options, and why: docs/audio_visual.md.
-
-``forward(batch)`` takes ``frames`` ``(B, T, 3, H, W)``, ``audio`` ``(B, N)`` waveforms at
-``sample_rate`` and ``target`` and returns ``(loss, {"logits": (B, 2)})``. Checkpoints hold the
-vision tower under ``net.`` and the audio tower under ``audio_net.`` (docs/evaluation.md).
+"Look, Listen and Learn" 2017 and "Objects that Sound" 2018), from random initialisation:
+:class:`AVNet`, the fusion an argument.
+Design notes: docs/design/models_tasks_eval.md, "avssl/models/av.py".
 """
 
 from __future__ import annotations

@@ -1,16 +1,6 @@
-"""Backbones: the feature towers the pretext tasks share, from random initialisation only.
-
-Every entry of :data:`BACKBONES` builds a module whose ``forward(x)`` returns global features
-``(B, feature_dim)`` (pooled, before any classifier), from ``(B, 3, H, W)`` images or, for the
-``video`` entries, ``(B, 3, T, H, W)`` clips; it carries an ``int`` ``feature_dim`` (read it with
-:func:`feature_dim_of`), which follows keyword arguments such as ``width``. Nothing is ever
-downloaded (torchvision constructors get ``weights=None``). The entries: ``caffenet`` (the
-CaffeNet tower of Shuffle & Learn and Odd-One-Out, with BatchNorm, fc7 4096) and
-``caffenet_small`` (width 0.25, the CPU demo size); ``convnet_tiny`` (CPU-scale, not from the
-papers); ``vgg_av`` (the "Objects that Sound" vision tower); ``vit_tiny``
-(:mod:`avssl.models.vit`, MAE's encoder); torchvision's ``resnet18``, ``r3d_18``, ``r2plus1d_18``
-with ``fc = nn.Identity()``. :func:`export_backbone` turns trained weights into a plain state
-dict for torchvision (or for this module again).
+"""Backbones: the feature towers the pretext tasks share, from random initialisation only; every
+entry of :data:`BACKBONES` returns global features ``(B, feature_dim)``.
+Design notes: docs/design/models_tasks_eval.md, "avssl/models/backbones.py".
 """
 
 from __future__ import annotations
@@ -31,25 +21,9 @@ def _scaled(n: int, width: float) -> int:
 
 
 class CaffeNet(nn.Module):
-    """The CaffeNet tower (Krizhevsky et al. 2012, as in Caffe's ``bvlc_reference_caffenet``).
-
-    Layers as in the papers: conv1 96 11x11/4, pool; conv2 256 5x5 (pad 2), pool; conv3 384 3x3,
-    conv4 384 3x3, conv5 256 3x3 (pad 1), pool; fc6 4096, fc7 4096. All pools are 3x3/2 max pools
-    rounded up as Caffe does (``ceil_mode=True``), which gives the paper's 6x6 pool5 at 227 px.
-    ``forward`` returns fc7 after its ReLU, the feature Shuffle & Learn concatenates across the
-    tuple (Caffe's relu7 runs in place on the fc7 blob).
-
-    Deviations from the 2016 CaffeNet, on purpose:
-
-    - **BatchNorm after every conv and fc** (before the ReLU, no bias), in place of LRN and fc
-      dropout: trainable from scratch at the usual learning rates without the papers' hand-tuned
-      init. Heads may add dropout. In training mode the fc BN needs a batch of at least 2.
-    - **No grouped convolutions** (2012's two-GPU split), as in torchvision's AlexNet.
-    - **Adaptive average pooling of pool5 to 6x6** before fc6, so any input of at least 39 px
-      works (the identity at 199-230 px, 224 and 227 included; smaller inputs repeat cells; at
-      38 px pool5 would be empty).
-    - He (Kaiming) initialisation as in torchvision's ResNet, not Caffe's Gaussian fillers (with
-      BN their scale only sets the effective step size).
+    """The CaffeNet tower (Krizhevsky et al. 2012), with BatchNorm; ``forward`` returns fc7
+    after its ReLU. Any input of at least 39 px works.
+    Design notes: docs/design/models_tasks_eval.md, "avssl/models/backbones.py".
 
     Args:
         width: multiplier on every channel and unit count (rounded). ``1.0`` is the paper's net
@@ -120,13 +94,8 @@ class CaffeNet(nn.Module):
 
 
 class ConvNetTiny(nn.Module):
-    """A small CNN for CPU-scale demos and tests: not from the papers.
-
-    Four blocks of 3x3 conv (stride 2) + BN + ReLU with 32-64-128-256 channels, then global
-    average pooling: a 64x64 input ends at 4x4x256 and gives a 256-D feature. About 0.39M
-    parameters and 15M multiply-adds per 64x64 image (0.9M + 3 x 4.7M: every block after the
-    first costs the same, channels doubling as the area quarters). Any input of at least 1 px
-    works.
+    """A small CNN for CPU-scale demos and tests: not from the papers (a 64x64 input gives a 256-D
+    feature). Design notes: docs/design/models_tasks_eval.md, "avssl/models/backbones.py".
 
     Args:
         channels: output channels of the blocks.

@@ -1,14 +1,6 @@
 """Tracking that emerges from colourisation (Vondrick et al., ECCV 2018): the embedding network
-and the colour-copy loss.
-
-A network embeds grey frames into per-location vectors (a map at 1/4 or 1/8 of the input). To
-colour a grey *target* frame it *points* into coloured *reference* frames of the same video,
-``A_ij = softmax_j(f_i . f_j / T)``, and copies their quantised colours, ``p_i = sum_j A_ij c_j``;
-the loss is the cross-entropy of ``p_i`` against the target's own colour. At test time the same
-pointers carry masks or boxes through the video (:mod:`avssl.eval.propagation`). The paper's
-settings (recalled), the deviations here (L2-normalised embeddings with T = 0.05, a 2-D dilated
-conv head by default, ResNet-18 at stride 8 by dilation) and :class:`TrackingOptions`:
-docs/tracking.md.
+and the colour-copy loss (settings and deviations: docs/tracking.md).
+Design notes: docs/design/models_tasks_eval.md, "avssl/models/tracking.py".
 """
 
 from __future__ import annotations

@@ -1,19 +1,6 @@
-"""A plain Vision Transformer (Dosovitskiy et al. 2021) as MAE uses it (He et al. 2022).
-
-``ViT()`` is ViT-Ti/16 (Touvron et al.'s DeiT-Ti sizes: patch 16, width 192, 12 blocks of 3
-heads); the CPU configs shrink it with keyword arguments (``patch_size=4, dim=128, depth=4,
-heads=4`` on 28-32 px digits). As in MAE:
-
-- the patch embedding is one ``patch x patch`` convolution of stride ``patch``;
-- position embeddings are the fixed 2-D sine-cosine table (:func:`sincos_2d`), not learned; it is
-  computed for the grid each input gives, so any input whose sides are multiples of the patch
-  works (and a checkpoint does not depend on the training resolution);
-- blocks are pre-norm (LayerNorm, multi-head self-attention, LayerNorm, GELU MLP of 4x width);
-- :meth:`ViT.embed` and :meth:`ViT.encode` are separate, so MAE's encoder can run on the visible
-  tokens only.
-
-Deviation: no class token. The feature (``forward``) is the mean of the final normalised tokens,
-the global-pool variant MAE's fine-tuning code offers; a linear probe on it needs nothing else.
+"""A plain Vision Transformer (Dosovitskiy et al. 2021) as MAE uses it (He et al. 2022): no class
+token, the feature is the mean of the final normalised tokens.
+Design notes: docs/design/models_tasks_eval.md, "avssl/models/vit.py".
 """
 
 from __future__ import annotations

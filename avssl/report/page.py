@@ -1,11 +1,6 @@
 """The markdown page of avssl-report: one function per section of ``OUT/README.md``.
 
-It reads ``metrics.jsonl`` (training curves, the last evaluation), ``config.yaml``,
-``eval/*.json`` in the ``avssl-eval`` result format (a table row each; a confusion matrix where
-``confusion`` is present, per-fold bars where ``per_fold`` is, a thumbnail grid where ``extra``
-holds ``retrieval_examples`` with ``query`` / ``neighbours`` / ``relevant``, ``root`` and
-``id_kind``), the feature caches (``eval/features/*.npz`` and any ``.npz`` a result names: PCA
-maps, t-SNE with ``tsne``) and ``heatmaps/**/*.png``. A section without data becomes a note.
+Design notes: docs/design/prep_tracking_cli.md, "avssl/report/page.py".
 """
 
 from __future__ import annotations

@@ -1,11 +1,6 @@
-"""Pretext tasks: one file each, listed in the plain dict :data:`TASKS` (no registry).
-
-One protocol for every task (:class:`avssl.tasks.common.Task`, STYLE.md): ``prepare`` fits the task
-to the run (rows, example makers run in the loader workers, model options, classes) and
-``build_model`` makes the model whose ``forward(batch)`` returns ``(loss, logs)``. ``batch`` holds
-``frames`` float ``(B, T, C, H, W)`` already augmented, ``target`` int64 ``(B,)`` and, for the
-audio-visual pair tasks, ``audio`` float ``(B, N)``; ``logs["logits"]`` (absent for MAE) gives the
-accuracy, against ``logs["target"]`` where the model makes its own targets.
+"""Pretext tasks: one file each, listed in the plain dict :data:`TASKS` (no registry), one
+protocol (:class:`avssl.tasks.common.Task`): ``forward(batch)`` returns ``(loss, logs)``.
+Design notes: docs/design/models_tasks_eval.md, "avssl/tasks/__init__.py".
 """
 
 from __future__ import annotations

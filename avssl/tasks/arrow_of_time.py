@@ -1,23 +1,6 @@
 """Arrow of time (Pickup et al. 2014; Wei et al. 2018): is this clip playing forward or backward?
-
-The manifest (arrow_of_time.jsonl) gives the frames in the order shown (descending when reversed)
-and the target (1 = forward). Inputs (``options.arrow_encoding``) with a 2-D backbone:
-
-* ``"frames"``: every frame is encoded by the same network and the per-frame features are
-  concatenated in time order before a small classifier (late fusion, as Wei et al.'s
-  frame-feature baseline);
-* ``"differences"``: the stack of the L - 1 consecutive frame differences as one image (early
-  fusion; Wei et al. feed stacked optical flow, for which differences are the cheap stand-in).
-  The cues of time's direction are local accelerations -- a bounce losing energy, an object
-  coming to rest -- which the first layers see here, and a late fusion of pooled per-frame
-  features hardly can.
-* ``"stabilized"``: the same stack of differences after removing the global camera
-  translation: every frame is aligned to the clip's middle frame by phase correlation
-  (:func:`avssl.tasks.common.stabilize_clips`), so a pan -- time-symmetric, yet different per
-  video -- does not dominate the differences, and object motion is what is left (Wei et al.
-  stabilise the camera before computing flow for the same reason).
-
-With a video backbone (r3d_18, r2plus1d_18) the clip goes through it whole.
+Time's cues are local accelerations, so the frame-difference inputs let the first layers see them.
+Design notes: docs/design/models_tasks_eval.md, "avssl/tasks/arrow_of_time.py".
 """
 
 from __future__ import annotations

@@ -1,14 +1,7 @@
 """Audio-visual correspondence and synchronisation: ``ave_net``, ``l3_net``, ``avol_net``,
-``av_sync`` (models in :mod:`avssl.models.av`; settings in ../shared/METHODS.md, the options in
-docs/audio_visual.md).
-
-The dataset rows are the **positives** of a pair manifest (``avc_*.jsonl``; rows with ``target``
-0 are left out): a frame, the window of sound centred on it, the video's ``fps`` and the stretch
-``span = [origin, lo, hi]`` where its sound may be cut. Every example is a positive or a negative
-(``neg_fraction``), and **negatives are drawn afresh for every sample** (seeded by (seed, epoch,
-index)): another video's sound cut on the *frame's* grid (``origin_B + m / fps_A``, the shortcut
-rule of "Objects that Sound"; :mod:`avssl.data.av_pairs`), or for ``av_sync`` the same video's
-sound shifted by whole frames, ramped in over ``curriculum_epochs`` (Korbar et al. 2018).
+``av_sync`` (models in :mod:`avssl.models.av`); negatives are drawn afresh for every sample,
+on the frame's grid so no shortcut is left.
+Design notes: docs/design/models_tasks_eval.md, "avssl/tasks/av.py".
 """
 
 from __future__ import annotations

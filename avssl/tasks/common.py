@@ -238,16 +238,9 @@ def stabilize_clips(
     subpixel: bool = True,
 ) -> torch.Tensor:
     """Remove the global camera translation of ``(B, L, C, H, W)`` float clips (a pan, hand-held
-    shake) so that frame differences show object motion, not camera motion (Wei et al. 2018
-    stabilise the camera before computing flow for the arrow of time, for this reason).
-
-    Every frame's translation relative to the ``reference`` frame (default: the middle frame, or
-    both middle frames of an even length, their estimates averaged, so a clip and its time
-    reversal use the same pair) is estimated by :func:`estimate_translation` on the channel-mean
-    grey image. The shifts are centred on their mean over the clip (a clip and its reversal get
-    the same warps, and the common region does not reveal the pan's direction), each frame is
-    translated by its shift (bilinear; ``subpixel=False`` rounds to whole pixels), and pixels not
-    seen by every frame are set to 0 in all frames, so no border of zeros moves with the pan.
+    shake) so that frame differences show object motion, not camera motion; pixels not seen by
+    every frame are 0 in all frames.
+    Design notes: docs/design/models_tasks_eval.md, "avssl/tasks/common.py".
     """
     b, length, c, h, w = clips.shape
     grey = clips.float().mean(dim=2)  # (B, L, H, W)

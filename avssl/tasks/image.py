@@ -1,15 +1,6 @@
-"""Image pretext tasks: the single-frame cases of the training core, alone or several at once.
-
-Every example is one frame -- an image of an image manifest (rows with ``path``) or a frame drawn
-from a row of any video manifest (:func:`frame_index`; whole-video rows are first cut into
-``options.frames_per_video`` segments, :func:`video_segments`) -- augmented by the trainer
-(``batch["frames"]``, ``(B, V, 3, S, S)``, ``V > 1`` independently augmented views for SimCLR and
-Exemplar). A model is one backbone (``encoder.net``: what ``avssl-eval`` loads) and one head per
-task (:mod:`avssl.tasks.image_heads`, each owning its loss); :class:`ImageModel` sums the heads'
-losses with per-task weights (Doersch & Zisserman 2017's multi-task network, without their lasso
-or harmonisation). The heads, their options, defaults and deviations from the papers:
-docs/image_tasks.md. Every head runs the backbone on its own input, so in a multi-task step
-BatchNorm statistics see each of those batches in turn.
+"""Image pretext tasks: the single-frame cases of the training core, alone or several at once
+(one backbone, one head per task, :mod:`avssl.tasks.image_heads`; docs/image_tasks.md).
+Design notes: docs/design/models_tasks_eval.md, "avssl/tasks/image.py".
 """
 
 from __future__ import annotations

@@ -1,16 +1,6 @@
 """Odd-One-Out networks (Fernando, Bilen, Gavves & Gould, CVPR 2017): which subsequence is odd?
-
-A question (odd_one_out.jsonl) holds N subsequences of L frames; all are in temporal order but one,
-whose frames are shuffled. Each subsequence is encoded by one shared network and the N encodings
-are fused by **sum of differences**, sum over i < j of (f_j - f_i) = sum_k (2k - N + 1) f_k, a
-position-weighted sum, then a linear N-way classifier (the paper's SoD fusion).
-
-Subsequence encoding (the paper compares several inputs): ``"dynamic_image"``: the L frames are
-collapsed into one image by approximate rank pooling (Bilen et al. 2016), weights
-alpha_t = 2t - L - 1 on the frames, so one 2-D pass per subsequence; ``"differences"``: the stack
-of the L - 1 consecutive frame differences as one 3(L-1)-channel image (O3N's "stack of
-differences": a jump back and forth in a shuffled subsequence shows directly); ``"frames"``:
-every frame encoded and the L features concatenated in the order shown (L times the compute).
+One shared encoder per subsequence, fused by the paper's sum of differences.
+Design notes: docs/design/models_tasks_eval.md, "avssl/tasks/odd_one_out.py".
 """
 
 from __future__ import annotations

@@ -1,12 +1,6 @@
-"""Colourisation as a pretext for tracking (Vondrick et al., ECCV 2018): ``colorization_tracking``.
-
-An example is ``tracking.refs`` reference frames and one target frame (last) of a video,
-``g`` frames apart, ``g`` uniform in ``tracking.gap``; whole-video rows are repeated
-``tracking.per_video`` times per epoch. The model (:class:`avssl.models.tracking.ColourTracker`)
-colours the grey target by pointing into the references; ``prepare`` fits the colour
-quantisation (k-means of the ab pixels of training frames, as the paper's 16 clusters) and, on
-the built-in set, uses the synth's own split so its test clips (``avssl-eval tracking``) are never
-seen. Details and the paper's settings: docs/tracking.md.
+"""Colourisation as a pretext for tracking (Vondrick et al., ECCV 2018): ``colorization_tracking``;
+``prepare`` fits the colour quantisation (details: docs/tracking.md).
+Design notes: docs/design/models_tasks_eval.md, "avssl/tasks/tracking.py".
 """
 
 from __future__ import annotations

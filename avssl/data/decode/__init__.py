@@ -19,16 +19,8 @@ backends (decord, OpenCV, torchcodec) may be named only for kinds of file on whi
 the exact-frame suite (tests/test_decode_exact.py); :func:`backend_refusal` says why one is
 refused.
 
-Random access is cheap: a read sorts the wanted indices, and for each one either goes on decoding
-from where the decoder stands or seeks to the verified keyframe at or before it, whichever decodes
-fewer frames; all wanted frames are served in one forward pass and no frame is decoded twice.
-Only wanted frames are converted to RGB.
-
-This door holds the reads and the choice of backend (which decoders may read which kind of
-file, and the other backends' readers); private modules hold the rest (import from here):
-``reader`` (safe opening, pictures, :func:`resize`, the read plan, verified seeks, open files),
-``probing`` (``probe``) and ``audio`` (``probe_audio``, ``read_audio``);
-:mod:`avssl.data.frame_folder` reads folders of numbered images.
+The private modules (``reader``, ``probing``, ``audio``) are imported from here only.
+Design notes (random access, module layout): docs/design/data.md, "avssl.data.decode".
 
 Audio: one mono mix everywhere, the *mean* of the channels (librosa/soundfile convention, not
 (L+R)/sqrt 2). Windows that run past either end of the stream are zero-padded

@@ -427,14 +427,7 @@ def _verify_seek_points(
 ) -> tuple[SeekPoint, ...]:
     """Seek to every keyframe packet and keep those that reproduce the sequential decode.
 
-    The n-th keyframe packet (decode order) should give the n-th keyframe out of the decoder
-    (display order): keyframes are never reordered among themselves. A candidate is kept when,
-    on a freshly opened file (as a read finds it), the first packet read after the seek is the
-    keyframe packet itself and every frame decoded from there up to the next kept seek point
-    matches the sequential decode's checksum. Frames after a seek are counted, never looked up
-    by timestamp (AVI timestamps are packet counters). Candidates are checked from the last to
-    the first, so that each one is checked over the whole stretch a read may decode from it.
-    """
+    Design notes: docs/design/data.md, "Verifying seek points"."""
     if len(key_packets) != len(keyframes):
         return ()  # ambiguous pairing: read from the start only (exact, slower)
     kept: list[SeekPoint] = []

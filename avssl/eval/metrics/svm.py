@@ -1,22 +1,6 @@
-"""The linear SVM of the ESC-50 protocol: LinearSVC's objective solved exactly in the primal.
-
-The model is scikit-learn's :class:`~sklearn.svm.LinearSVC` (squared hinge loss, L2 penalty on
-the weights *and* the intercept, ``intercept_scaling=1``, one-vs-rest; one problem for two
-classes): for the targets ``t_i = +-1`` of one class and ``x~ = [x, 1]``::
-
-    min_w  0.5 * ||w||^2 + C * sum_i max(0, 1 - t_i * <w, x~_i>)^2
-
-This objective is strictly convex, so it has one minimiser; it is found here by the finite
-Newton method of Keerthi & DeCoste (JMLR 2005, *A Modified Finite Newton Method for Fast Solution
-of Large Scale Linear SVMs*): each step solves the regularised least-squares problem on the
-samples inside the margin (a (D+1) x (D+1) system: cheap for many samples and few features) and
-an exact line search follows; it stops when a full step leaves the set of samples inside the
-margin unchanged, i.e. at the minimiser itself. Along an ascending C grid every fit starts from
-the previous C's solution (a warm start only saves steps: the minimiser is the same).
-
-liblinear (what LinearSVC runs) stops at a gradient tolerance instead (``tol=1e-4``), which at
-large C (>= 10 on 128-d audio features) leaves its weights a few percent short of this minimiser;
-LinearSVC with a tight ``tol`` reaches the same predictions as this solver.
+"""The linear SVM of the ESC-50 protocol: LinearSVC's objective solved exactly in the primal
+(Keerthi & DeCoste's finite Newton method).
+Design notes: docs/design/models_tasks_eval.md, "avssl/eval/metrics/svm.py".
 """
 
 from __future__ import annotations
