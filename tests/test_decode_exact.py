@@ -14,6 +14,7 @@ Also here: probe's fields and read_audio's sample exactness (clicks at known sam
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -265,6 +266,26 @@ def test_read_audio_window_equals_cut(name: str, media: dict[str, MediaFile]) ->
         short = read_audio(m.path, start, 0.3, sample_rate=48000).data[0].numpy()
         n0 = round(start * 48000)
         np.testing.assert_allclose(short, long[n0 : n0 + short.size], atol=1e-5)
+
+
+def test_read_audio_takes_any_real_number_of_seconds(media: dict[str, MediaFile]) -> None:
+    """Times from a probe are tensors (``info.pts_s``); NumPy and Fraction values count too."""
+    import torch
+
+    m = media["h264_gop250.mp4"]
+    want = read_audio(m.path, 0.5, 0.25, sample_rate=16000).data
+    pts = torch.tensor([0.0, 1.0])
+    times = [
+        (torch.tensor(0.5), torch.tensor(0.25)),
+        (np.float32(0.5), np.float64(0.25)),
+        (Fraction(1, 2), Fraction(1, 4)),
+        (pts[1] - 0.5, 0.25),  # the README's pattern: clip.pts_s[i] - 0.5
+    ]
+    for start, dur in times:
+        assert torch.equal(read_audio(m.path, start, dur, sample_rate=16000).data, want)
+    for bad in ["0.5", None, float("nan"), pts]:
+        with pytest.raises(ValueError, match="start_s must be"):
+            read_audio(m.path, bad, 0.25, sample_rate=16000)  # type: ignore[arg-type]
 
 
 def test_read_audio_mono_is_mean(media: dict[str, MediaFile]) -> None:

@@ -180,6 +180,21 @@ def _open_audio(
     return c, a
 
 
+def _seconds(path: object, name: str, value: object) -> float:
+    """Any finite real number (a Python or NumPy number, a one-element tensor, a Fraction)."""
+    try:
+        if isinstance(value, str | bytes):
+            raise TypeError
+        v = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(
+            f"{path}: {name} must be a real number of seconds, got {value!r}"
+        ) from None
+    if not math.isfinite(v):
+        raise ValueError(f"{path}: {name} must be finite, got {value!r}")
+    return v
+
+
 def read_audio(
     path: str | os.PathLike[str],
     start_s: float,
@@ -204,6 +219,10 @@ def read_audio(
     """
     if sample_rate <= 0:
         raise ValueError(f"{path}: sample_rate must be positive, got {sample_rate}")
+    start_s, duration_s = (
+        _seconds(path, "start_s", start_s),
+        _seconds(path, "duration_s", duration_s),
+    )
     if duration_s < 0:
         raise ValueError(f"{path}: duration_s must be >= 0, got {duration_s}")
     if _is_folder(path):
