@@ -6,6 +6,7 @@ Design notes (supported types, an example): docs/design/data.md, "avssl.config".
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 import os
@@ -25,6 +26,20 @@ SET_SOURCE = "--set"
 _TRUE_TEXT = frozenset({"true", "1", "yes", "y", "on"})
 _FALSE_TEXT = frozenset({"false", "0", "no", "n", "off"})
 _NONE_TEXT = frozenset({"null", "none", "~", ""})
+
+
+def add_config_options(p: argparse.ArgumentParser, config_help: str, set_help: str) -> None:
+    """``--config YAML`` and the repeatable ``--set KEY=VALUE`` (into ``overrides``): the two
+    inputs of :func:`load_config` on a command line."""
+    p.add_argument("--config", default=None, metavar="YAML", help=config_help)
+    p.add_argument(
+        SET_SOURCE,
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=set_help,
+    )
 
 
 def load_config(

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from avssl.cli import eval as cli_eval  # its shared helpers; it imports this module
+from avssl.config import add_config_options
 from avssl.errors import run_cli
 from avssl.eval import finetune
 
@@ -43,16 +44,10 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
         help="test rows (splitK/test.jsonl); without it, the manifest's 'split' "
         "column decides (data.train_splits / data.test_split)",
     )
-    p.add_argument(
-        "--config", metavar="YAML", help="configuration file (e.g. configs/finetune_ucf101.yaml)"
-    )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one field, e.g. optim.lr=0.001",
+    add_config_options(
+        p,
+        "configuration file (e.g. configs/finetune_ucf101.yaml)",
+        "override one field, e.g. optim.lr=0.001",
     )
     p.add_argument(
         "--out",

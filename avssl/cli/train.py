@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from avssl.config import add_config_options
 from avssl.errors import run_cli
 
 _TRAIN_DESCRIPTION = (
@@ -40,14 +41,8 @@ def _train_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="avssl-train", description=_TRAIN_DESCRIPTION)
     p.add_argument("task", nargs="?", help="the pretext task (see --list)")
     p.add_argument("--list", action="store_true", help="list the tasks and exit")
-    p.add_argument("--config", default=None, metavar="YAML", help="configuration file")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one field, e.g. optim.lr=0.001 (repeatable)",
+    add_config_options(
+        p, "configuration file", "override one field, e.g. optim.lr=0.001 (repeatable)"
     )
     p.add_argument(
         "--out",
