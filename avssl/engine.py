@@ -383,6 +383,7 @@ class Logger:
         self.t0, self.seen, self.tb = time.monotonic(), 0, None
         # throughput and data wait over the current log interval (timing fields of the records)
         self.t_mark, self.seen_mark, self.wait = self.t0, 0, 0.0
+        self.eta_origin: tuple[float, int] | None = None  # (time, samples) the ETA counts from
         if not env.is_main:
             return
         if self.path.exists():  # keep the lines up to the checkpoint: a resumed log is whole
@@ -429,13 +430,21 @@ class Logger:
         if self.env.is_main:
             el = now - self.t0
             rate = self.seen / el if el > 0 else 0.0
-            eta = (total - step - 1) * (el / max(self.seen, 1)) * self.cfg.optim.batch_size
+            # the ETA counts from the first logged step: the first steps pay the start-up (the
+            # loader's first videos, one-off kernel setup) and would make it absurd
+            if self.eta_origin is None:
+                self.eta_origin = (now, self.seen)
+            t_o, seen_o = self.eta_origin
+            left = (total - step - 1) * self.cfg.optim.batch_size * self.env.world_size
+            eta = "ETA -"
+            if self.seen > seen_o:
+                eta = f"ETA {left * (now - t_o) / (self.seen - seen_o):.0f} s"
             tty = sys.stderr.isatty()
             print(
                 f"{chr(13) if tty else ''}step {step + 1}/{total} loss {vals['loss']:.4f} "
                 + (f"acc {vals['acc']:.3f} " if "acc" in vals else "")
                 + f"{rate:.0f} samples/s "
-                f"data wait {100 * timing['data_wait']:.0f}% ETA {eta:.0f} s ",
+                f"data wait {100 * timing['data_wait']:.0f}% {eta} ",
                 end="" if tty else "\n",
                 file=sys.stderr,
                 flush=True,

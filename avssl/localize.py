@@ -18,7 +18,8 @@ import torch
 
 from avssl.checks import int_arg
 from avssl.errors import run_cli
-from avssl.eval.av import LoadedAV, load_av_model, overlay
+from avssl.eval.av import LoadedAV, load_av_model
+from avssl.eval.pictures import annotated_frame
 from avssl.eval.tracking_pictures import write_overlays
 from avssl.types import VideoInfo
 
@@ -66,7 +67,11 @@ def localize_video(
         k = 0
         for i, frame in decode.iter_frames(video, info=info):
             k = slot.get(i, k)  # frames between computed ones keep the last map
-            yield i, overlay(frame, heat[k]), i in pngs
+            yield (
+                i,
+                annotated_frame(frame, heat[k], probs[k], note=_note(info, i, wanted[k])),
+                i in pngs,
+            )
 
     mp4 = out_dir / f"{video.stem}_heatmap.mp4" if write_mp4 else None
     if mp4 is not None:
@@ -84,6 +89,14 @@ def localize_video(
         "mp4": None if mp4 is None else str(mp4), "has_audio": info.has_audio,
         "mean_match_prob": float(np.mean(probs)), "seconds": time.monotonic() - t0,
     }  # fmt: skip
+
+
+def _note(info: VideoInfo, i: int, computed: int) -> str:
+    """The second line of frame ``i``'s banner: which frame and time, whose map it shows."""
+    text = f"frame {i}, t = {info.pts_s[i] - info.pts_s[0]:.2f} s"
+    if computed != i:
+        text += f" (heatmap of frame {computed})"
+    return text if info.has_audio else text + "; no sound track: scored against silence"
 
 
 def _heatmaps(
@@ -162,9 +175,14 @@ def _parser() -> argparse.ArgumentParser:
         "Writes, per video, OUT/<video stem>/:\n"
         "  heatmaps.npy          float16 (N, h, w) grid maps in [0, 1], N = computed frames\n"
         "  scores.csv            frame, time_s, match_prob of each computed frame\n"
-        "  frames/NNNNN.png      overlay at full size, every --png-every-th computed frame\n"
-        "  <stem>_heatmap.mp4    the whole video with the heatmap on top (frames between\n"
-        "                        computed ones reuse the last map) and the original sound\n\n"
+        "  frames/NNNNN.png      the picture of every --png-every-th computed frame: a\n"
+        "                        banner with the verdict ('no match heard (p=0.03)'), the\n"
+        "                        heatmap over the frame (at least 512 px wide) and a colour\n"
+        "                        bar: p(sound comes from here), 0 to 1, one absolute scale\n"
+        "  <stem>_heatmap.mp4    the whole video drawn so (frames between computed ones\n"
+        "                        reuse the last map) with the original sound\n\n"
+        "Colours: each cell's score capped at the sound's p(match), so a sound the model "
+        "rejects leaves the frame dark (heatmaps.npy keeps the uncapped scores).\n\n"
         "Videos without sound are scored against silence (with a warning). A video that cannot "
         "be read gives a one-line error and the others go on; the exit status is then 1.",
         epilog="Caveat: a model trained on the built-in synthetic set (avssl-train ave-net with "
@@ -229,8 +247,9 @@ def _run(args: argparse.Namespace) -> int:
                   file=sys.stderr)  # fmt: skip
             continue
         print(f"{video}: {res['heatmaps']}/{res['frames']} frames, grid {res['grid']}, "
-              f"mean match p={res['mean_match_prob']:.2f}, {res['pngs']} PNGs, "
-              f"{res['seconds']:.1f} s -> {res['out']}")  # fmt: skip
+              f"mean match p={res['mean_match_prob']:.2f}, {res['seconds']:.1f} s -> "
+              f"{res['out']}: {res['pngs']} pictures in {Path(str(res['out'])) / 'frames'}"
+              + (f", video {res['mp4']}" if res["mp4"] else ""))  # fmt: skip
     if failed:
         print(f"{failed} of {len(args.videos)} videos failed", file=sys.stderr)
     return 1 if failed else 0

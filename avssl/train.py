@@ -24,7 +24,7 @@ from avssl.data.dataset import (
     load_probe_infos,
     split_by_video,
 )
-from avssl.data.manifest import read_manifest
+from avssl.data.manifest import prep_hint, read_manifest
 from avssl.engine import EXIT_PREEMPTED  # avssl-train's exit status after a stop signal (docs)
 from avssl.tasks import TASKS
 from avssl.tasks.av import positives
@@ -56,15 +56,13 @@ def _rows(cfg: TrainConfig) -> tuple[list[dict], list[dict], Path, dict]:
     manifest = Path(cfg.data.manifest) if cfg.data.manifest else default_manifest(cfg.task)
     val_manifest = heldout_manifest(cfg)
     if not manifest.is_file():
-        hint = (
-            ("run 'avssl-prep synth' first (it builds the built-in set and its temporal manifests)")
-            if not cfg.data.manifest
-            else "check data.manifest"
-        )
-        if not cfg.data.manifest and TASKS[cfg.task].manifest == "images.jsonl":
-            hint = ("run 'avssl-prep digits ../shared/data/digits/opencv-doc__digits.png' first, "
-                    "or set data.manifest to an image manifest or any video manifest")  # fmt: skip
-        raise FileNotFoundError(f"{manifest}: manifest not found; {hint}")
+        # the prep command that writes it, when a default or a shipped config names it
+        hint = prep_hint(manifest)
+        if not hint:
+            hint = "; check data.manifest"
+        elif TASKS[cfg.task].manifest == "images.jsonl":
+            hint += ", or set data.manifest to an image manifest or any video manifest"
+        raise FileNotFoundError(f"{manifest}: manifest not found{hint}")
     card = _card(manifest)[1]
     root = Path(cfg.data.root or card.get("root") or manifest.parent)
     rows = read_manifest(manifest)

@@ -120,9 +120,13 @@ class TaskOptions:
     # pair tasks with batch_negatives: weight of a symmetric InfoNCE term on the same (B, B)
     # match logits (each positive ranked above its row's and column's negatives); 0: off
     contrastive: float = 0.0
-    # avol_net with data.av_frames = T > 1: the map's tower sees the centre frame only and a second
-    # tower reads the T-frame stack against the sound's time course (*when*); their logits add
+    # ave_net / avol_net with data.av_frames = T > 1: the map's tower sees the centre frame only
+    # and a second tower reads the T-frame stack against the sound's time course (*when*); their
+    # logits add
     when_stream: bool = False
+    # the when tower reads the stack resized to this many pixels (0: the frames' own size);
+    # timing needs little detail and the tower costs a quarter at half the side
+    when_size: int = 0
     # avol_net: average each cell's cosine over its k x k neighbourhood before the score (odd k;
     # 1: the paper's per-cell score)
     map_smooth: int = 1

@@ -87,7 +87,20 @@ def _run_and_print(cmd: Command, args: argparse.Namespace) -> int:
     text = cmd.run(args)
     if text is not None:
         print(text)
+        if (closing := wrote_line(getattr(args, "out", None), text)) is not None:
+            print(closing)
     return 0
+
+
+def wrote_line(out: Path | str | None, text: str) -> str | None:
+    """``wrote OUT``, the closing line of a prep whose printed ``text`` does not already end by
+    naming its output folder ``out``; None when it does, or the command has no ``--out``."""
+    if out is None:
+        return None
+    last = text.rstrip().splitlines()[-1] if text.strip() else ""
+    if any(str(p) in last for p in (out, Path(out).resolve())):
+        return None
+    return f"wrote {out}"
 
 
 def add_command(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:

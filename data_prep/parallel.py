@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import sys
@@ -64,18 +65,35 @@ def imap_progress(
 
 class Progress:
     """``label: done/total unit, rate/s, ETA`` on one live line (a terminal) or one line per
-    10% / 30 s (a log file), and a final line at the end."""
+    10% / 30 s (a log file), and a final line at the end.
 
-    def __init__(self, label: str, total: int, unit: str, stream: TextIO | None = None) -> None:
+    The rate (and so the ETA) is measured from the first completion, not from the start: the
+    first item also pays for the workers' start-up (spawned processes importing their modules),
+    which would otherwise inflate the ETA of the early lines many times over. Until the rate has
+    been measured over :attr:`MIN_ITEMS` items and :attr:`MIN_SECONDS`, the line says how long
+    the first item took instead of an ETA; the final line gives the total time and mean rate.
+    """
+
+    MIN_ITEMS = 2  # completions after the first before an ETA is shown
+    MIN_SECONDS = 1.0  # ... and seconds since the first
+
+    def __init__(
+        self, label: str, total: int, unit: str, stream: TextIO | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:  # fmt: skip
         self.label, self.total, self.unit = label, total, unit
         self.stream: Any = stream if stream is not None else sys.stderr
+        self.clock = clock
         self.done = 0
-        self.t0 = time.monotonic()
-        self._last = 0.0
+        self.t0 = clock()
+        self._first: tuple[float, int] | None = None  # (time, done) at the first completion
+        self._last = -math.inf
 
     def step(self, n: int = 1, note: str = "") -> None:
         self.done += n
-        now = time.monotonic()
+        now = self.clock()
+        if self._first is None:
+            self._first = (now, self.done)
         tty = bool(getattr(self.stream, "isatty", lambda: False)())
         every = 0.5 if tty else 30.0
         tenth = self.done * 10 // max(self.total, 1) != (self.done - n) * 10 // max(self.total, 1)
@@ -83,11 +101,32 @@ class Progress:
             self._last = now
             self._print(tty, note)
 
+    def eta(self) -> float | None:
+        """Seconds left at the rate since the first completion; None until it is measured."""
+        if self._first is None:
+            return None
+        t1, n1 = self._first
+        span, items = self.clock() - t1, self.done - n1
+        if items < self.MIN_ITEMS or span < self.MIN_SECONDS:
+            return None
+        return (self.total - self.done) * span / items
+
+    def line(self) -> str:
+        """The progress text (without the carriage return)."""
+        head = f"{self.label}: {self.done}/{self.total} {self.unit}"
+        elapsed = self.clock() - self.t0
+        if self.done >= self.total:
+            rate = self.done / elapsed if elapsed > 0 else 0.0
+            return f"{head} in {elapsed:.1f} s ({rate:.1f}/s)"
+        eta = self.eta()
+        if eta is not None:
+            t1, n1 = self._first or (self.t0, 0)
+            rate = (self.done - n1) / max(self.clock() - t1, 1e-9)
+            return f"{head}, {rate:.1f}/s, ETA {eta:.0f} s"
+        first = f", first after {self._first[0] - self.t0:.1f} s" if self._first else ""
+        return f"{head}{first}, measuring the rate"
+
     def _print(self, tty: bool, note: str) -> None:
-        elapsed = time.monotonic() - self.t0
-        rate = self.done / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - self.done) / rate if rate > 0 else float("nan")
         end = "\n" if self.done >= self.total or not tty else ""
-        print(f"{chr(13) if tty else ''}{self.label}: {self.done}/{self.total} {self.unit}, "
-              f"{rate:.1f}/s, ETA {eta:.0f} s{note} ", end=end, file=self.stream,
+        print(f"{chr(13) if tty else ''}{self.line()}{note} ", end=end, file=self.stream,
               flush=True)  # fmt: skip

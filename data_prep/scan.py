@@ -152,7 +152,7 @@ class Entry:
 
 @dataclass
 class Scan:
-    dataset: str  # "ucf101" or "folder"
+    dataset: str  # "ucf101", "folder", "audioset" or "synth"
     root: str  # absolute
     classes: list[str]
     entries: list[Entry]  # sorted by relpath

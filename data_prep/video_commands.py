@@ -27,9 +27,8 @@ ON = {"action": argparse.BooleanOptionalAction, "default": True}
 
 def _run_synth(args: argparse.Namespace) -> None:
     from data_prep.decode_report import decode_report
-    from data_prep.scan import scan_folder
     from data_prep.synth import build_synth
-    from data_prep.synth_av import prep_synth_av
+    from data_prep.synth_av import prep_synth_av, scan_synth
     from data_prep.videos import prep_videos
 
     result = build_synth(
@@ -38,8 +37,8 @@ def _run_synth(args: argparse.Namespace) -> None:
     print(result.summary())
     root, w = result.root, args.workers
     steps = (
-        (args.temporal, lambda: prep_videos(scan_folder(root / "videos"), root / "temporal",
-                                            workers=w, progress=True).summary()),
+        (args.temporal, lambda: prep_videos(scan_synth(root), root / "temporal", workers=w,
+                                            progress=True).summary()),
         (args.av, lambda: prep_synth_av(root, workers=w, progress=True).summary()),
         (args.report, lambda: decode_report(root, workers=w)),
     )  # fmt: skip
@@ -47,6 +46,9 @@ def _run_synth(args: argparse.Namespace) -> None:
         if wanted:
             print()
             print(step())
+    made = [f"{d}/" for d, wanted in (("temporal", args.temporal), ("av", args.av)) if wanted]
+    print(f"\nwrote {root}: the clips (videos/, manifest.jsonl, labels.csv, boxes/)"
+          + "".join(f", {d}" for d in made))  # fmt: skip
 
 
 _SYNTH_OPTIONS = (
@@ -72,8 +74,9 @@ _SYNTH_OPTIONS = (
      "on; about 15 s for 320 clips); the same as 'avssl-prep report DIR'."),
     ("--temporal", ON,
      "also mine the temporal-order manifests that 'avssl-train "
-     "shuffle_learn | odd_one_out | arrow_of_time' read by default, into DIR/temporal "
-     "(default on; the same as 'avssl-prep folder DIR/videos --out DIR/temporal'; about 30 s)"),
+     "shuffle_learn | odd_one_out | arrow_of_time' read by default, into DIR/temporal: "
+     "samples from the synth split's train clips only, its val and test clips held out "
+     "(videos.jsonl lists all, with their class and split; default on; about 30 s)"),
     ("--av", ON,
      "also mine the audio-visual pairs that 'avssl-train ave-net | l3-net | "
      "avol-net | av-sync' read by default, into DIR/av: frames sampled on each clip's grid (8 "
@@ -233,8 +236,9 @@ def _prep_videos(
     i, n = args.shard
     done = sum(result.counts.get(k, 0) for k in ("processed", "reused"))
     return (
-        f"shard {i}/{n}: {done} videos done in {result.seconds:.1f} s; when all {n} shards "
-        f"are done run 'avssl-prep merge {args.out} SHARD_DIRS...'"
+        f"shard {i}/{n}: {done} videos done in {result.seconds:.1f} s, records in "
+        f"{result.out / 'records'}; when all {n} shards are done run 'avssl-prep merge "
+        f"{args.out} SHARD_DIRS...'"
     )
 
 

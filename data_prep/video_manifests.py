@@ -60,15 +60,23 @@ class PrepResult:
         for name, s in list(c.get("splits", {}).items())[:1]:
             key = "shuffle_learn" if c.get("config_type") == "MineConfig" else "positives"
             items = sorted(s["per_class"].items(), key=lambda kv: kv[1][key])
-            if items:
-                few = ", ".join(f"{k} {d[key]}" for k, d in items[:3])
-                lines.append(f"  per class   {name}: {len(items)} classes; fewest {key}: {few} "
-                             "(all counts in prep.json)")  # fmt: skip
+            named = [(k, d) for k, d in items if k != "(none)"]
+            if named:
+                few = ", ".join(f"{k} {d[key]}" for k, d in named[:3])
+                rest = "; some videos have no class" if len(named) < len(items) else ""
+                lines.append(f"  per class   {name}: {len(named)} classes; fewest {key}: {few}"
+                             f"{rest} (all counts in prep.json)")  # fmt: skip
+            elif items:
+                lines.append(f"  per class   {name}: no classes (no video is in a class "
+                             "sub-folder)")  # fmt: skip
+        lines.append(f"wrote {self.out}: videos.jsonl, prep.json and the manifests above")
         return "\n".join(lines)
 
 
 def _split_dir(scan: Scan, split: str) -> str:
-    return "." if scan.dataset == "folder" else f"split{split}"
+    """Where a split's temporal manifests go: the output itself for a folder and the built-in
+    set (one split, "all"), ``splitK`` for UCF-101."""
+    return "." if scan.dataset in ("folder", "synth") else f"split{split}"
 
 
 def assemble(out: Path, scan: Scan, config: Any, extra: dict[str, Any]) -> dict[str, Any]:

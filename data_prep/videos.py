@@ -144,10 +144,20 @@ def _is_current(rec_path: Path, src: Path, job: _Job) -> bool:
             and rec["size_bytes"] == size
             and rec["mtime_ns"] == mtime
             and rec.get("reason") != "error"  # an unexpected failure is retried, never reused
-            and (rec["status"] != "ok" or _cache_present(job, rec))
+            and (rec["status"] != "ok" or _cache_present(job, rec) and _same_entry(rec, job.entry))
         )
     except (OSError, ValueError, KeyError, TypeError):
         return False
+
+
+def _same_entry(rec: dict[str, Any], e: Entry) -> bool:
+    """Whether a kept video's record was made for this entry: the same class, split roles and
+    dataset fields (a scan that changed them -- the built-in set's temporal prep once saw no
+    class and no split -- re-makes the record, its motion cache reused)."""
+    v = rec["video"]
+    want = {"class_name": e.class_name, "class_id": e.class_id, "group": e.group,
+            "splits": e.splits, **e.meta}  # fmt: skip
+    return all(v.get(k) == x for k, x in json.loads(json.dumps(want)).items())
 
 
 def _cache_present(job: _Job, rec: dict[str, Any]) -> bool:

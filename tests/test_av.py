@@ -98,7 +98,39 @@ def test_when_stream_adds_a_global_term_to_the_where_map() -> None:
     with pytest.raises(ValueError, match="when_stream"):
         AVNet("avol", frames=1, when_stream=True, **SMALL)
     with pytest.raises(ValueError, match="when_stream"):
-        AVNet("ave", frames=3, when_stream=True, **SMALL)
+        AVNet("l3", frames=3, when_stream=True, **SMALL)
+
+
+@pytest.mark.parametrize("per_place", [True, False])
+def test_ave_net_with_a_when_stream(per_place: bool) -> None:
+    """The main job's model: AVE-Net's distance head, scored per place (cells pooled by
+    log-mean-exp) or on the paper's one pooled embedding, plus the when stream's term."""
+    torch.manual_seed(0)
+    opts = {"map_pool": 3.0, "map_smooth": 3} if per_place else {}
+    m = AVNet("ave", frames=3, when_stream=True, batch_negatives=True, when_size=16,
+              **opts, **SMALL).eval()  # type: ignore[arg-type]  # fmt: skip
+    b = _batch(4, frames=3)
+    with torch.no_grad():
+        where, when = m.pair_logits(b["frames"], b["audio"], parts=True)
+        own = m.match_logit(b["frames"], b["audio"])
+        cells = m._logit_maps(b["frames"], b["audio"])[1]
+        heat = m.localize(b["frames"], b["audio"])
+    torch.testing.assert_close(torch.diagonal(where + when), own, atol=1e-4, rtol=1e-4)
+    assert heat.shape == (4, 8, 8) and cells is not None
+    if per_place:  # the clip's logit is the pooled map; the when term lifts the map as a whole
+        where_cells = cells - torch.diagonal(when)[:, None, None]
+        torch.testing.assert_close(
+            m._pool_cells(where_cells.flatten(1)), torch.diagonal(where), atol=1e-4, rtol=1e-4
+        )
+    m.train()
+    loss, _ = m(b)
+    loss.backward()
+    for tower in (m.net, m.when_net, m.audio_net):
+        assert all(p.grad is not None for p in tower.parameters() if p.requires_grad)
+    with pytest.raises(ValueError, match="map_smooth"):
+        AVNet("ave", map_smooth=3, **SMALL)
+    with pytest.raises(ValueError, match="when_size"):
+        AVNet("ave", frames=3, when_stream=True, when_size=-1, **SMALL)
 
 
 def test_ave_head_starts_with_the_right_sign() -> None:
@@ -290,6 +322,36 @@ def test_synth_pairs_and_trials(av_set: Path) -> None:
     assert card["config"]["min_window_peak_dbfs"] == -30.0
 
 
+def test_synth_temporal_prep_sees_classes_and_split(av_set: Path, tmp_path: Path) -> None:
+    """'avssl-prep synth' mines the temporal samples of the synth's train clips, by class; a
+    temporal prep made the old way (the video folder: no class, every clip train) is re-made."""
+    from avssl.data.manifest import read_manifest
+    from data_prep.scan import scan_folder
+    from data_prep.synth_av import scan_synth
+    from data_prep.videos import MineConfig, prep_videos
+
+    root, out = av_set.parent, tmp_path / "temporal"
+    fast = MineConfig(tuples_per_video=24, questions_per_video=8, clips_per_video=8)
+    old = prep_videos(scan_folder(root / "videos"), out, config=fast, workers=1, progress=False)
+    assert "all: no classes (no video is in a class sub-folder)" in old.summary()
+    res = prep_videos(scan_synth(root), out, config=fast, workers=1, progress=False)
+    rows = read_manifest(root / "manifest.jsonl")
+    train = {Path(r["file"]).name for r in rows if r["split"] == "train"}
+    assert res.counts.get("processed") == len(rows)  # records of the old scan are not reused
+    text = res.summary()
+    assert f"{len(train)} train videos; {len(rows) - len(train)} test videos" in text, text
+    assert "all: 8 classes; fewest shuffle_learn" in text and "(none)" not in text, text
+    assert text.splitlines()[-1].startswith(f"wrote {out.resolve()}: videos.jsonl")
+    samples = read_manifest(out / "shuffle_learn.jsonl")
+    assert samples and {r["video"] for r in samples} <= train  # val and test clips held out
+    assert (out / "shuffle_learn.jsonl").is_file() and not (out / "splitall").exists()
+    videos = read_manifest(out / "videos.jsonl")
+    assert len(videos) == len(rows) and {v["synth_split"] for v in videos} == {
+        "train", "val", "test"}  # fmt: skip
+    again = prep_videos(scan_synth(root), out, config=fast, workers=1, progress=False)
+    assert again.counts.get("reused") == len(rows)
+
+
 TINY_AV = [
     "--set", "model.width=0.125", "--set", "model.blocks=2", "--set", "audio.blocks=2",
     "--set", "data.frame_size=32", "--set", "aug.size=32", "--set", "optim.batch_size=8",
@@ -313,7 +375,12 @@ def test_pair_tasks_train_localize_and_evaluate(
     assert ev and ev[-1]["val_samples"] == 32
     loc = json.loads((run / "localization.json").read_text())
     assert loc["metrics"]["trials"] == 12 and 0 <= loc["metrics"]["pointing_matched"] <= 1
-    assert len(list((run / "heatmaps").glob("*.png"))) == 8
+    # the closing check's figures are the run's last metrics.jsonl record; the run is named
+    assert rows[-1]["loc_pointing_matched"] == loc["metrics"]["pointing_matched"]
+    assert f"run in {run}/: config.yaml, checkpoint.pt" in capsys.readouterr().err
+    sheets = sorted(p.name for p in (run / "heatmaps").glob("*.png"))
+    assert sheets == sorted(loc["pictures"]) and 2 <= len(sheets) <= 12
+    assert len({s[4:].rsplit("_", 1)[0] for s in sheets}) == len(sheets)  # one per clip
     ck = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
     assert ck["audio_backbone"] == "audio_tiny" and "audio_net.blocks.0.0.weight" in ck["model"]
     assert ck["backbone"] == "vgg_av" and json.loads(ck["backbone_kwargs"])["in_channels"] == 3
@@ -490,4 +557,4 @@ def test_map_pool_is_log_mean_exp_and_tends_to_the_max() -> None:
             cells_ = m._logit_maps(b["frames"], b["audio"])[1]
             torch.testing.assert_close(own, m._pool_cells(cells_.flatten(1)))
     with pytest.raises(ValueError, match="map_pool"):
-        AVNet("ave", map_pool=1.0, **SMALL)
+        AVNet("l3", map_pool=1.0, **SMALL)

@@ -139,6 +139,12 @@ def test_default_paths(tmp_path: Path) -> None:
     )
     info = dataclasses.replace(info, source="checkpoint", spec=str(run / "checkpoint.pt"))
     assert ft.default_paths(info, "synth")[1] == Path("evals/finetune-synth-sl-checkpoint.json")
+    run.mkdir()  # the baseline of a run (random:RUN, --like RUN): beside the run's own result
+    info = dataclasses.replace(info, source="random", spec=f"random:{run}", like=str(run))
+    assert ft.default_paths(info, "synth") == (
+        run / "eval" / "random" / "finetune-synth",
+        run / "eval" / "random" / "finetune-synth.json",
+    )
 
 
 def test_configs_load() -> None:

@@ -28,6 +28,7 @@ from avssl.eval.metrics import (
     boxes_to_mask,
     ciou,
     confusion_matrix,
+    heatmap_peak,
     knn_predict,
     label_relevance,
     linear_svm_folds,
@@ -838,3 +839,6 @@ def test_pointing_game():
     assert pointing_game(small, [[0.0, 0.75, 0.25, 1.0]], size=(4, 4)) == 0.0
     with pytest.raises(ValueError, match="at least one box"):
         pointing_game(hm, np.zeros((0, 4)))
+    # heatmap_peak: the point the pointing game scores (the pictures mark it)
+    assert heatmap_peak(hm) == (1, 2) and heatmap_peak(small, (4, 4)) == (0, 3)
+    assert heatmap_peak(np.ones((3, 3))) == (0, 0)

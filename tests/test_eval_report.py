@@ -239,6 +239,69 @@ def test_missing_run_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert not (tmp_path / "empty" / "report").exists()
 
 
+def _result(kind: str, metrics: dict[str, Any], **more: Any) -> str:
+    ds = {"name": "digits", "num_train": 20, "num_test": 20}
+    return json.dumps({"format": "avssl-eval", "version": 1, "kind": kind, "dataset": ds,
+                       "model": {"source": "random", "spec": "random:runs/x",
+                                 "backbone": "convnet_tiny"},
+                       "metrics": metrics, "seconds": 2.0, **more})  # fmt: skip
+
+
+def test_results_table_with_baselines(tmp_path: Path) -> None:
+    """One table: each result of the run beside its baseline's (eval/random/, same file name);
+    a baseline without a result of the run gets its own row; avssl-train's localization check
+    stands in for eval/localization.json."""
+    run = tmp_path / "run"
+    ev, base = run / "eval", run / "eval" / "random"
+    base.mkdir(parents=True)
+    (ev / "linear-digits.json").write_text(
+        _result("linear", {"accuracy": 0.9, "balanced_accuracy": 0.88}, command="avssl-eval x")
+    )
+    (base / "linear-digits.json").write_text(
+        _result("linear", {"balanced_accuracy": 0.31, "accuracy": 0.3}, command="avssl-eval y")
+    )
+    (base / "knn-digits.json").write_text(_result("knn", {"accuracy": 0.2}))
+    (ev / "tracking.json").write_text(
+        _result("tracking", {"tracker": {"box_mIoU": 0.5}, "copy_first": {"box_mIoU": 0.4}})
+    )
+    (base / "tracking.json").write_text(
+        _result("tracking", {"tracker": {"box_mIoU": 0.45}, "copy_first": {"box_mIoU": 0.4}})
+    )
+    loc = {"metrics": {"cIoU@0.5": 0.6, "trials": 12.0}, "manifest": "loc.jsonl", "seconds": 3}
+    (run / "localization.json").write_text(json.dumps(loc))
+    (base / "localization.json").write_text(
+        _result("localization", {"cIoU@0.5": 0.1, "trials": 12.0}, dataset={"name": "loc.jsonl"})
+    )
+    (base / "broken.json").write_text("[]")
+    assert main([str(run)]) == 0
+    text = (run / "report" / "README.md").read_text()
+    assert text.count("| result | kind |") == 1  # one table
+    assert (
+        "| [linear-digits](../eval/linear-digits.json) | linear | digits | random:runs/x "
+        "(convnet_tiny) |  | 20 / 20 | accuracy 0.9000 · balanced_accuracy 0.8800 "
+        "| [accuracy 0.3000 · balanced_accuracy 0.3100](../eval/random/linear-digits.json) "
+        "| 2.0 |"
+    ) in text
+    assert (
+        "| [knn-digits (baseline only)](../eval/random/knn-digits.json) | knn | digits |"
+    ) in text and "| — | [accuracy 0.2000](../eval/random/knn-digits.json) |" in text
+    assert (
+        "| tracker/box_mIoU 0.5000 · copy_first/box_mIoU 0.4000 "
+        "| [tracker/box_mIoU 0.4500 · copy_first/box_mIoU 0.4000](../eval/random/tracking.json)"
+    ) in text
+    assert "| [localization](../localization.json) | localization | loc.jsonl |" in text
+    assert "| cIoU@0.5 0.6000 · trials 12.00 | [cIoU@0.5 0.1000 · trials 12.00]" in text
+    assert "Skipped `random/broken.json`" in text
+    assert "# random/linear-digits.json\navssl-eval y" in text
+    assert "No baseline yet" not in text
+    for p in base.glob("*.json"):
+        p.unlink()
+    assert main([str(run)]) == 0
+    text = (run / "report" / "README.md").read_text()
+    assert "No baseline yet: e.g. `avssl-eval linear random:" in text
+    assert "| accuracy 0.9000 · balanced_accuracy 0.8800 | — |" in text
+
+
 def test_read_metrics_split_and_steps(tmp_path: Path) -> None:
     p = tmp_path / "m.jsonl"
     p.write_text(

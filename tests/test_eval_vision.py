@@ -279,6 +279,48 @@ def test_linear_and_knn_end_to_end(
     assert json.loads(out2.read_text())["extra"]["features"]["dim"] == 48
 
 
+def test_baselines_go_under_their_run(
+    synth: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """``random:BACKBONE --like RUN`` and ``random:RUN`` (the same network) write to
+    RUN/eval/random/, beside the run's own RUN/eval/ results, where avssl-report finds them."""
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "runs" / "rot"
+    run.mkdir(parents=True)
+    torch.manual_seed(3)
+    net = build_backbone("convnet_tiny", channels=[8, 16])
+    torch.save({"model": {f"encoder.net.{k}": v for k, v in net.state_dict().items()},
+                "backbone": "convnet_tiny", "backbone_kwargs": TINY, "task": "rotation"},
+               run / "checkpoint.pt")  # fmt: skip
+    (run / "config.yaml").write_text("task: rotation\n")
+    m = ["--manifest", str(synth / "split.jsonl"), *FAST]
+    for model in (["runs/rot"], ["random:convnet_tiny", "--like", "runs/rot"]):
+        code, out, err = run_cmd(["linear", *model, "--val-fraction", "0.5", *m], capsys)
+        assert code == 0, err
+    own, base = run / "eval" / "linear-synth.json", run / "eval" / "random" / "linear-synth.json"
+    assert out.splitlines()[-1] == "wrote runs/rot/eval/random/linear-synth.json"
+    b = json.loads(base.read_text())
+    assert json.loads(own.read_text())["model"]["source"] == "run"
+    assert b["model"]["source"] == "random" and b["model"]["like"] == "runs/rot"
+    assert b["model"]["kwargs"] == {"channels": [8, 16]}
+    code, out, err = run_cmd(["knn", "random:runs/rot", "--k", "3", *m], capsys)
+    assert code == 0, err
+    assert "loaded from cache" in out  # the same network as random:convnet_tiny --like runs/rot
+    k = json.loads((run / "eval" / "random" / "knn-synth.json").read_text())
+    assert k["model"]["fingerprint"] == b["model"]["fingerprint"]
+    assert not (tmp_path / "evals").exists()
+    code, _, err = run_cmd(["knn", "random:runs/nope", *m], capsys)
+    assert code == 2 and "nor a run directory" in err
+    from avssl.report import main as report_main
+
+    assert report_main(["runs/rot"]) == 0
+    text = (run / "report" / "README.md").read_text()
+    assert "| [linear-synth](../eval/linear-synth.json) | linear | synth |" in text
+    assert "](../eval/random/linear-synth.json) |" in text
+    assert "| [knn-synth (baseline only)](../eval/random/knn-synth.json) | knn |" in text
+
+
 def test_refusals(synth: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     m = ["--manifest", str(synth / "split.jsonl"), "--out", str(tmp_path / "r.json")]
     code, _, err = run_cmd(["linear", "random:convnet_tiny", "--model-kwargs",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -12,30 +13,35 @@ import torch
 from avssl import localize
 from avssl.data import decode
 from avssl.data.encode import write_video
+from avssl.eval.pictures import annotated_frame
 
 FPS, N_FRAMES, SIDE, SR = 12, 24, 64, 16000
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny untrained ave_net run (3 frames 2 apart, 32 px), saved as training saves it."""
+    """A tiny untrained ave_net run (3 frames 2 apart, 32 px, the when stream at 16 px), saved as
+    training saves it."""
     from avssl.config import load_config
     from avssl.tasks import TASKS
+    from avssl.tasks.av import build_pair_model
     from avssl.train import TrainConfig, save_checkpoint
 
     overrides = ["task=ave_net", "data.frame_size=32", "aug.size=32", "data.av_frames=3",
-                 "data.av_frame_step=2"]  # fmt: skip
+                 "data.av_frame_step=2", "options.when_size=16"]  # fmt: skip
     cfg = load_config(TrainConfig, None, overrides, base=TASKS["ave_net"].defaults)
     torch.manual_seed(0)
-    model = TASKS["ave_net"].build_model(
-        cfg.backbone, backbone_kwargs=cfg.model.kwargs(cfg.backbone),
-        audio_backbone=cfg.audio.backbone, audio_kwargs=cfg.audio.kwargs(),
-        frontend=cfg.audio.frontend, frames=cfg.data.av_frames, embed_dim=cfg.audio.embed_dim,
-    )  # fmt: skip
+    model = build_pair_model(cfg)  # the main job's model: a when stream on the 3 frames
     out = tmp_path_factory.mktemp("run")
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     save_checkpoint(out / "checkpoint.pt", {"model": model, "opt": opt}, cfg, 0, 0)
     return out
+
+
+def _picture_shape() -> tuple[int, int]:
+    """(height, width) of an overlay of a SIDE x SIDE frame (banner, frame, colour bar)."""
+    pic = annotated_frame(np.zeros((SIDE, SIDE, 3), np.uint8), np.zeros((4, 4)), 0.5)
+    return pic.shape[0], pic.shape[1]
 
 
 def _frames() -> np.ndarray:
@@ -85,8 +91,16 @@ def test_outputs_and_failures(
     assert sorted(p.name for p in (d / "frames").glob("*.png")) == [
         "00000.png", "00010.png", "00020.png"
     ]  # fmt: skip
+    # each picture: the verdict banner (red: no match, green: match), the 64 px frame enlarged
+    # to 512 px with the heatmap, the colour bar; the mp4 carries the same pictures
+    h, w = _picture_shape()
+    for name, row in (("00000.png", rows[0]), ("00010.png", rows[5])):
+        png = cv2.imread(str(d / "frames" / name))[..., ::-1]
+        assert png.shape[:2] == (h, w) and h > w > SIDE
+        bg = (70, 20, 20) if float(row["match_prob"]) < 0.5 else (20, 55, 30)
+        assert tuple(png[2, 2]) == bg
     info = decode.probe(d / "tone_heatmap.mp4")
-    assert (info.num_frames, info.width, info.height) == (N_FRAMES, SIDE, SIDE)
+    assert (info.num_frames, info.width, info.height) == (N_FRAMES, w, h // 2 * 2)
     assert info.fps == pytest.approx(FPS, rel=1e-3)
     assert info.audio and info.audio[0].audible and info.audio[0].sample_rate == SR
 
@@ -146,4 +160,4 @@ def test_frame_folder_and_gif(
     for stem in ("seq", "square"):
         assert np.load(out / stem / "heatmaps.npy").shape[0] == N_FRAMES // 4
         info = decode.probe(out / stem / f"{stem}_heatmap.mp4")
-        assert (info.num_frames, info.width) == (N_FRAMES, SIDE)
+        assert (info.num_frames, info.width) == (N_FRAMES, _picture_shape()[1])

@@ -211,6 +211,11 @@ def test_eval_tracking_on_the_synth(run: Path, synth_set: Path, tmp_path: Path) 
                     for o in truth["objects"]])  # fmt: skip
     assert m["copy_first"]["box_mIoU"] == pytest.approx(want)
     assert len(list((out / "pictures").glob("*.png"))) == 1
+    # the baseline random:RUN goes beside the run's own results by default
+    argv = ["tracking", f"random:{run}", "--manifest", str(synth_set / "manifest.jsonl"),
+            "--split", split, "--max-clips", "1", "--pictures", "0"]  # fmt: skip
+    assert eval_main(argv) == 0
+    assert json.loads((run / "eval" / "random" / "tracking.json").read_text())["kind"] == "tracking"
 
 
 # ------------------------------------------------------------------------------ avssl-track

@@ -56,7 +56,9 @@ def _metrics(run: Path) -> list[dict]:
 
 
 @pytest.mark.parametrize("task", ["shuffle_learn", "odd_one_out", "arrow_of_time"])
-def test_every_task_trains_and_exports(manifests: Path, tmp_path: Path, task: str) -> None:
+def test_every_task_trains_and_exports(
+    manifests: Path, tmp_path: Path, task: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     run = tmp_path / task
     argv = _args(
         manifests, task, run, "--set", "optim.epochs=2", "--set", "optim.steps_per_epoch=3"
@@ -73,9 +75,17 @@ def test_every_task_trains_and_exports(manifests: Path, tmp_path: Path, task: st
     assert (run / "config.yaml").read_text().startswith("task: " + task)
     ck = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
     assert ck["epoch"] == 2 and ck["step_in_epoch"] == 0 and ck["task"] == task
+    capsys.readouterr()
     assert cli.export_main([str(run)]) == 0
     net = build_backbone("convnet_tiny", channels=(8, 16), spatial=2)
     net.load_state_dict(torch.load(run / "backbone.pt", weights_only=True))
+    # the loading lines avssl-export prints run as printed and give the same weights
+    printed = capsys.readouterr().out.splitlines()
+    snippet = "\n".join(ln[4:] for ln in printed if ln.startswith("    "))
+    scope: dict = {}
+    exec(snippet, scope)
+    for k, v in net.state_dict().items():
+        assert torch.equal(scope["net"].state_dict()[k], v), k
 
 
 @pytest.mark.parametrize(
@@ -364,3 +374,24 @@ def test_val_manifest_from_another_prep_reads_its_own_root(manifests: Path, tmp_
     assert cli.train_main(argv) == 0
     (ev,) = [r for r in _metrics(run) if "val_samples" in r]
     assert ev["val_samples"] == len(read_manifest(held / "arrow_of_time.jsonl"))
+
+
+def test_training_eta_leaves_out_the_start_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The first step takes 30 s (loader start-up), the next ones 1 s each: the ETA after 11 of
+    101 steps says ~90 s, not the ~360 s that the mean since the start would give."""
+    from avssl import dist, engine
+    from avssl.train_config import TrainConfig
+
+    cfg = TrainConfig()
+    cfg.run.tensorboard, cfg.run.log_every, cfg.optim.batch_size = False, 10, 4
+    now = [0.0]
+    monkeypatch.setattr(engine.time, "monotonic", lambda: now[0])
+    log = engine.Logger(tmp_path, cfg, dist.DistEnv(0, 1, 0, torch.device("cpu")), 0)
+    for step in range(11):
+        now[0] = 30.0 + step  # step 0 ends at 30 s, each later one 1 s after
+        log.step(step, 101, {"loss": 1.0}, 4, 0.0)
+    lines = [ln.rstrip() for ln in capsys.readouterr().err.splitlines()]
+    assert lines[0].endswith("ETA -"), lines[0]
+    assert lines[-1].endswith("ETA 90 s"), lines[-1]

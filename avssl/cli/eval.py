@@ -11,10 +11,12 @@
     avssl-eval tracking       MODEL [--manifest M]       label propagation: box IoU, AUC, J, F
                               [--davis D] [--vot D]      ... on real ground truth (DAVIS, VOT)
 
-MODEL: a run directory, a checkpoint.pt, random:BACKBONE (the random-init baseline), or a
-hand-crafted baseline where the command has one (pixels for images, mfcc for audio); for the
-audio-visual commands RUN is an ave_net / l3_net / avol_net / av_sync run, or random:RUN.
-Every command writes one result JSON (docs/evaluation.md) and prints its metrics.
+MODEL: a run directory, a checkpoint.pt, random:RUN or random:BACKBONE --like RUN (the run's
+network at random initialisation: the baseline), random:BACKBONE, or a hand-crafted baseline
+where the command has one (pixels for images, mfcc for audio); for the audio-visual commands
+RUN is an ave_net / l3_net / avol_net / av_sync run, or random:RUN. Every command writes one
+result JSON (docs/evaluation.md), prints its metrics and ends with 'wrote PATH': a run's under
+RUN/eval/, its baseline's under RUN/eval/random/ (avssl-report RUN tables them side by side).
 """
 
 from __future__ import annotations
@@ -116,8 +118,9 @@ def add_feature_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "model",
         metavar="MODEL",
-        help="a run directory, a checkpoint.pt, "
-        "random:BACKBONE (random init) or pixels (the raw-pixel baseline)",
+        help="a run directory, a checkpoint.pt, random:BACKBONE (random init; --like RUN "
+        "for that run's network) or random:RUN (its network at random init), or pixels (the "
+        "raw-pixel baseline)",
     )
     p.add_argument(
         "--model-kwargs",
@@ -129,7 +132,9 @@ def add_feature_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--like",
         metavar="RUN",
-        help="random:BACKBONE: copy the backbone kwargs and the preprocessing of this trained run",
+        help="random:BACKBONE: copy the backbone kwargs and the preprocessing of this trained "
+        "run (the same as MODEL random:RUN); the result goes under RUN/eval/random/, where "
+        "avssl-report RUN shows it beside the run's own",
     )
     p.add_argument(
         "--seed",
@@ -190,8 +195,9 @@ def add_feature_options(p: argparse.ArgumentParser) -> None:
         "--out",
         type=Path,
         metavar="FILE",
-        help="result JSON (default RUN/eval/KIND-DATASET.json for a run, else "
-        "evals/KIND-DATASET-MODEL.json)",
+        help="result JSON (default RUN/eval/KIND-DATASET.json for a run, "
+        "RUN/eval/random/KIND-DATASET.json for its baseline random:RUN or random:BACKBONE "
+        "--like RUN, else evals/KIND-DATASET-MODEL.json)",
     )
 
 
@@ -413,7 +419,8 @@ def _register_audio(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out",
         metavar="FILE",
-        help="result JSON (default RUN/eval/esc50-DATASET.json for a run, else "
+        help="result JSON (default RUN/eval/esc50-DATASET.json for a run, "
+        "RUN/eval/random/esc50-DATASET.json for random:RUN or random:NAME --like RUN, else "
         "evals/esc50-DATASET-MODELTAG.json)",
     )
     _add_cache(p, "feature cache folder (default OUT_DIR/features)")
@@ -457,7 +464,12 @@ def _register_av(sub: argparse._SubParsersAction) -> None:
         help="evaluate N trials spread over the manifest (default: all)",
     )
     p.add_argument(
-        "--pictures", type=int, default=8, metavar="N", help="heatmap sheets to write (default 8)"
+        "--pictures",
+        type=int,
+        default=av.PICTURES,
+        metavar="N",
+        help=f"heatmap sheets to write: one trial each of N clips spread over the trials "
+        f"(default {av.PICTURES})",
     )
     p.set_defaults(func=_call(av.run_localization))
 

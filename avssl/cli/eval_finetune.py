@@ -25,7 +25,10 @@ _DESCRIPTION = (
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "model", metavar="MODEL", help="a run directory, a checkpoint.pt, or random:BACKBONE"
+        "model",
+        metavar="MODEL",
+        help="a run directory, a checkpoint.pt, random:BACKBONE (--like RUN_DIR: that run's "
+        "network) or random:RUN_DIR",
     )
     p.add_argument(
         "--manifest",
@@ -54,7 +57,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="DIR",
         help="work directory (checkpoint.pt, metrics.jsonl, config.yaml); default "
-        "RUN_DIR/eval/finetune-DATASET/ for a run, else evals/finetune-DATASET-MODELTAG/",
+        "RUN_DIR/eval/finetune-DATASET/ for a run, RUN_DIR/eval/random/finetune-DATASET/ for "
+        "random:RUN_DIR (or --like RUN_DIR), else evals/finetune-DATASET-MODELTAG/",
     )
     p.add_argument(
         "--json",

@@ -52,12 +52,13 @@ def run_tracking(args: argparse.Namespace) -> int:
     from avssl.eval.results import write_result
     from avssl.eval.tracking import evaluate_tracking
 
+    run = args.model.removeprefix("random:")
     if args.out:
         out = Path(args.out)
-    elif Path(args.model).is_dir():
-        out = Path(args.model) / "eval"
+    elif Path(run).is_dir():  # random:RUN, the baseline: beside the run's own result
+        out = Path(run) / "eval" / "random" if run != args.model else Path(run) / "eval"
     else:
-        raise ValueError("--out is needed when MODEL is not a run directory")
+        raise ValueError("--out is needed when MODEL is not a run directory or random:RUN")
     if args.davis or args.vot:  # real ground truth: avssl/eval/tracking_bench.py
         return run_bench(args, out)
     manifest = Path(args.manifest or Path(os.environ.get("AVSSL_DATA", "avssl-data")) / "synth"
@@ -96,7 +97,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(default $AVSSL_DATA/synth/manifest.jsonl)")  # fmt: skip
     p.add_argument("--split", default="test",
                    help="clips of this split (default test; tune settings on val)")  # fmt: skip
-    p.add_argument("--out", default=None, metavar="DIR", help="default: MODEL/eval for a run")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="default: RUN/eval for a run, RUN/eval/random for random:RUN")  # fmt: skip
     p.add_argument("--size", type=int, default=None, metavar="PX",
                    help="network input side (default: the run's data.frame_size, 64 for "
                    "pixels; with --davis/--vot 240 px short side, or the video's own when "

@@ -87,11 +87,25 @@ def _train(args: argparse.Namespace) -> int:
     if pair and not cfg.data.manifest:  # the main job builds its data on first use
         _ensure_builtin_av(default_manifest(cfg.task).parent)
     metrics = train(cfg, resume=args.resume)
+    run_dir = Path(cfg.run.out or f"runs/{cfg.task}")
     if pair and dist.is_main() and "stopped_at_step" not in metrics:
-        metrics.update(_localization(cfg, heldout_manifest(cfg)))
-    if dist.is_main():
-        print(json.dumps(metrics))
+        loc = _localization(cfg, heldout_manifest(cfg))
+        if loc:  # beside the accuracy in metrics.jsonl, as the last record of the run
+            rec = {"step": metrics.get("step"), "epoch": metrics.get("epoch"), **loc}
+            with open(run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(rec) + "\n")
+        metrics.update(loc)
+    if dist.is_main():  # the metrics (JSON) stay the last line, for scripts
+        print(_where(run_dir), file=sys.stderr, flush=True)
+        print(json.dumps(metrics), flush=True)
     return EXIT_PREEMPTED if "preempted" in metrics else 0
+
+
+def _where(run_dir: Path) -> str:
+    """The closing line: where the run went and what it holds."""
+    names = ["config.yaml", "checkpoint.pt", "metrics.jsonl", "localization.json", "heatmaps/"]
+    held = [n for n in names if (run_dir / n.rstrip("/")).exists()]
+    return f"run in {run_dir}/: {', '.join(held)} (avssl-report {run_dir} makes a page)"
 
 
 def _ensure_builtin_av(av_dir: Path) -> None:
@@ -178,8 +192,28 @@ def _export(run_dir: Path, out: Path | None) -> int:
     out = out or run_dir / "backbone.pt"
     with atomic_output(out) as tmp:
         torch.save(export_backbone(ck["backbone"], net), tmp)
-    print(f"{out}: {ck['backbone']} backbone of the {ck['task']} run")
+    print(f"{out}: {ck['backbone']} backbone of the {ck['task']} run; load it with")
+    print(_loading_snippet(ck["backbone"], ck.get("backbone_kwargs", "{}"), out))
     return 0
+
+
+def _loading_snippet(backbone: str, kwargs_json: str, path: Path) -> str:
+    """The Python lines that load an exported backbone (torchvision's model where there is one)."""
+    from avssl.models.backbones import BACKBONES
+
+    tv = getattr(BACKBONES.get(backbone), "torchvision", None)
+    if tv:
+        return (
+            "    import torch, torchvision\n"
+            f"    net = torchvision.models.get_model({tv!r}, weights=None)\n"
+            f"    net.load_state_dict(torch.load({str(path)!r}), strict=False)  # fc stays new"
+        )
+    kw = ", ".join(f"{k}={v!r}" for k, v in json.loads(kwargs_json).items())
+    return (
+        "    import torch\n    from avssl.models.backbones import build_backbone\n"
+        f"    net = build_backbone({backbone!r}{', ' + kw if kw else ''})\n"
+        f"    net.load_state_dict(torch.load({str(path)!r}))"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

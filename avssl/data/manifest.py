@@ -144,12 +144,38 @@ def write_manifest(path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any
     return out
 
 
+#: The prep command that fills a folder of this name (the defaults of the trainers and of the
+#: shipped configs) and the manifests it writes there (None: any), for "manifest not found" hints.
+_PREP_COMMANDS: dict[str, tuple[str, tuple[str, ...] | None]] = {
+    "synth": ("avssl-prep synth", None),
+    "digits": ("avssl-prep digits ../shared/data/digits/opencv-doc__digits.png", ("images.jsonl",)),
+    "av-digits": ("avssl-prep av-digits", None),
+}
+
+
+def prep_hint(path: str | os.PathLike[str]) -> str:
+    """``"; run '<avssl-prep command>' first (it writes <path>)"`` when ``path`` is a manifest that
+    an ``avssl-prep`` command writes into a folder of its own name (``synth``, ``digits``,
+    ``av-digits``; ``--out`` is named unless it is the default ``$AVSSL_DATA/<name>``), else
+    ``""``."""
+    p = Path(path)
+    for folder in (p.parent, p.parent.parent):  # digits/images.jsonl, synth/temporal/x.jsonl
+        cmd, names = _PREP_COMMANDS.get(folder.name, ("", None))
+        if not cmd or (names is not None and p.name not in names):
+            continue
+        default = Path(os.environ.get("AVSSL_DATA", "avssl-data")) / folder.name
+        if os.path.normpath(folder) != os.path.normpath(default):
+            cmd += f" --out {folder}"
+        return f"; run '{cmd}' first (it writes {p})"
+    return ""
+
+
 def read_manifest(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Read a manifest written by :func:`write_manifest` (CSV values come back as ``str``)."""
     src = Path(path)
     fmt = _format(src)
     if not src.is_file():
-        raise FileNotFoundError(f"{src}: manifest not found")
+        raise FileNotFoundError(f"{src}: manifest not found{prep_hint(src)}")
     with open(src, encoding="utf-8", newline="") as f:
         if fmt == "csv":
             return [dict(r) for r in csv.DictReader(f)]

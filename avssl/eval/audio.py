@@ -416,8 +416,11 @@ def run_esc50(
     loaded = _load_model(model, audio=True, model_kwargs=_json_arg(model_kwargs, "--model-kwargs"),
                          frontend=_json_arg(frontend, "--frontend"), like=like, seed=seed,
                          n_mfcc=n_mfcc)  # fmt: skip
-    out_path = Path(out) if out else default_result_path(KIND, data.name, loaded.tag,
-                                                         loaded.run_dir)  # fmt: skip
+    out_path = (
+        Path(out)
+        if out
+        else default_result_path(KIND, data.name, loaded.tag, loaded.run_dir, loaded.baseline_of)
+    )
     asked = _Windows(layer, window_s, hop_s, pool, grid_ft)
     cache_dir = Path(cache) if cache else out_path.parent / "features"
     feats, win, extra = _features(loaded, data, asked, cache_dir=cache_dir, no_cache=no_cache,

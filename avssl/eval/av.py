@@ -16,13 +16,16 @@ import numpy as np
 import torch
 
 from avssl.data.dataset import FrameReader, load_probe_infos
-from avssl.data.manifest import atomic_output, read_manifest
+from avssl.data.manifest import read_manifest
 from avssl.eval import metrics
 from avssl.eval.image_sets import spread
 from avssl.eval.loading import LoadedAV, load_av_model
+from avssl.eval.pictures import write_heatmaps
 from avssl.eval.results import write_result
 
 CONDITIONS = ("matched", "silent", "mismatched")
+#: Heatmap sheets written by default: one trial each of this many held-out clips.
+PICTURES = 12
 
 
 def trial_reader(manifest: Path, model: LoadedAV, frame_size: int | None = None) -> FrameReader:
@@ -59,6 +62,28 @@ def _other(rows: list[dict[str, Any]], i: int) -> int:
     raise ValueError("mismatched trials need trials of at least two different labels")
 
 
+def picture_trials(rows: list[dict[str, Any]], n: int) -> list[int]:
+    """Indices of up to ``n`` trials to draw: one per clip (its middle trial), the clips spread
+    evenly over the manifest's order -- not the first ``n`` trials, which are few clips'."""
+    if n <= 0:
+        return []
+    by_clip: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        by_clip.setdefault(str(r.get("video")), []).append(i)
+    return sorted(spread([ix[len(ix) // 2] for ix in by_clip.values()], n))
+
+
+def _keep_trial(
+    kept: dict[str, Any], rows: list[dict[str, Any]], i: int, clip: torch.Tensor
+) -> None:
+    r = rows[i]
+    kept["frames"].append(clip[clip.shape[0] // 2].permute(1, 2, 0).numpy())
+    kept["boxes"].append(r["bbox"])
+    kept["ids"].append(str(r.get("id", f"{r.get('video')}@{r.get('frame', 0)}")))
+    kept["trials"].append({"index": i, "of": len(rows), **r})
+    kept["other_labels"].append(list(rows[_other(rows, i)].get("labels", [])))
+
+
 @torch.no_grad()
 def evaluate_localization(
     loaded: LoadedAV,
@@ -68,8 +93,9 @@ def evaluate_localization(
     batch_size: int = 64,
     keep_maps: int = 0,
 ) -> tuple[dict[str, float], dict[str, Any]]:
-    """Metrics over ``rows`` under the three conditions, and (``keep_maps`` > 0) the first
-    trials' frames, heatmaps and match probabilities for pictures."""
+    """Metrics over ``rows`` under the three conditions, and (``keep_maps`` > 0) the frames,
+    heatmaps and match probabilities of up to that many trials, one per clip
+    (:func:`picture_trials`), for pictures (:func:`write_heatmaps`)."""
     from avssl.data.transforms import to_float_normalized
     from avssl.tasks.av import read_frames
 
@@ -77,8 +103,9 @@ def evaluate_localization(
         raise ValueError("no localization trials")
     model, aug = loaded.model, loaded.cfg.aug
     out: dict[str, dict[str, list[float]]] = {c: {} for c in CONDITIONS}
-    kept: dict[str, Any] = {"frames": [], "boxes": [], "ids": [], **{c: [] for c in CONDITIONS},
-                            **{f"{c}_p": [] for c in CONDITIONS}}  # fmt: skip
+    keep = set(picture_trials(rows, keep_maps))
+    kept: dict[str, Any] = {k: [] for k in ("frames", "boxes", "ids", "trials", "other_labels")}
+    kept |= {k: [] for c in CONDITIONS for k in (c, f"{c}_p")}
     chance = []
     for lo in range(0, len(rows), batch_size):
         part = list(range(lo, min(lo + batch_size, len(rows))))
@@ -91,10 +118,9 @@ def evaluate_localization(
         }
         sounds["silent"] = [np.zeros_like(s) for s in sounds["matched"]]
         h, w = clips.shape[-2:]
-        for k, r in enumerate(rows[i] for i in part if i < keep_maps):
-            kept["frames"].append(clips[k, clips.shape[1] // 2].permute(1, 2, 0).numpy())
-            kept["boxes"].append(r["bbox"])
-            kept["ids"].append(str(r.get("id", f"{r.get('video')}@{r.get('frame', 0)}")))
+        for k, i in enumerate(part):
+            if i in keep:
+                _keep_trial(kept, rows, i, clips[k])
         for cond in CONDITIONS:
             audio = torch.from_numpy(np.stack(sounds[cond]))
             maps = model.localize(x, audio).numpy()
@@ -109,7 +135,7 @@ def evaluate_localization(
                 rec.setdefault("prob", []).append(float(prob[k]))
                 if cond == "matched":
                     chance.append(float(gt.mean()))
-                if i < keep_maps:
+                if i in keep:
                     kept[cond].append(maps[k])
                     kept[f"{cond}_p"].append(float(prob[k]))
     res: dict[str, float] = {}
@@ -125,59 +151,9 @@ def evaluate_localization(
     return res, kept
 
 
-def overlay(frame: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """``frame`` (H, W, 3) uint8 RGB with ``heatmap`` (any size, values in [0, 1]) resized on
-    top in the JET colour map."""
-    import cv2
-
-    h, w = frame.shape[:2]
-    hm = cv2.resize(np.clip(heatmap, 0, 1).astype(np.float32), (w, h),
-                    interpolation=cv2.INTER_LINEAR)  # fmt: skip
-    colour = cv2.applyColorMap((hm * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
-    return (frame.astype(np.float32) * (1 - alpha) + colour.astype(np.float32) * alpha).astype(
-        np.uint8
-    )
-
-
-def write_heatmaps(kept: dict[str, Any], out_dir: Path, scale: int = 4) -> list[str]:
-    """One PNG per kept trial: the frame, then its heatmap with the matched, silent and
-    mismatched sound (the match probability in each title), the ground-truth box in green."""
-    import cv2
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    names = []
-    for k, frame in enumerate(kept["frames"]):
-        big = cv2.resize(frame, (frame.shape[1] * scale, frame.shape[0] * scale),
-                         interpolation=cv2.INTER_NEAREST)  # fmt: skip
-        h, w = big.shape[:2]
-        panels = [big.copy()]
-        for cond in CONDITIONS:
-            panel = overlay(big, kept[cond][k])
-            cv2.putText(panel, f"{cond[:5]} p={kept[f'{cond}_p'][k]:.2f}", (2, 12),
-                        cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)  # fmt: skip
-            panels.append(panel)
-        for panel in panels:
-            for x1, y1, x2, y2 in kept["boxes"][k]:
-                cv2.rectangle(panel, (int(x1 * w), int(y1 * h)), (int(x2 * w) - 1, int(y2 * h) - 1),
-                              (0, 255, 0), 1)  # fmt: skip
-        sheet = np.concatenate(panels, axis=1)
-        name = f"{k:03d}_{_safe(kept['ids'][k])}.png"
-        ok, png = cv2.imencode(".png", sheet[..., ::-1])
-        if not ok:
-            raise ValueError("PNG encoding failed")
-        with atomic_output(out_dir / name) as tmp:
-            Path(tmp).write_bytes(png.tobytes())
-        names.append(name)
-    return names
-
-
-def _safe(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:60]
-
-
 def localization_report(
     loaded: LoadedAV, manifest: Path, out_dir: Path | None, *, frame_size: int | None = None,
-    max_trials: int | None = None, pictures: int = 8,
+    max_trials: int | None = None, pictures: int = PICTURES,
 ) -> dict[str, Any]:  # fmt: skip
     """Evaluate on a trials manifest; with ``out_dir``, write its heatmap sheets there."""
     rows = spread([r for r in read_manifest(manifest) if r.get("bbox")], max_trials)
@@ -301,7 +277,7 @@ def _print_metrics(kind: str, res: dict[str, float]) -> None:
 
 def run_localization(
     model: str, *, trials: str | None = None, out: str | None = None,
-    frame_size: int | None = None, max_trials: int | None = None, pictures: int = 8,
+    frame_size: int | None = None, max_trials: int | None = None, pictures: int = PICTURES,
     argv: Sequence[str] = (),
 ) -> int:  # fmt: skip
     """``avssl-eval localization``: OUT/localization.json and heatmap sheets in OUT/heatmaps."""

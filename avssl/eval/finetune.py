@@ -45,9 +45,9 @@ from avssl.eval.finetune_data import (
 )
 from avssl.eval.finetune_task import FinetuneConfig, VideoClassifier, input_mode
 from avssl.eval.image_sets import default_manifest
-from avssl.eval.loading import ModelInfo, load_encoder, model_tag
+from avssl.eval.loading import ModelInfo, load_encoder, model_tag, run_dir_of
 from avssl.eval.metrics import accuracy, balanced_accuracy, confusion_matrix
-from avssl.eval.results import write_result
+from avssl.eval.results import BASELINE_DIR, write_result
 
 
 def _raw(model: nn.Module) -> VideoClassifier:  # the module under DDP / torch.compile
@@ -291,9 +291,13 @@ def _extra(
 
 def default_paths(info: ModelInfo, dataset: str) -> tuple[Path, Path]:
     """``(work dir, result JSON)``: ``RUN_DIR/eval/finetune-<dataset>{/,.json}`` for a run
-    directory, ``evals/finetune-<dataset>-<modeltag>{/,.json}`` otherwise."""
+    directory, ``RUN_DIR/eval/random/finetune-<dataset>{/,.json}`` for its random-init baseline
+    (``random:RUN``, ``--like RUN``), ``evals/finetune-<dataset>-<modeltag>{/,.json}`` otherwise."""
+    baseline_of = run_dir_of(info.like) if info.source == "random" else None
     if info.source == "run":
         base = Path(info.spec) / "eval" / f"finetune-{dataset}"
+    elif baseline_of is not None:
+        base = baseline_of / "eval" / BASELINE_DIR / f"finetune-{dataset}"
     else:
         tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", model_tag(info))
         base = Path("evals") / f"finetune-{dataset}-{tag}"
@@ -366,5 +370,5 @@ def run_finetune(
     )
     for k, v in res["metrics"].items():
         print(f"  {k:20s} {v:.4f}")
-    print(f"  result: {result_path}")
+    print(f"wrote {result_path} (work directory {work})")
     return 0

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from avssl.data.manifest import read_manifest, resolve_under
+from avssl.data.manifest import prep_hint, read_manifest, resolve_under
 from avssl.data.suffixes import AUDIO_SUFFIXES, IMAGE_SUFFIXES
 
 
@@ -79,8 +79,7 @@ def _resolve_manifest(path: Path) -> Path:
             f"{path}: no images.jsonl, manifest.jsonl, train.jsonl or videos.jsonl in this folder"
         )
     if not path.is_file():
-        hint = " (build the built-in set with 'avssl-prep synth')" if "synth" in str(path) else ""
-        raise FileNotFoundError(f"{path}: no such manifest{hint}")
+        raise FileNotFoundError(f"{path}: no such manifest{prep_hint(path)}")
     return path
 
 

@@ -46,6 +46,7 @@ class ModelInfo:
     path: str | None = None  # checkpoint path
     fingerprint: str = ""  # of the weights (random: of backbone + kwargs + seed); feature caches
     in_channels: int = 3  # the first layer's input channels (3 = RGB frames)
+    like: str | None = None  # random: the trained run (or checkpoint) whose network this is
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -158,6 +159,44 @@ def _audio_tower() -> _Tower:
                   build_audio_backbone, _audio_tower_state)  # fmt: skip
 
 
+def _random_tower(
+    name: str, tower: _Tower, like: str | None
+) -> tuple[str, str | None, dict[str, Any] | None]:
+    """``random:NAME``: (the tower's name, the run it copies, that run's checkpoint). NAME is a
+    tower (``--like RUN`` copies that run's keywords) or a run / checkpoint (``random:RUN``: its
+    tower, the same as ``random:TOWER --like RUN``)."""
+    if name not in tower.names():
+        if not Path(name).exists():
+            known = ", ".join(sorted(tower.names()))
+            raise ValueError(f"unknown {tower.what} {name!r} (nor a run directory or "
+                             f"checkpoint for random:RUN); available: {known}")  # fmt: skip
+        if like is not None and Path(like) != Path(name):
+            raise ValueError(f"random:{name} and like={like}: name the run once")
+        like, ck = name, load_checkpoint(_checkpoint(name))
+        if not ck.get(tower.key):
+            raise ValueError(f"random:{name}: its checkpoint has no {tower.what} (a "
+                             f"{ck.get('task', 'avssl-train')} run)")  # fmt: skip
+        return str(ck[tower.key]), like, ck
+    if like is None:
+        return name, None, None
+    ck = load_checkpoint(_checkpoint(like))
+    if ck.get(tower.key) != name:
+        raise ValueError(f"like={like}: its {tower.what} is {ck.get(tower.key)}, not {name}")
+    return name, like, ck
+
+
+def run_dir_of(ref: str | None) -> Path | None:
+    """The run directory that ``ref`` (a run directory or checkpoint) names: the directory, or
+    a checkpoint's folder when that holds a run (config.yaml or metrics.jsonl); else None."""
+    if ref is None:
+        return None
+    p = Path(ref)
+    if p.is_dir():
+        return p
+    runs = p.is_file() and any((p.parent / n).is_file() for n in ("config.yaml", "metrics.jsonl"))
+    return p.parent if runs else None
+
+
 def _load_tower(
     spec: str, tower: _Tower, model_kwargs: dict[str, Any] | None, like: str | None, seed: int
 ) -> tuple[nn.Module, ModelInfo, dict[str, Any] | None]:
@@ -165,22 +204,13 @@ def _load_tower(
     ``like``: that run's; else None)."""
     ck: dict[str, Any] | None = None
     if spec.startswith("random:"):
-        name = spec.split(":", 1)[1]
-        if name not in tower.names():
-            known = ", ".join(sorted(tower.names()))
-            raise ValueError(f"unknown {tower.what} {name!r}; available: {known}")
-        if like is not None:
-            ck = load_checkpoint(_checkpoint(like))
-            if ck.get(tower.key) != name:
-                raise ValueError(
-                    f"like={like}: its {tower.what} is {ck.get(tower.key)}, not {name}"
-                )
+        name, like, ck = _random_tower(spec.split(":", 1)[1], tower, like)
         kwargs = {**_json_arg(ck and ck.get(f"{tower.key}_kwargs"), f"{tower.key}_kwargs"),
                   **(model_kwargs or {})}  # fmt: skip
         torch.manual_seed(seed)
         net = tower.build(name, **kwargs)
         fp = f"random-{digest([name, kwargs, seed])}"
-        info = ModelInfo("random", spec, name, kwargs, fingerprint=fp)
+        info = ModelInfo("random", spec, name, kwargs, fingerprint=fp, like=like)
     else:
         path = _checkpoint(spec)
         ck = load_checkpoint(path)
@@ -244,7 +274,8 @@ class LoadedModel:
     backbone: str  # "pixels" / "mfcc" for the baselines
     clip: bool = False  # (B, 3, T, H, W) input
     train_config: dict[str, Any] | None = None
-    run_dir: Path | None = None
+    run_dir: Path | None = None  # the trained run measured (its results go to RUN/eval)
+    baseline_of: Path | None = None  # random: the run it is the baseline of (RUN/eval/random)
 
 
 def _checkpoint_config(path: str | None) -> dict[str, Any] | None:
@@ -296,10 +327,11 @@ def load_model(
         net, info = load_encoder(spec, model_kwargs=model_kwargs, like=like, seed=seed)
         as_dict = info.to_dict()
     tag = model_tag(info, with_fingerprint=not audio)
-    cfg = _checkpoint_config(like if info.source == "random" else info.path)
+    cfg = _checkpoint_config(info.like if info.source == "random" else info.path)
     return LoadedModel(net, as_dict, info.fingerprint, tag, info.backbone,
                        info.backbone in CLIP_BACKBONES, cfg,
-                       Path(spec) if info.source == "run" else None)  # fmt: skip
+                       Path(spec) if info.source == "run" else None,
+                       run_dir_of(info.like) if info.source == "random" else None)  # fmt: skip
 
 
 @dataclass

@@ -23,11 +23,21 @@ def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.+-]+", "_", text).strip("_") or "x"
 
 
-def default_result_path(kind: str, dataset: str, tag: str, run_dir: Path | None) -> Path:
-    """``RUN/eval/KIND-DATASET.json`` for a run directory, else
-    ``evals/KIND-DATASET-TAG.json``."""
+#: Under a run's ``eval/``: the results of its random-init baselines (``random:RUN``, or
+#: ``random:BACKBONE --like RUN``), each named like the run's own result it is compared with.
+BASELINE_DIR = "random"
+
+
+def default_result_path(
+    kind: str, dataset: str, tag: str, run_dir: Path | None, baseline_of: Path | None = None
+) -> Path:
+    """``RUN/eval/KIND-DATASET.json`` for a run directory, ``RUN/eval/random/KIND-DATASET.json``
+    for the random-init baseline of run ``baseline_of`` (beside the run's own result, where
+    ``avssl-report RUN`` finds it), else ``evals/KIND-DATASET-TAG.json``."""
     if run_dir is not None:
         return run_dir / "eval" / f"{kind}-{safe_name(dataset)}.json"
+    if baseline_of is not None:
+        return baseline_of / "eval" / BASELINE_DIR / f"{kind}-{safe_name(dataset)}.json"
     return Path("evals") / f"{kind}-{safe_name(dataset)}-{safe_name(tag)}.json"
 
 

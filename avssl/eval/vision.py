@@ -331,7 +331,8 @@ def prepare(
         raise ValueError(f"{model.backbone} is a clip backbone: it cannot embed single images")
     if check is not None:
         check(ev)
-    out = opts.out or default_result_path(kind, ev.name, model.tag, model.run_dir)
+    out = opts.out or default_result_path(kind, ev.name, model.tag, model.run_dir,
+                                          model.baseline_of)  # fmt: skip
     cache_dir = None if opts.no_cache else (opts.cache or out.parent / "features")
     path = None
     if cache_dir is not None:

@@ -29,12 +29,16 @@ def _check_options(
         raise ValueError(f"frames must be >= 1, got {frames}")
     if contrastive and not batch_negatives:
         raise ValueError("contrastive > 0 needs batch_negatives (it ranks the batch's pairs)")
-    if when_stream and (head != "avol" or frames < 2):
-        raise ValueError("when_stream needs head 'avol' and frames >= 2 (the stack it reads)")
-    if map_smooth < 1 or map_smooth % 2 == 0 or (map_smooth > 1 and head != "avol"):
-        raise ValueError(f"map_smooth must be an odd size >= 1 (avol head only), got {map_smooth}")
-    if map_pool < 0 or (map_pool and head != "avol"):
-        raise ValueError(f"map_pool must be >= 0 (avol head only), got {map_pool}")
+    if when_stream and (head == "l3" or frames < 2):
+        raise ValueError(
+            "when_stream needs head 'ave' or 'avol' and frames >= 2 (the stack it reads)"
+        )
+    if map_smooth < 1 or map_smooth % 2 == 0 or (map_smooth > 1 and head == "l3"):
+        raise ValueError(f"map_smooth must be an odd size >= 1 (not l3), got {map_smooth}")
+    if map_pool < 0 or (map_pool and head == "l3"):
+        raise ValueError(f"map_pool must be >= 0 (not l3), got {map_pool}")
+    if map_smooth > 1 and head == "ave" and not map_pool:
+        raise ValueError("map_smooth with head 'ave' needs map_pool > 0 (the per-place score)")
 
 
 class AVNet(nn.Module):
@@ -54,6 +58,7 @@ class AVNet(nn.Module):
         batch_negatives: bool = False,
         contrastive: float = 0.0,
         when_stream: bool = False,
+        when_size: int = 0,
         map_smooth: int = 1,
         map_pool: float = 0.0,
         class_weight: torch.Tensor | None = None,
@@ -65,8 +70,11 @@ class AVNet(nn.Module):
         _check_options(
             head, frames, batch_negatives, contrastive, when_stream, map_smooth, map_pool
         )
+        if when_size < 0:
+            raise ValueError(f"when_size must be >= 0, got {when_size}")
         self.head_kind, self.frames, self.batch_negatives = head, frames, batch_negatives
         self.contrastive, self.when_stream = float(contrastive), bool(when_stream)
+        self.when_size = int(when_size)
         self.map_smooth, self.map_pool = int(map_smooth), float(map_pool)
         # with the when stream the map's tower ("where") sees one frame, the stack goes to when_net
         vkw = {**(backbone_kwargs or {}), "in_channels": 3 * (1 if when_stream else frames)}
@@ -105,19 +113,25 @@ class AVNet(nn.Module):
                 nn.init.constant_(self.score.weight, 5.0)
                 nn.init.zeros_(self.score.bias)  # type: ignore[arg-type]
         if when_stream:
-            # the when tower is pooled to one vector: it keeps every pool (a finer map is no use)
-            wkw = {k: v for k, v in vkw.items() if k != "pools"}
-            self.when_net = build_backbone(backbone, **{**wkw, "in_channels": 3 * frames})
-            self.when_v = nn.Sequential(
-                nn.Linear(cv, d, bias=False), nn.BatchNorm1d(d), nn.ReLU(inplace=True),
-                nn.Linear(d, d),
-            )  # fmt: skip
-            self.when_a = nn.Sequential(
-                nn.Linear(ca * WHEN_STEPS, d, bias=False), nn.BatchNorm1d(d),
-                nn.ReLU(inplace=True), nn.Linear(d, d),
-            )  # fmt: skip
-            self.when_scale = nn.Parameter(torch.tensor(5.0))
+            self._build_when(backbone, vkw, cv, ca, d)
         self.register_buffer("class_weight", class_weight, persistent=False)  # balanced loss
+
+    def _build_when(self, backbone: str, vkw: dict[str, Any], cv: int, ca: int, d: int) -> None:
+        """The when stream: a tower on the T-frame stack, pooled to one vector (it keeps every
+        pool: a finer map is no use), and the two embeddings whose cosine it adds."""
+        from avssl.models.backbones import build_backbone
+
+        wkw = {k: v for k, v in vkw.items() if k != "pools"}
+        self.when_net = build_backbone(backbone, **{**wkw, "in_channels": 3 * self.frames})
+        self.when_v = nn.Sequential(
+            nn.Linear(cv, d, bias=False), nn.BatchNorm1d(d), nn.ReLU(inplace=True),
+            nn.Linear(d, d),
+        )  # fmt: skip
+        self.when_a = nn.Sequential(
+            nn.Linear(ca * WHEN_STEPS, d, bias=False), nn.BatchNorm1d(d),
+            nn.ReLU(inplace=True), nn.Linear(d, d),
+        )  # fmt: skip
+        self.when_scale = nn.Parameter(torch.tensor(5.0))
 
     @property
     def sample_rate(self) -> int:
@@ -156,7 +170,12 @@ class AVNet(nn.Module):
         if not self.when_stream:
             return self.encode_audio(audio), None
         features: Any = self.when_net.features
-        v = F.adaptive_max_pool2d(features(frames[:, : self.frames].flatten(1, 2)), 1).flatten(1)
+        stack = frames[:, : self.frames].flatten(1, 2)
+        if self.when_size and stack.shape[-1] != self.when_size:
+            side = stack.shape[-1]  # an exact factor pools (cheaper, the same as "area")
+            stack = F.avg_pool2d(stack, side // self.when_size) if side % self.when_size == 0 \
+                else F.interpolate(stack, size=self.when_size, mode="area")  # fmt: skip
+        v = F.adaptive_max_pool2d(features(stack), 1).flatten(1)
         amap = self.audio_net.features(self.frontend(audio.float()))  # (B, C, F', T')
         a = F.normalize(self.a_embed(self.audio_net.pool_map(amap)), dim=1)
         steps = F.adaptive_avg_pool1d(amap.amax(2), WHEN_STEPS).flatten(1)
@@ -197,26 +216,31 @@ class AVNet(nn.Module):
             return g[:, 1] - g[:, 0], m[:, 1] - m[:, 0]
         a, ww = self._sound_and_when(frames, audio)
         e = self.v_embed(vmap)
-        if self.head_kind == "ave":
-            glob = self._ave_logit((self._pooled(e) - a).norm(dim=1))
+        # the when stream's logit raises or lowers the whole map (and the clip's logit) alike
+        when = torch.zeros(()) if ww is None else self.when_scale * (ww[0] * ww[1]).sum(1)
+        if self.head_kind == "ave" and not self.map_pool:  # the paper's: one pooled embedding
+            glob = self._ave_logit((self._pooled(e) - a).norm(dim=1)) + when
             if not cells:
                 return glob, None
             emap = F.normalize(e, dim=1)
-            return glob, self._ave_logit((emap - a[:, :, None, None]).norm(dim=1))
+            return glob, self._ave_logit((emap - a[:, :, None, None]).norm(dim=1)) + when[
+                ..., None, None
+            ]
         cos = (F.normalize(e, dim=1) * a[:, :, None, None]).sum(1, keepdim=True)
-        m = self._cell_scores(cos)[:, 0]
-        if ww is not None:
-            m = m + (self.when_scale * (ww[0] * ww[1]).sum(1))[:, None, None]
+        m = self._cell_scores(cos)[:, 0] + when[..., None, None]
         return self._pool_cells(m.flatten(1)), m
 
     def _cell_scores(self, cos: torch.Tensor) -> torch.Tensor:
-        """AVOL-Net's per-cell logits from ``(N, 1, h, w)`` cosines: with ``map_smooth = k > 1``
-        each cell's cosine is first averaged over its k x k neighbourhood (the grid's edge cells
-        over the part inside it), so a place scores by the evidence around it, not one corner."""
+        """Per-cell logits from ``(N, 1, h, w)`` cosines of unit embeddings: AVOL-Net's 1x1 conv
+        on the cosine, or AVE-Net's fc on the Euclidean distance ``sqrt(2 - 2 cos)`` (head
+        'ave' with ``map_pool``: AVE-Net scored per place). With ``map_smooth = k > 1`` each
+        cell's cosine (distance) is first averaged over its k x k neighbourhood (the grid's edge
+        cells over the part inside it), so a place scores by the evidence around it."""
+        x = cos if self.head_kind != "ave" else torch.sqrt((2 - 2 * cos).clamp_min(1e-6))
         if self.map_smooth > 1:
             k = self.map_smooth
-            cos = F.avg_pool2d(cos, k, stride=1, padding=k // 2, count_include_pad=False)
-        out: torch.Tensor = self.score(cos)
+            x = F.avg_pool2d(x, k, stride=1, padding=k // 2, count_include_pad=False)
+        out: torch.Tensor = self._ave_logit(x) if self.head_kind == "ave" else self.score(x)
         return out
 
     def _pool_cells(self, cells: torch.Tensor) -> torch.Tensor:
@@ -244,12 +268,13 @@ class AVNet(nn.Module):
             return out[..., 1] - out[..., 0]
         a, ww = self._sound_and_when(frames, audio)
         e = self.v_embed(vmap)
-        if self.head_kind == "ave":
-            return self._ave_logit(torch.cdist(self._pooled(e), a))
-        emap = F.normalize(e, dim=1)
-        cos = torch.einsum("bdhw,cd->bchw", emap, a)
-        cells = self._cell_scores(cos.reshape(-1, 1, *cos.shape[2:])).reshape(cos.shape)
-        where = self._pool_cells(cells.flatten(2))
+        if self.head_kind == "ave" and not self.map_pool:
+            where = self._ave_logit(torch.cdist(self._pooled(e), a))
+        else:
+            emap = F.normalize(e, dim=1)
+            cos = torch.einsum("bdhw,cd->bchw", emap, a)
+            cells = self._cell_scores(cos.reshape(-1, 1, *cos.shape[2:])).reshape(cos.shape)
+            where = self._pool_cells(cells.flatten(2))
         if ww is None:
             return where
         when = self.when_scale * ww[0] @ ww[1].t()

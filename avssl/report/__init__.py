@@ -16,8 +16,10 @@ from avssl.report.page import TSNE_MAX, write_report
 DESCRIPTION = (
     "Write a markdown report with PNG plots for a run directory: training curves "
     "(metrics.jsonl), the configuration, the last evaluation, every avssl-eval result "
-    "under eval/ (results table, confusion matrices, per-fold bars, retrieval grids), "
-    "embedding maps of the cached features (eval/features/*.npz) and heatmaps/*.png."
+    "under eval/ in one table beside its random-init baseline's from eval/random/ (what "
+    "'avssl-eval KIND random:RUN' or 'random:BACKBONE --like RUN' writes), confusion "
+    "matrices, per-fold bars, retrieval grids, embedding maps of the cached features "
+    "(eval/features/*.npz) and heatmaps/*.png."
 )
 
 

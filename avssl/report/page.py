@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from avssl.data.manifest import atomic_write_text
+from avssl.eval.results import BASELINE_DIR
 from avssl.report.plots import (
     MAP_MAX_POINTS,
     _examples,
@@ -33,6 +34,7 @@ from avssl.report.plots import (
 TSNE_MAX = 5000  # t-SNE only up to this many points (it is O(N^2) in memory)
 MAX_HEATMAPS = 200  # gallery entries
 TRAIN_KEYS = ("loss", "acc", "lr", "samples_per_s", "data_wait")
+TRAIN_LOCALIZATION = "localization.json"  # avssl-train's closing check of an audio-visual run
 
 
 def read_metrics(
@@ -154,14 +156,17 @@ def write_report(
     out_dir = Path(out) if out is not None else run / "report"
     metrics_path, config_path = run / "metrics.jsonl", run / "config.yaml"
     result_paths = sorted((run / "eval").glob("*.json"))
+    baseline_paths = sorted((run / "eval" / BASELINE_DIR).glob("*.json"))
     heatmaps = sorted(p for p in (run / "heatmaps").rglob("*.png") if p.is_file())
     feature_paths = sorted((run / "eval" / "features").glob("*.npz"))
+    found = (metrics_path, config_path, run / TRAIN_LOCALIZATION)
     if not (
-        metrics_path.is_file() or config_path.is_file() or result_paths or heatmaps or feature_paths
-    ):
+        any(p.is_file() for p in found)
+        or result_paths or baseline_paths or heatmaps or feature_paths
+    ):  # fmt: skip
         raise FileNotFoundError(
             f"nothing to report in {run}: no metrics.jsonl, config.yaml, eval/*.json, "
-            "eval/features/*.npz or heatmaps/*.png"
+            f"eval/{BASELINE_DIR}/*.json, eval/features/*.npz or heatmaps/*.png"
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     page = _Page(run, out_dir)
@@ -169,7 +174,7 @@ def write_report(
     _header(page, config_path, argv)
     _last_evaluation(page, _training_section(page, metrics_path))
     _config_section(page, config_path)
-    results = _results_section(page, result_paths)
+    results = _results_section(page, result_paths, baseline_paths)
     _result_plots(page, results)
     _embedding_maps(page, results, feature_paths, tsne)
     _retrieval_section(page, results, max_examples, top_k)
@@ -250,46 +255,135 @@ def _model_tag(model: Any) -> str:
     return tag + f" ({bb})" if bb and str(bb) not in tag else tag
 
 
-def _results_section(page: _Page, result_paths: list[Path]) -> _Results:
-    """The results table and the commands that reproduce them; returns the readable results."""
+def _read_results(paths: list[Path], prefix: str = "") -> tuple[_Results, list[str]]:
+    """The readable results of ``paths`` and a note for each unreadable one."""
     results: _Results = []
     skipped: list[str] = []
-    for p in result_paths:
+    for p in paths:
         try:
             results.append((p, _load_result(p)))
         except ValueError as e:
-            skipped.append(f"`{p.name}`: {e}")
+            skipped.append(f"`{prefix}{p.name}`: {e}")
+    return results, skipped
+
+
+def _train_localization(run: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The localization check avssl-train writes at the end of an audio-visual run
+    (``RUN/localization.json``) as a result of kind localization; None without one."""
+    path = run / TRAIN_LOCALIZATION
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("metrics"), dict):
+        return None
+    name = str(doc.get("manifest", "held-out trials"))
+    trials = doc["metrics"].get("trials")
+    return path, {"kind": "localization", "dataset": {"name": name, "trials": trials},
+                  "model": {"spec": "this run (avssl-train's closing check)"},
+                  "metrics": doc["metrics"], "seconds": doc.get("seconds")}  # fmt: skip
+
+
+def _flat(metrics: Any, prefix: str = "") -> dict[str, Any]:
+    """Metrics with nested groups (tracking: tracker / copy_first) as ``group/key``."""
+    if not isinstance(metrics, dict):
+        return {}
+    out: dict[str, Any] = {}
+    for k, v in metrics.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}/"))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _scores(doc: dict[str, Any] | None, order: list[str]) -> str:
+    """``key value · ...`` of a result's metrics, the keys of ``order`` first."""
+    if doc is None:
+        return "—"
+    m = _flat(doc.get("metrics"))
+    keys = [k for k in order if k in m] + [k for k in m if k not in order]
+    return " · ".join(f"{k} {_cell(m[k])}" for k in keys) or "—"
+
+
+def _data(doc: dict[str, Any]) -> tuple[str, str]:
+    """(dataset name, ``train / test`` sizes) of a result."""
+    ds = doc["dataset"] if isinstance(doc.get("dataset"), dict) else {}
+    sizes = f"{_cell(ds.get('num_train', '?'))} / {_cell(ds.get('num_test', '?'))}"
+    return _cell(ds.get("name", doc.get("dataset", "?"))), sizes
+
+
+def _pair_results(
+    page: _Page, own: _Results, baselines: _Results
+) -> list[tuple[str, tuple[Path, dict[str, Any]] | None, tuple[Path, dict[str, Any]] | None]]:
+    """(name, the run's result, its baseline's) by file name: ``eval/X.json`` with
+    ``eval/random/X.json``; avssl-train's localization check stands in for
+    ``eval/localization.json`` when there is none."""
+    mine = {p.stem: (p, d) for p, d in own}
+    if "localization" not in mine and (loc := _train_localization(page.run)) is not None:
+        mine["localization"] = loc
+    base = {p.stem: (p, d) for p, d in baselines}
+    names = sorted(mine) + sorted(set(base) - set(mine))
+    return [(n, mine.get(n), base.get(n)) for n in names]
+
+
+def _results_section(page: _Page, result_paths: list[Path], baseline_paths: list[Path]) -> _Results:
+    """One table: each result of the run beside its random-init baseline's (``eval/random/``),
+    and the commands that reproduce them; returns the run's own readable results."""
+    results, skipped = _read_results(result_paths)
+    baselines, skipped_base = _read_results(baseline_paths, f"{BASELINE_DIR}/")
+    rows = _pair_results(page, results, baselines)
     page.add("## Evaluation results", "")
-    if results:
+    if rows:
+        if baselines:
+            page.add(f"**baseline**: the same network at random initialisation (`random:{page.run}`"
+                     f" or `random:BACKBONE --like {page.run}`), from `eval/{BASELINE_DIR}/`.",
+                     "")  # fmt: skip
         page.add(
-            "| result | kind | dataset | model | layer | train / test | metrics | seconds |",
-            "|---|---|---|---|---|---|---|---|",
+            "| result | kind | dataset | model | layer | train / test | metrics | baseline "
+            "| seconds |",
+            "|---|---|---|---|---|---|---|---|---|",
         )
-        for p, doc in results:
-            ds = doc["dataset"] if isinstance(doc.get("dataset"), dict) else {}
-            sizes = f"{_cell(ds.get('num_train', '?'))} / {_cell(ds.get('num_test', '?'))}"
-            scores = " · ".join(f"{k} {_cell(v)}" for k, v in doc.get("metrics", {}).items())
+        for name, mine, base in rows:
+            shown = mine or base
+            assert shown is not None  # every row has one or the other
+            p, doc = shown
+            ds, sizes = _data(doc)
+            order = list(_flat(doc.get("metrics")))
+            theirs = _scores(base[1] if base else None, order)
+            if base is not None:
+                b_ds, b_sizes = _data(base[1])
+                other = f" (on {b_ds}, {b_sizes})" if (b_ds, b_sizes) != (ds, sizes) else ""
+                theirs = f"[{theirs}]({page.link(base[0])}){other}"
             secs: Any = doc.get("seconds")
             secs = f"{secs:.1f}" if _is_number(secs) and math.isfinite(secs) else ""
+            label = name if mine is not None else f"{name} (baseline only)"
             page.add(
-                f"| [{p.stem}]({page.link(p)}) | {_cell(doc.get('kind'))} "
-                f"| {_cell(ds.get('name', doc.get('dataset', '?')))} "
+                f"| [{label}]({page.link(p)}) | {_cell(doc.get('kind'))} | {ds} "
                 f"| {_cell(_model_tag(doc.get('model')))} | {_cell(doc.get('layer', ''))} "
-                f"| {sizes} | {scores or '—'} | {secs} |"
+                f"| {sizes} | {_scores(doc, order) if mine else '—'} | {theirs} | {secs} |"
             )
         page.add("")
-        cmds = [(p, doc["command"]) for p, doc in results if doc.get("command")]
-        if cmds:
-            page.add("<details><summary>Commands that reproduce these results</summary>", "")
-            page.add("```sh")
-            for p, c in cmds:
-                page.add(f"# {p.name}", str(c))
-            page.add("```", "", "</details>", "")
+        if not baselines:
+            page.note(f"No baseline yet: e.g. `avssl-eval linear random:{page.run} --manifest M` "
+                      f"writes one to eval/{BASELINE_DIR}/.")  # fmt: skip
+        _commands(page, results + baselines)
     else:
         page.note("No evaluation results: no avssl-eval JSON under eval/.")
-    for s in skipped:
+    for s in skipped + skipped_base:
         page.note(f"Skipped {s}")
     return results
+
+
+def _commands(page: _Page, results: _Results) -> None:
+    cmds = [(p, doc["command"]) for p, doc in results if doc.get("command")]
+    if cmds:
+        page.add("<details><summary>Commands that reproduce these results</summary>", "")
+        page.add("```sh")
+        for p, c in cmds:
+            where = f"{BASELINE_DIR}/" if p.parent.name == BASELINE_DIR else ""
+            page.add(f"# {where}{p.name}", str(c))
+        page.add("```", "", "</details>", "")
 
 
 def _classes(doc: dict[str, Any]) -> list[Any] | None:

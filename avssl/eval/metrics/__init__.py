@@ -13,7 +13,13 @@ from avssl.eval.metrics.classification import (
     confusion_matrix,
     knn_predict,
 )
-from avssl.eval.metrics.localization import boxes_to_mask, ciou, localization_summary, pointing_game
+from avssl.eval.metrics.localization import (
+    boxes_to_mask,
+    ciou,
+    heatmap_peak,
+    localization_summary,
+    pointing_game,
+)
 from avssl.eval.metrics.probes import (
     DEFAULT_C_GRID,
     linear_svm_folds,
@@ -28,6 +34,7 @@ __all__ = [
     "balanced_accuracy",
     "boxes_to_mask",
     "ciou",
+    "heatmap_peak",
     "confusion_matrix",
     "knn_predict",
     "label_relevance",

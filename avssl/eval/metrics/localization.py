@@ -166,6 +166,19 @@ def localization_summary(
     }
 
 
+def heatmap_peak(heatmap: ArrayLike, size: tuple[int, int] | None = None) -> tuple[int, int]:
+    """``(row, column)`` of the heatmap's maximum (the first in row-major order), after resizing
+    it (as in :func:`ciou`) to ``size = (height, width)`` when given: the point
+    :func:`pointing_game` scores."""
+    hm = _map2d("heatmap", heatmap)
+    if size is not None:
+        if len(size) != 2:
+            raise ValueError(f"size must be (height, width), got {size!r}")
+        hm = _resize_bilinear(hm, (int_arg("height", size[0], 1), int_arg("width", size[1], 1)))
+    i, j = np.unravel_index(int(np.argmax(hm)), hm.shape)
+    return int(i), int(j)
+
+
 def pointing_game(
     heatmap: ArrayLike, boxes_norm: ArrayLike, size: tuple[int, int] | None = None
 ) -> float:
@@ -173,12 +186,9 @@ def pointing_game(
     box (the pixel-centre rule of :func:`boxes_to_mask`), else 0.0. The heatmap is first resized
     (as in :func:`ciou`) to ``size = (height, width)`` when given. ValueError without boxes."""
     hm = _map2d("heatmap", heatmap)
-    if size is not None:
-        if len(size) != 2:
-            raise ValueError(f"size must be (height, width), got {size!r}")
-        hm = _resize_bilinear(hm, (int_arg("height", size[0], 1), int_arg("width", size[1], 1)))
     boxes = _box_array(boxes_norm)
     if boxes.shape[0] == 0:
         raise ValueError("pointing_game needs at least one box")
-    i, j = np.unravel_index(int(np.argmax(hm)), hm.shape)
-    return float(_binary_box_mask(boxes, hm.shape[0], hm.shape[1])[i, j])
+    i, j = heatmap_peak(hm, size)
+    h, w = (hm.shape[0], hm.shape[1]) if size is None else (int(size[0]), int(size[1]))
+    return float(_binary_box_mask(boxes, h, w)[i, j])
