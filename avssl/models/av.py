@@ -171,10 +171,11 @@ class AVNet(nn.Module):
             return self.encode_audio(audio), None
         features: Any = self.when_net.features
         stack = frames[:, : self.frames].flatten(1, 2)
-        if self.when_size and stack.shape[-1] != self.when_size:
-            side = stack.shape[-1]  # an exact factor pools (cheaper, the same as "area")
-            stack = F.avg_pool2d(stack, side // self.when_size) if side % self.when_size == 0 \
-                else F.interpolate(stack, size=self.when_size, mode="area")  # fmt: skip
+        side = stack.shape[-1]
+        if self.when_size and side % self.when_size == 0 and side != self.when_size:
+            stack = F.avg_pool2d(stack, side // self.when_size)  # = "area", cheaper
+        elif self.when_size and side != self.when_size:
+            stack = F.interpolate(stack, size=self.when_size, mode="area")
         v = F.adaptive_max_pool2d(features(stack), 1).flatten(1)
         amap = self.audio_net.features(self.frontend(audio.float()))  # (B, C, F', T')
         a = F.normalize(self.a_embed(self.audio_net.pool_map(amap)), dim=1)
@@ -222,10 +223,8 @@ class AVNet(nn.Module):
             glob = self._ave_logit((self._pooled(e) - a).norm(dim=1)) + when
             if not cells:
                 return glob, None
-            emap = F.normalize(e, dim=1)
-            return glob, self._ave_logit((emap - a[:, :, None, None]).norm(dim=1)) + when[
-                ..., None, None
-            ]
+            dist = (F.normalize(e, dim=1) - a[:, :, None, None]).norm(dim=1)
+            return glob, self._ave_logit(dist) + when[..., None, None]
         cos = (F.normalize(e, dim=1) * a[:, :, None, None]).sum(1, keepdim=True)
         m = self._cell_scores(cos)[:, 0] + when[..., None, None]
         return self._pool_cells(m.flatten(1)), m
