@@ -41,6 +41,10 @@ class SeekPoint:
     frame_index: int
     packet_pos: int  # byte offset of the keyframe packet (-1 when the demuxer gives none)
     fingerprint: int  # checksum of the keyframe's subsampled luma, re-checked after each seek
+    # Whether a read that skips non-reference frames may start here: after this seek the
+    # decoder gave every frame the timestamp it gives it in a sequential decode (checked by the
+    # probe; MPEG-PS can misname the first frames after a seek). Else reads count frames here.
+    names_frames: bool = False
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,13 @@ class VideoInfo:
     # AVI index entries without data (capture tools write them for dropped frames): the
     # previous picture is held for that long. Time, not lost frames; pts_s has the gaps.
     held_frames: int = 0
+    # Reference chains (avssl.data.decode.chains): one character per display index, "1" for a
+    # frame that later frames may be predicted from, "0" for one that none is; and each frame's
+    # timestamp as the decoder returns it (stream ticks), which names the frames when a read
+    # skips the non-reference ones. Both empty: reads decode every frame (another codec, nothing
+    # to skip, timestamps that cannot name frames, or a manifest written before they existed).
+    frame_refs: str = ""
+    frame_pts: tuple[int, ...] = ()
     # A frame folder (container "frames"): its image files in frame order.
     frame_files: tuple[str, ...] = ()
 
@@ -108,6 +119,7 @@ class VideoInfo:
         d["prime_headers"] = bytes.fromhex(d.get("prime_headers", ""))
         d["damaged_frames"] = tuple(d.get("damaged_frames", ()))
         d["frame_files"] = tuple(d.get("frame_files", ()))
+        d["frame_pts"] = tuple(d.get("frame_pts", ()))
         return cls(**d)
 
     @property

@@ -57,7 +57,7 @@ import time
 import zlib
 from bisect import bisect_right
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +84,11 @@ from benchmarks import media
 from tests.exact import naive_seek
 
 PATTERNS = ("sequential", "tuple3", "clip16", "frame+audio")
-BACKENDS = ("auto", "pyav", "decord", "opencv", "torchcodec", "naive")
+BACKENDS = ("auto", "every-frame", "pyav", "decord", "opencv", "torchcodec", "naive")
+#: ``every-frame``: avssl's pyav reader without the reference map (``frame_refs``), i.e. decoding
+#: every frame on the way as before issue 25 (and as for a manifest written before it): the
+#: "today" baseline, timed in the same alternating blocks.
+OWN = ("auto", "every-frame", "naive")
 AUDIO_RATE = 48000
 CHECK_REQUESTS = 3  # requests per cell compared with the sequential reference (quick: 1)
 #: Seconds one timing (all requests of a cell) would take at the bound; actual backends are
@@ -146,6 +150,36 @@ def min_frames(indices: tuple[int, ...], keyframes: tuple[int, ...]) -> int:
     return total
 
 
+def chain_frames(
+    indices: tuple[int, ...], keyframes: tuple[int, ...], refs: str
+) -> tuple[int, int]:
+    """(reference, non-reference) frames a decoder that skips the non-reference frames it does not
+    want must decode for one request (starting fresh): the reference chain.
+
+    As :func:`min_frames`, but between the starting point and each wanted frame only the
+    reference frames count (and, for a wanted non-reference frame, the reference after it that
+    it is predicted from). Without ``refs`` (nothing the file lets a reader skip) every frame is
+    a reference and this is :func:`min_frames`.
+    """
+    if not refs:
+        return min_frames(indices, keyframes), 0
+    kf = list(keyframes) or [0]
+    decoded: set[int] = set()
+    pos = -1
+    for w in sorted(set(indices)):
+        k = kf[max(0, bisect_right(kf, w) - 1)]
+        start = k if pos < 0 or k > pos else pos
+        end = w
+        if refs[w] == "0":
+            after = refs.find("1", w)
+            end = after if after >= 0 else w
+        decoded.update(i for i in range(start, end + 1) if refs[i] == "1")
+        decoded.add(w)
+        pos = w + 1
+    nonref = sum(1 for i in decoded if refs[i] == "0")
+    return len(decoded) - nonref, nonref
+
+
 # --------------------------------------------------------------------------------------------
 # The physical bound: single-thread ffmpeg
 # --------------------------------------------------------------------------------------------
@@ -162,6 +196,23 @@ class BoundRuns:
     video: list[dict[str, float]] = field(default_factory=list)  # frames, utime, stime, rtime
     audio_loops: int = 1
     audio: list[dict[str, float]] = field(default_factory=list)  # audio_s, utime, ...
+    noref: list[dict[str, float]] = field(default_factory=list)  # -skip_frame noref runs
+
+    def chain_costs(self, num_frames: int) -> tuple[float, float] | None:
+        """(seconds per reference frame, per non-reference frame) from the best default and
+        ``noref`` runs: a reference costs what the skipping decode spent per frame it gave out
+        (skipping the others' packets included); a non-reference frame what skipping saved per
+        skipped frame. None without ``noref`` runs."""
+        if not self.noref:
+            return None
+        full = min(self.video, key=lambda r: r["utime"] / max(r["frames"], 1))
+        best = min(self.noref, key=lambda r: r["utime"] / max(r["frames"], 1))
+        per_file = full["utime"] / max(full["frames"], 1) * num_frames
+        refs_out = best["frames"] / self.loops
+        t_ref = best["utime"] / max(best["frames"], 1)
+        skipped = num_frames - refs_out
+        t_nonref = max(per_file - t_ref * refs_out, 0.0) / max(skipped, 1)
+        return t_ref, t_nonref
 
     def best_video_fps(self) -> float:
         return max(r["frames"] / max(r["utime"], 1e-4) for r in self.video)
@@ -175,14 +226,19 @@ class BoundRuns:
         return max(r["audio_s"] / max(r["utime"], 1e-4) for r in self.audio)
 
 
-def _ffmpeg_run(path: Path, what: str, loops: int, *, rgb: bool = False) -> dict[str, float]:
+def _ffmpeg_run(
+    path: Path, what: str, loops: int, *, rgb: bool = False, noref: bool = False
+) -> dict[str, float]:
     """One ``ffmpeg -benchmark`` decode of stream ``0:what:0`` (``loops`` times over the file).
 
     ``rgb``: also convert every frame to rgb24 (swscale), as a reader that returns RGB must.
+    ``noref``: skip the non-reference frames (``-skip_frame noref``): the reference chain.
     """
     exe = shutil.which("ffmpeg")
     assert exe is not None
     cmd = [exe, "-hide_banner", "-nostdin", "-threads", "1", "-benchmark"]
+    if noref:
+        cmd += ["-skip_frame", "noref"]
     cmd += ["-stream_loop", str(loops - 1), "-i", str(path), "-map", f"0:{what}:0"]
     if what == "v":
         cmd += ["-fps_mode", "passthrough", "-filter_threads", "1"]
@@ -247,6 +303,8 @@ class Bound:
     def measure(self) -> None:
         """One more run of each (called between timing rounds; the best run counts)."""
         self.runs.video.append(self._video(self.runs.loops))
+        if self.info.frame_refs and self.runs.tool == "ffmpeg":
+            self.runs.noref.append(_ffmpeg_run(self.path, "v", self.runs.loops, noref=True))
         if self.info.audio and self.runs.tool == "ffmpeg":
             a = _ffmpeg_run(self.path, "a", self.runs.audio_loops)
             a["audio_s"] = self.info.audio[0].duration_s * self.runs.audio_loops
@@ -255,10 +313,21 @@ class Bound:
     def seconds(self, req: Request) -> float:
         """Bound time of one request (video frames, plus 1 s of audio when asked)."""
         t = min_frames(req.indices, self.info.keyframes) / self.runs.best_video_fps()
+        return t + self._audio_s(req)
+
+    def chain_seconds(self, req: Request) -> float:
+        """Reference-chain bound of one request: its reference frames and wanted non-reference
+        frames at ffmpeg's cost for each kind (the sequential bound where nothing can be
+        skipped)."""
+        costs = self.runs.chain_costs(self.info.num_frames)
+        if costs is None:
+            return self.seconds(req)
+        n_ref, n_nonref = chain_frames(req.indices, self.info.keyframes, self.info.frame_refs)
+        return n_ref * costs[0] + n_nonref * costs[1] + self._audio_s(req)
+
+    def _audio_s(self, req: Request) -> float:
         arate = self.runs.best_audio_rate()
-        if req.audio_start_s is not None and arate:
-            t += 1.0 / arate
-        return t
+        return 1.0 / arate if req.audio_start_s is not None and arate else 0.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -302,12 +371,15 @@ def reader(
     almost never does. Closing is part of what an evicting cache costs, so it is timed.
     """
     evict = getattr(decode, "clear_caches", None) if cold else None
+    plain = replace(info, frame_refs="", frame_pts=())
 
     def run(req: Request) -> torch.Tensor:
         if evict is not None:
             evict()
         if backend == "naive":
             data = naive_read(path, req.indices, info)
+        elif backend == "every-frame":
+            data = read_frames(path, req.indices, backend="pyav", info=plain).data
         else:
             data = read_frames(path, req.indices, backend=backend, info=info).data  # type: ignore[arg-type]
         if req.audio_start_s is not None:
@@ -318,7 +390,7 @@ def reader(
 
 
 def refusal(backend: str, info: VideoInfo) -> str | None:
-    if backend in ("auto", "naive"):
+    if backend in OWN:
         return None
     return backend_refusal(backend, info)
 
@@ -413,21 +485,27 @@ def _merge(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
 
 @contextlib.contextmanager
 def count_decoded() -> Iterator[dict[str, int]]:
-    """Count frames the pyav reader decodes and the decode runs (seeks) it starts."""
+    """Count frames the pyav reader decodes and the decode runs (seeks) it starts (either way of
+    decoding: every frame, or the reference chain)."""
     counts = {"frames": 0, "runs": 0}
-    orig = dec_reader._decode_from
+    origs = {name: getattr(dec_reader, name) for name in ("_decode_from", "_decode_chain")}
 
-    def counting(*a: Any, **k: Any) -> Iterator[Any]:
-        counts["runs"] += 1
-        for item in orig(*a, **k):
-            counts["frames"] += 1
-            yield item
+    def counting(orig: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
+        def run(*a: Any, **k: Any) -> Iterator[Any]:
+            counts["runs"] += 1
+            for item in orig(*a, **k):
+                counts["frames"] += 1
+                yield item
 
-    dec_reader._decode_from = counting  # type: ignore[assignment]
+        return run
+
+    for name, orig in origs.items():
+        setattr(dec_reader, name, counting(orig))
     try:
         yield counts
     finally:
-        dec_reader._decode_from = orig  # type: ignore[assignment]
+        for name, orig in origs.items():
+            setattr(dec_reader, name, orig)
 
 
 # --------------------------------------------------------------------------------------------
@@ -486,7 +564,9 @@ def bench_pattern(
     for b in backends:
         cell = cells[b]
         ctx = lifted_refusals() if cell.refused else contextlib.nullcontext()
-        counter = count_decoded() if b in ("auto", "pyav") else contextlib.nullcontext()
+        counter = (
+            count_decoded() if b in ("auto", "every-frame", "pyav") else contextlib.nullcontext()
+        )
         cpu = wall = sys_s = 0.0
         try:
             with ctx, counter as counts:
@@ -599,9 +679,13 @@ def bench_file(
             cold=not args.warm_files,
         )
         mean_min = statistics.fmean(min_frames(r.indices, info.keyframes) for r in reqs)
+        mean_chain = statistics.fmean(
+            sum(chain_frames(r.indices, info.keyframes, info.frame_refs)) for r in reqs
+        )
         result["patterns"][pattern] = {
             "requests": n,
             "mean_min_frames": mean_min,
+            "mean_chain_frames": mean_chain,
             "reqs": [list(r.indices) for r in reqs],
             "cells": cells,
         }
@@ -614,11 +698,13 @@ def bench_file(
         "audio_rate_x": bound.runs.best_audio_rate(),
         "runs": len(bound.runs.video),
         "loops": bound.runs.loops,
+        "chain_costs_us": [c * 1e6 for c in bound.runs.chain_costs(info.num_frames) or ()],
     }
     for pattern, pr in result["patterns"].items():
         reqs = [Request(tuple(ix), 0.0 if pattern == "frame+audio" else None) for ix in pr["reqs"]]
         bound_s = statistics.fmean(bound.seconds(r) for r in reqs)
         pr["bound_clips_per_s"] = 1.0 / bound_s
+        pr["chain_clips_per_s"] = 1.0 / statistics.fmean(bound.chain_seconds(r) for r in reqs)
         out = {}
         for b, cell in pr["cells"].items():
             cps = cell.clips_per_s(pr["requests"])
@@ -628,6 +714,7 @@ def bench_file(
                 "clips_per_s_wall": cps_wall,
                 "ratio": cps / pr["bound_clips_per_s"] if cps else None,
                 "ratio_wall": cps_wall / pr["bound_clips_per_s"] if cps_wall else None,
+                "ratio_chain": cps / pr["chain_clips_per_s"] if cps else None,
                 # best repeat against the best bound run: less sensitive to intermittent load
                 "ratio_best": pr["requests"] / min(cell.cpu) / pr["bound_clips_per_s"]
                 if cell.cpu
@@ -684,7 +771,8 @@ def file_table(res: dict[str, Any], backends: list[str], reps: int) -> str:
     if b["audio_rate_x"]:
         head += f", audio {b['audio_rate_x']:.0f}× real time"
     head += ".\n\n"
-    cols = ["pattern", "n", "min frames", "bound clips/s"] + backends + ["auto / naive"]
+    cols = ["pattern", "n", "min frames", "bound clips/s", "chain frames", "chain bound clips/s"]
+    cols += backends + ["auto / chain bound", "auto / every-frame", "auto / naive", "auto / decord"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for pattern, pr in res["patterns"].items():
         cells = pr["cells"]
@@ -693,13 +781,20 @@ def file_table(res: dict[str, Any], backends: list[str], reps: int) -> str:
             str(pr["requests"]),
             f"{pr['mean_min_frames']:.1f}",
             f"{pr['bound_clips_per_s']:.4g}",
+            f"{pr['mean_chain_frames']:.1f}",
+            f"{pr['chain_clips_per_s']:.4g}",
         ]
         row += [_cell_text(cells[x], reps) if x in cells else "—" for x in backends]
-        a, nv = cells.get("auto", {}), cells.get("naive", {})
-        if a.get("clips_per_s") and nv.get("clips_per_s"):
-            row.append(f"{a['clips_per_s'] / nv['clips_per_s']:.2f}×")
-        else:
-            row.append("")
+        a = cells.get("auto", {})
+        row.append(f"{a['ratio_chain']:.2f}" if a.get("ratio_chain") else "")
+        for other in ("every-frame", "naive", "decord"):
+            o = cells.get(other, {})
+            wrong = o.get("refused") or o.get("check", {}).get("wrong")
+            exact = other in OWN or not wrong
+            if a.get("clips_per_s") and o.get("clips_per_s") and exact:
+                row.append(f"{a['clips_per_s'] / o['clips_per_s']:.2f}×")
+            else:
+                row.append("" if other in OWN or not o else "(not exact)")
         lines.append("| " + " | ".join(row) + " |")
     notes = []
     errors: dict[str, list[str]] = {}
@@ -1044,7 +1139,7 @@ def main(argv: list[str] | None = None) -> int:
             print(m)
     if args.files:
         files = [(p, n) for p, n in files if any(s in p.name for s in args.files)]
-    have = set(available_backends()) | {"auto", "naive"}
+    have = set(available_backends()) | set(OWN)
     backends = [b for b in args.backends if b in have]
     for b in args.backends:
         if b not in have:

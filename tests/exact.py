@@ -155,6 +155,17 @@ def sequential_frames(p: Path) -> Iterator[av.VideoFrame]:
         yield from c.decode(vs)
 
 
+def reference_frames(p: str | Path, indices: list[int]) -> np.ndarray:
+    """``(T, H, W, 3)`` RGB frames ``indices`` from the file's sequential decode (no rotation)."""
+    want = set(indices)
+    got = {
+        i: f.to_ndarray(format="rgb24")
+        for i, f in enumerate(sequential_frames(Path(p)))
+        if i in want
+    }
+    return np.stack([got[i] for i in indices])
+
+
 def _digest(rgb: np.ndarray) -> bytes:
     return hashlib.sha1(np.ascontiguousarray(rgb)).digest()
 
@@ -176,6 +187,7 @@ def access_patterns(
     seed: int = 0,
     frame_bytes: int = 0,
     quick: bool = False,
+    refs: str = "",
 ) -> Patterns:
     """Named lists of calls (each call a list of display indices, in the order asked).
 
@@ -225,6 +237,43 @@ def access_patterns(
     for k in keys:
         around = [i for i in (k - 1, k, k + 1) if 0 <= i < n]
         pats["keyframes"] += [around] if quick else [[i] for i in around] + [around, around[::-1]]
+    pats.update(chain_patterns(refs[:pool], keys, rng, 2 if quick else 6))
+    return pats
+
+
+def chain_patterns(refs: str, keyframes: list[int], rng: np.random.Generator, k: int) -> Patterns:
+    """Calls aimed at a reader that skips non-reference frames (``refs``: ``VideoInfo.frame_refs``
+    of the file, "1" reference / "0" not; none when empty):
+
+    - ``nonref_after_skips``: a non-reference frame right after other non-reference frames (the
+      reader skipped those and must switch skipping off for this one), alone and in pairs;
+    - ``shared_chain``: three frames of one GOP, a reference and non-reference ones, in shuffled
+      orders (their reference chain is decoded once);
+    - ``referenced_b``: the reference frames between two non-reference ones (B-pyramid middles,
+      P-frames of packed pairs) with their neighbours.
+    """
+    if "0" not in refs:
+        return {}
+    pick = lambda xs, m: [int(x) for x in rng.choice(xs, size=min(m, len(xs)), replace=False)]  # noqa: E731
+    after = [i for i in range(1, len(refs)) if refs[i] == "0" and refs[i - 1] == "0"]
+    after = after or [i for i, c in enumerate(refs) if c == "0"]
+    solo = pick(after, k)
+    pats: Patterns = {"nonref_after_skips": [[i] for i in solo]}
+    pats["nonref_after_skips"] += [sorted(pick(after, 2)) for _ in range(max(1, k // 2))]
+    bounds = [*sorted({k for k in keyframes if k < len(refs)} | {0}), len(refs)]
+    shared = []
+    for _ in range(k):
+        g = int(rng.integers(0, len(bounds) - 1))
+        gop = list(range(bounds[g], bounds[g + 1]))
+        nonref = [i for i in gop if refs[i] == "0"]
+        ref = [i for i in gop if refs[i] == "1"]
+        if len(gop) >= 3 and nonref and ref:
+            call = pick(ref, 1) + pick(nonref, 2)
+            shared.append(call if len(set(call)) == 3 else sorted(set(call)))
+            rng.shuffle(shared[-1])
+    pats["shared_chain"] = shared
+    mids = [i for i in range(1, len(refs) - 1) if refs[i - 1 : i + 2] == "010"]
+    pats["referenced_b"] = [[i - 1, i, i + 1] for i in pick(mids, k)]
     return pats
 
 
@@ -237,8 +286,11 @@ def file_patterns(
     frame_bytes = ref.height * ref.width * 3
     if quick is None:
         quick = ref.num_frames * frame_bytes > QUICK_FILE_BYTES and not full
+    from avssl.data.decode import probe
+
+    refs = probe(path).frame_refs
     return access_patterns(
-        ref.num_frames, ref.keyframes, seed=seed, frame_bytes=frame_bytes, quick=quick
+        ref.num_frames, ref.keyframes, seed=seed, frame_bytes=frame_bytes, quick=quick, refs=refs
     )
 
 

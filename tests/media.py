@@ -159,6 +159,28 @@ def _specs() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
             _h264_fixed_gop(max_b_frames=3, gop=250, fps=30, n=100, audio=(44100, 2)),
             dict(b_frames=True, keyframes=(0,)),
         ),
+        # H.264 B-pyramid: runs of 4 B-frames whose middle one is a reference for the others
+        # (issue 25: a reader that skips non-reference frames must still decode these).
+        (
+            "h264_pyramid.mp4",
+            _h264_fixed_gop(max_b_frames=4, gop=250, fps=25, n=80, size=(64, 80)),
+            dict(b_frames=True, keyframes=(0,)),
+        ),
+        # HEVC (phones, cameras) in Matroska with a B-pyramid: referenced and sub-layer
+        # non-reference B-frames.
+        (
+            "hevc_pyramid.mkv",
+            dict(
+                codec="libx265",
+                max_b_frames=4,
+                gop=250,
+                fps=25,
+                n=80,
+                size=(64, 80),
+                options={"x265-params": "log-level=error:scenecut=0:b-pyramid=1"},
+            ),
+            dict(b_frames=True, keyframes=(0,)),
+        ),
         # H.264 long enough for several keyframes (every 30 frames), 2 B-frames.
         (
             "h264_gop30.mp4",
@@ -267,7 +289,7 @@ def build_media(folder: str | Path) -> dict[str, MediaFile]:
             fps=fps,
             height=height,
             width=width,
-            codec=kw["codec"],
+            codec={"libx265": "hevc"}.get(kw["codec"], kw["codec"]),  # the decoder's name
             pts_s=pts,
             sample_rate=sr,
             channels=channels,

@@ -10,6 +10,7 @@ import pytest
 
 import avssl.data.decode as dec
 from avssl.data.decode import reader
+from avssl.data.decode.chains import chain_frames
 from avssl.types import SeekPoint, VideoInfo
 
 
@@ -83,23 +84,51 @@ def test_plan_reaches_the_bound_and_never_overlaps() -> None:
         assert decoded_by_plan(info, wanted) == min_frames(keys, wanted)
 
 
+def _count_decoded(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Frames that come out of the decoder (either way of decoding) during the reads that
+    follow; a read that falls back from skipping to counting fails the test."""
+    counted: list[int] = []
+    for name in ("_decode_from", "_decode_chain"):
+        real = getattr(reader, name)
+
+        def counting(*args, _real=real, **kwargs):  # type: ignore[no-untyped-def]
+            for i, f in _real(*args, **kwargs):
+                counted.append(i)
+                yield i, f
+
+        monkeypatch.setattr(reader, name, counting)
+    real_plan = reader._read_pyav_plan
+
+    def no_fallback(*args, chain, **kwargs):  # type: ignore[no-untyped-def]
+        assert chain or not args[1].frame_refs, "the read fell back to decoding every frame"
+        return real_plan(*args, chain=chain, **kwargs)
+
+    monkeypatch.setattr(reader, "_read_pyav_plan", no_fallback)
+    return counted
+
+
 def test_read_decodes_each_frame_once(media: dict, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Count the frames that come out of the decoder during one read_frames call."""
+    """Count the frames that come out of the decoder during one read_frames call: each at most
+    once, and only reference frames besides the wanted ones (non-reference ones are skipped)."""
     path: Path = media["h264_gop30.mp4"].path
     info = dec.probe(path)
-    counted: list[int] = []
-    real = reader._decode_from
-
-    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
-        for i, f in real(*args, **kwargs):
-            counted.append(i)
-            yield i, f
-
-    monkeypatch.setattr(reader, "_decode_from", counting)
+    assert "0" in info.frame_refs and len(info.frame_pts) == info.num_frames
+    counted = _count_decoded(monkeypatch)
     wanted = [100, 5, 40, 41, 5, 149, 31]
     clip = dec.read_frames(path, wanted, backend="pyav", info=info)
     assert clip.indices.tolist() == wanted
     assert len(counted) == len(set(counted)), "a frame was decoded twice"
+    assert set(wanted) <= set(counted)
+    assert all(info.frame_refs[i] == "1" for i in set(counted) - set(wanted))
+    expected = sum(
+        chain_frames(info.frame_refs, 0 if sp is None else sp.frame_index, run)
+        for sp, run in reader._plan(info, sorted(set(wanted)))
+    )  # counts the anchor after a wanted B, decoded but not out before the read stops
+    assert expected - 2 <= len(counted) <= expected
+    assert len(counted) < 0.75 * min_frames(list(info.keyframes), wanted)
+    # without the reference map (a manifest from before it) every frame is decoded, as before
+    counted.clear()
+    dec.read_frames(path, wanted, info=replace(info, frame_refs="", frame_pts=()))
     assert len(counted) == min_frames(list(info.keyframes), wanted)
     # a stale VideoInfo (file changed) is not trusted
     stale = replace(info, size_bytes=info.size_bytes + 1)

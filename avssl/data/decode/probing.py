@@ -13,7 +13,7 @@ from bisect import bisect_right
 from collections import Counter, OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, cast
@@ -24,6 +24,12 @@ import numpy as np
 from avssl import errors
 from avssl.data import frame_folder
 from avssl.data.decode.audio import _audio_info, _audio_stats_add, _AudioStats
+from avssl.data.decode.chains import (
+    CHAIN_CODECS,
+    nal_length_size,
+    packet_is_reference,
+    reference_map,
+)
 from avssl.data.decode.reader import (
     DEFAULT_TIMEOUT_S,
     _check_deadline,
@@ -166,6 +172,10 @@ class _Pass:
     prints: list[int] = field(default_factory=list)  # luma checksums of the frames
     key_packets: list[_KeyPacket] = field(default_factory=list)
     entries: list[int] = field(default_factory=list)  # AVI: index entry number of each packet
+    types: list[int] = field(default_factory=list)  # picture type of each frame (display order)
+    packet_pts: list[int | None] = field(default_factory=list)  # per packet with data
+    packet_refs: list[bool | None] = field(default_factory=list)  # H.264/HEVC: from NAL headers
+    nal_length: int = 0  # H.264/HEVC: bytes of the NAL length prefix, 0 for Annex B
     n_packets: int = 0
     packed: bool = False
     headers: bytes = b""
@@ -199,13 +209,14 @@ def _probe_uncached(
         vfr = vfr or held > 0  # a held picture lasts longer than the others
         b_frames = (not pts_ok and _reorders(pts)) or _has_b_frames(vs)
         prime = sp.headers if sp.packed else b""
-        seek_points = _verify_seek_points(p, sp.key_packets, sp.keyframes, sp.prints, prime,
-                                          deadline)  # fmt: skip
+        seek_points = _verify_seek_points(p, sp, prime, deadline)
         audio = tuple(
             _audio_info(s, audio_acc[s.index]) for s in astreams if audio_acc[s.index].samples > 0
         )
         video_end = pts_s[-1] + (1.0 / fps if fps > 0 else 0.0)
         rotation = sp.rotation
+        codec = vs.codec_context.name
+        frame_refs, frame_pts = reference_map(codec, pts, sp.types, sp.packet_pts, sp.packet_refs)
         return VideoInfo(
             path=str(p),
             size_bytes=size,
@@ -235,6 +246,8 @@ def _probe_uncached(
             decode_warnings=len(sp.warnings) + (len(sp.errors) if not strict else 0),
             damaged_frames=_damaged(sp, num_frames),
             held_frames=held,
+            frame_refs=frame_refs,
+            frame_pts=frame_pts,
         )
 
 
@@ -321,6 +334,8 @@ def _sequential_pass(
 ) -> _Pass:
     """Demux and decode everything once, in order; collect frames, keyframes and damage."""
     sp = _Pass()
+    if vs.codec_context.name in CHAIN_CODECS:
+        sp.nal_length = nal_length_size(vs.codec_context.name, vs.codec_context.extradata)
     try:
         with _decoder_log() as logs:
             for pk in _demux(c, vs, *c.streams.audio):
@@ -349,6 +364,7 @@ def _sequential_pass(
                         sp.warnings.append(f"frame {len(sp.pts)}: flagged corrupt by the decoder")
                         sp.damage_at.append(len(sp.pts))
                     sp.prints.append(_fingerprint(f))
+                    sp.types.append(int(f.pict_type))
                     sp.pts.append(f.pts)
     except av.error.FFmpegError as e:
         sp.errors.append(f"demux stopped after {sp.n_packets} video packets: {e}")
@@ -364,7 +380,13 @@ def _packet_facts(sp: _Pass, vs: av.video.stream.VideoStream, pk: av.Packet) -> 
         sp.errors.append(f"truncated packet at byte {pk.pos}")
     if pk.is_keyframe:
         sp.key_packets.append(_KeyPacket(pk.pts, pk.dts, pk.pos if pk.pos is not None else -1))
-    if vs.codec_context.name == "mpeg4":
+    codec = vs.codec_context.name
+    sp.packet_pts.append(pk.pts)
+    if codec in ("h264", "hevc"):
+        sp.packet_refs.append(packet_is_reference(codec, bytes(pk), sp.nal_length))
+    else:
+        sp.packet_refs.append(None)
+    if codec == "mpeg4":
         data = bytes(pk)
         sp.packed = sp.packed or data.count(_MPEG4_VOP) > 1
         if sp.n_packets == 1:  # VOS/VOL headers and user data before the 1st VOP
@@ -417,41 +439,40 @@ def _fourcc(vs: av.video.stream.VideoStream) -> str:
     return tag if isinstance(tag, str) and tag.isprintable() else ""
 
 
-def _verify_seek_points(
-    p: Path,
-    key_packets: list[_KeyPacket],
-    keyframes: list[int],
-    prints: list[int],
-    prime: bytes,
-    deadline: float,
-) -> tuple[SeekPoint, ...]:
-    """Seek to every keyframe packet and keep those that reproduce the sequential decode.
+def _verify_seek_points(p: Path, sp: _Pass, prime: bytes, deadline: float) -> tuple[SeekPoint, ...]:
+    """Seek to every keyframe and keep those that reproduce the sequential decode; note on each
+    whether the decoder named the frames after it as in the sequential pass (``names_frames``).
 
     Design notes: docs/design/data.md, "Verifying seek points"."""
+    key_packets, keyframes, prints = sp.key_packets, sp.keyframes, sp.prints
     if len(key_packets) != len(keyframes):
         return ()  # ambiguous pairing: read from the start only (exact, slower)
     kept: list[SeekPoint] = []
     for kp, idx in reversed(list(zip(key_packets, keyframes, strict=True))):
         end = kept[-1].frame_index if kept else len(prints)
         for ts in dict.fromkeys(t for t in (kp.pts, kp.dts) if t is not None):
-            sp = SeekPoint(ts=ts, frame_index=idx, packet_pos=kp.pos, fingerprint=prints[idx])
-            if _reproduces(p, sp, end, prints, prime, deadline):
-                kept.append(sp)
+            cand = SeekPoint(ts=ts, frame_index=idx, packet_pos=kp.pos, fingerprint=prints[idx])
+            ok, named = _reproduces(p, cand, end, sp, prime, deadline)
+            if ok:
+                kept.append(replace(cand, names_frames=named))
                 break
     return tuple(reversed(kept))
 
 
 def _reproduces(
-    p: Path, sp: SeekPoint, end: int, prints: list[int], prime: bytes, deadline: float
-) -> bool:
-    nxt = sp.frame_index
+    p: Path, seek: SeekPoint, end: int, sp: _Pass, prime: bytes, deadline: float
+) -> tuple[bool, bool]:
+    """(the frames from ``seek`` to ``end`` match the sequential pass, and so do their pts)."""
+    nxt = seek.frame_index
+    named = True
     try:
         with _open(p) as c:
             vs = _video_stream(c, p)
-            for i, f in _decode_from(c, vs, p, sp, deadline, prime=prime, check_pos=True):
-                if i >= end or _fingerprint(f) != prints[i]:
+            for i, f in _decode_from(c, vs, p, seek, deadline, prime=prime, check_pos=True):
+                if i >= end or _fingerprint(f) != sp.prints[i]:
                     break
+                named = named and f.pts == sp.pts[i]
                 nxt = i + 1
     except (_SeekMismatch, errors.CorruptMediaError, av.error.FFmpegError):
-        return False
-    return nxt >= end
+        return False, False
+    return nxt >= end, named

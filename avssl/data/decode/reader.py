@@ -25,6 +25,7 @@ import numpy as np
 
 from avssl import errors
 from avssl.data import frame_folder
+from avssl.data.decode.chains import frame_names
 from avssl.data.suffixes import MEDIA_SUFFIXES
 from avssl.types import SeekPoint, VideoInfo
 
@@ -331,7 +332,11 @@ def _plan(info: VideoInfo, wanted: list[int]) -> list[tuple[SeekPoint | None, li
 def _read_pyav(
     p: Path, info: VideoInfo, wanted: list[int], deadline: float, buf: np.ndarray | None
 ) -> dict[int, np.ndarray]:
-    """Frames ``wanted`` (sorted, unique); written into ``buf[k]`` for ``wanted[k]`` if given."""
+    """Frames ``wanted`` (sorted, unique); written into ``buf[k]`` for ``wanted[k]`` if given.
+
+    Where the probe recorded reference chains (``info.frame_refs``), each run decodes only the
+    reference frames on the way and the wanted frames (:func:`_decode_chain`); a read whose
+    frames the timestamps fail to name is done again counting every frame."""
     slots = None if buf is None else {i: buf[k] for k, i in enumerate(wanted)}
     if info.is_frame_folder:  # every image stands alone: exact by construction
         out: dict[int, np.ndarray] = {}
@@ -339,12 +344,19 @@ def _read_pyav(
             _check_deadline(deadline, p, "read")
             out[i] = _to_rgb(f, 0, None if slots is None else slots[i])
         return out
+    chain = bool(info.frame_refs) and len(info.frame_pts) == info.num_frames
+    runs = _plan(info, wanted)
+    if chain:
+        try:
+            return _read_pyav_plan(p, info, runs, deadline, slots, chain=True)
+        except _SeekMismatch:
+            pass  # timestamps did not name the frames: count them from the same seek points
     try:
-        return _read_pyav_plan(p, info, _plan(info, wanted), deadline, slots)
+        return _read_pyav_plan(p, info, runs, deadline, slots, chain=False)
     except _SeekMismatch:
         # The file changed behaviour since probe (or a decoder is not deterministic): never
-        # return a guessed frame; decode from the start instead.
-        return _read_pyav_plan(p, info, [(None, wanted)], deadline, slots)
+        # return a guessed frame; decode every frame from the start instead.
+        return _read_pyav_plan(p, info, [(None, wanted)], deadline, slots, chain=False)
 
 
 def _read_pyav_plan(
@@ -353,9 +365,14 @@ def _read_pyav_plan(
     runs: list[tuple[SeekPoint | None, list[int]]],
     deadline: float,
     slots: dict[int, np.ndarray] | None,
+    *,
+    chain: bool,
 ) -> dict[int, np.ndarray]:
     out: dict[int, np.ndarray] = {}
     h = _handle(p, info)
+    names = (
+        frame_names((info.path, info.size_bytes, info.mtime_ns), info.frame_pts) if chain else {}
+    )
     try:
         for sp, run in runs:
             if sp is None and not h.fresh:
@@ -367,15 +384,26 @@ def _read_pyav_plan(
                     h = _handle(p, info, reopen=True)
             prime = info.prime_headers if h.fresh and sp is not None else b""
             h.fresh = False
+            skipping = chain and (sp is None or sp.names_frames)
+            if skipping:
+                frames = _decode_chain(h.c, h.vs, p, sp, deadline, run, info, names, prime=prime)
+            else:
+                h.vs.codec_context.skip_frame = "DEFAULT"
+                frames = _decode_from(h.c, h.vs, p, sp, deadline, prime=prime)
             need = iter(run)
             nxt = next(need)
-            for i, f in _decode_from(h.c, h.vs, p, sp, deadline, prime=prime):
-                if i == nxt:
-                    out[i] = _to_rgb(f, info.rotation, None if slots is None else slots[i])
-                    nxt = next(need, -1)
-                    if nxt < 0:
-                        break
+            for i, f in frames:
+                if i < nxt:
+                    continue
+                if i > nxt:  # a wanted frame did not come out (only when skipping)
+                    raise _SeekMismatch(nxt)
+                out[i] = _to_rgb(f, info.rotation, None if slots is None else slots[i])
+                nxt = next(need, -1)
+                if nxt < 0:
+                    break
             if nxt >= 0:
+                if skipping:
+                    raise _SeekMismatch(nxt)
                 raise errors.CorruptMediaError(
                     str(p), f"decoding stopped before frame {nxt} (probe counted {info.num_frames})"
                 )
@@ -383,6 +411,87 @@ def _read_pyav_plan(
         _drop_handle(p, info)  # its state is unknown now
         raise
     return out
+
+
+def _decode_chain(
+    c: av.container.InputContainer,
+    vs: av.video.stream.VideoStream,
+    p: Path,
+    sp: SeekPoint | None,
+    deadline: float,
+    run: list[int],
+    info: VideoInfo,
+    names: dict[int, int],
+    *,
+    prime: bytes = b"",
+) -> Iterator[tuple[int, av.VideoFrame]]:
+    """Yield (display index, frame) for the reference frames and the frames of ``run`` from a
+    seek point (or the start of a fresh file) on, skipping the other non-reference frames.
+
+    Before each packet goes to the decoder, the packet's timestamp names the picture it decodes
+    (``names``, checked by the probe); skipping is switched on for a non-reference picture that
+    is not wanted (FFmpeg ``skip_frame = NONREF``) and off otherwise. In a packed-B AVI one
+    packet carries two B-pictures and the decoder keeps the second for the next packet (an
+    N-VOP placeholder): skipping the first drops both, so a packet followed by a wanted picture's
+    packet is decoded (a one-packet look-ahead). Frames out are named by their timestamps: an
+    unknown one, one out of display order, or a seek that does not land on its keyframe raises
+    _SeekMismatch (the caller then decodes everything, counting frames).
+    """
+    start = 0 if sp is None else sp.frame_index
+    want, refs, packed = set(run), info.frame_refs, info.packed_b_frames
+    cc = vs.codec_context
+    if sp is not None:
+        if prime:
+            _prime(vs, prime)
+        c.seek(sp.ts, stream=vs, backward=True, any_frame=False)
+    skipping = False
+    cc.skip_frame = "DEFAULT"
+    started = sp is None
+    prev = start - 1
+    held: av.Packet | None = None  # the packed-B look-ahead: a packet waiting for the next one
+
+    def picture(pk: av.Packet | None) -> int:
+        return names.get(pk.pts, -1) if pk is not None and pk.size else -1  # type: ignore[arg-type]
+
+    try:
+        for nxt in _demux(c, vs):
+            _check_deadline(deadline, p, "read")
+            if packed:
+                pk, held = held, nxt
+                if pk is None:
+                    continue
+            else:
+                pk = nxt
+            i = picture(pk)
+            skip = i >= 0 and refs[i] == "0" and i not in want
+            if skip and packed and picture(held) in want:
+                skip = False  # it carries the wanted picture that the next packet names
+            if skip != skipping:
+                cc.skip_frame = "NONREF" if skip else "DEFAULT"
+                skipping = skip
+            try:
+                frames = cast(list[av.VideoFrame], pk.decode())
+                if packed and held is not None and not held.size:  # the end: flush too
+                    frames += cast(list[av.VideoFrame], held.decode())
+            except av.error.FFmpegError as e:
+                raise errors.CorruptMediaError(
+                    str(p), f"decode failed near frame {i}: {e}"
+                ) from None
+            for f in frames:
+                j = names.get(f.pts, -1) if f.pts is not None else -1
+                if 0 <= j < start and not started:
+                    continue  # a leading picture of an open GOP, before the keyframe
+                if j <= prev:
+                    raise _SeekMismatch(start)
+                if not started:
+                    if j != start or _fingerprint(f) != sp.fingerprint:  # type: ignore[union-attr]
+                        raise _SeekMismatch(start)
+                    started = True
+                prev = j
+                yield j, f
+    finally:
+        if skipping:
+            cc.skip_frame = "DEFAULT"
 
 
 # Open files kept per thread (and per process: a forked data-loader worker starts with none).
