@@ -57,7 +57,8 @@ time python3 -m benchmarks.training --device cuda --steps 50 --workers 0 4 8 --o
 # A family whose data cannot be built here (av-digits needs ../shared/data) is skipped, said so.
 time python3 -m benchmarks.train_throughput --device cuda --steps 30 --workers 0 4 8 \
   --families temporal pair image --set run.amp=true --out "$OUT" || echo "train_throughput failed"
-# torchcodec on CUDA (NVDEC) against torchcodec on the CPU, same files -> $OUT/nvdec.json
+# torchcodec on CUDA (NVDEC) against torchcodec on the CPU, same files, and random 3-frame
+# tuples through NVDEC vs avssl's CPU reader (reference chains, issue 25) -> $OUT/nvdec.json
 time python3 -m benchmarks.nvdec --files 8 --frames 32 --out "$OUT" || echo "nvdec check failed"
 
 RUN=/tmp/gpu-arrow

@@ -7,6 +7,9 @@ set's videos, ``$AVSSL_DATA/synth/videos``), torchcodec's ``VideoDecoder`` on ``
 and on ``device="cuda"`` each decode ``--frames`` frames spread over the clip (one
 ``get_frames_at`` call, the access pattern of a temporal sample) and then every frame in order;
 the CUDA timings include the copy-free output on the GPU and a ``torch.cuda.synchronize()``.
+Then ``--tuples`` random 3-frame tuples per file (span <= 60, a fresh decoder each) through
+NVDEC, torchcodec on the CPU and avssl's CPU reader (``read_frames``: reference chains, one
+thread), in alternating order, best of two.
 The first file is decoded once untimed on both devices (the CUDA decoder's start-up). Results:
 a table on stdout and ``OUT/nvdec.json``; rows say ``skipped`` with the reason when torchcodec,
 CUDA or NVDEC is missing, so the script never fails a GPU check for lack of them. The frames
@@ -23,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 
@@ -48,12 +52,47 @@ def _decode(path: Path, device: str, frames: int) -> tuple[float, float, torch.T
     return t1 - t0, time.perf_counter() - t1, spread
 
 
+def random_tuples(num_frames: int, n: int, seed: int = 0) -> list[list[int]]:
+    """``n`` Shuffle & Learn 3-frame tuples (span <= 60), sorted, as benchmarks/decode.py draws."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        span = int(rng.integers(2, min(60, num_frames - 1) + 1))
+        a = int(rng.integers(0, num_frames - span))
+        out.append([a, int(rng.integers(a + 1, a + span)), a + span])
+    return out
+
+
+def tuples_s(path: Path, tuples: list[list[int]], device: str) -> float:
+    """Seconds for ``tuples`` through torchcodec on ``device`` (``"avssl"``: avssl's CPU reader,
+    one thread, files closed between tuples as for a loader drawing from many files); a fresh
+    decoder per tuple, as for one sample."""
+    t0 = time.perf_counter()
+    if device == "avssl":
+        from avssl.data.decode import clear_caches, probe, read_frames
+
+        info = probe(path)
+        t0 = time.perf_counter()
+        for t in tuples:
+            clear_caches()
+            read_frames(path, t, info=info)
+        return time.perf_counter() - t0
+    from torchcodec.decoders import VideoDecoder
+
+    for t in tuples:
+        VideoDecoder(str(path), device=device, seek_mode="exact").get_frames_at(indices=t)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     data = Path(os.environ.get("AVSSL_DATA", "avssl-data"))
     ap.add_argument("--videos", type=Path, default=data / "synth" / "videos")
     ap.add_argument("--files", type=int, default=8)
     ap.add_argument("--frames", type=int, default=32)
+    ap.add_argument("--tuples", type=int, default=50, help="random 3-frame tuples per file")
     ap.add_argument("--out", type=Path, default=Path("bench-out"))
     args = ap.parse_args(argv)
     result: dict[str, Any] = {"videos": str(args.videos), "frames": args.frames, "rows": []}
@@ -92,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         result["totals_s"] = tot
         result["speedup_spread"] = round(tot["cpu_spread"] / max(tot["cuda_spread"], 1e-9), 2)
         result["speedup_all"] = round(tot["cpu_all"] / max(tot["cuda_all"], 1e-9), 2)
+        tuple_rows(files, args.tuples, result)
         print(f"nvdec: {len(files)} files, {args.frames} spread frames each and every frame")
         print("| file | cpu spread s | cuda spread s | cpu all s | cuda all s | mean abs diff |")
         print("|---|---|---|---|---|---|")
@@ -105,6 +145,27 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "nvdec.json").write_text(json.dumps(result, indent=1))
     return 0
+
+
+def tuple_rows(files: list[Path], n: int, result: dict[str, Any]) -> None:
+    """Random 3-frame tuples (issue 25): NVDEC (torchcodec CUDA), torchcodec CPU and avssl's CPU
+    reader (reference chains, one thread), tuples/s per file, in alternating order."""
+    from avssl.data.decode import probe
+
+    rows = []
+    for f in files:
+        tuples = random_tuples(probe(f).num_frames, n)
+        secs: dict[str, list[float]] = {"cuda": [], "cpu": [], "avssl": []}
+        for rep in range(2):
+            for dev in ("cuda", "cpu", "avssl") if rep % 2 == 0 else ("avssl", "cpu", "cuda"):
+                secs[dev].append(tuples_s(f, tuples, dev))
+        rows.append({"file": f.name, **{f"{d}_tuples_per_s": n / min(v) for d, v in secs.items()}})
+    result["tuple3"] = rows
+    print("| file | NVDEC tuples/s | torchcodec CPU tuples/s | avssl CPU (1 thread) tuples/s |")
+    print("|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['file']} | {r['cuda_tuples_per_s']:.0f} | {r['cpu_tuples_per_s']:.0f} | "
+              f"{r['avssl_tuples_per_s']:.0f} |")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -145,6 +145,9 @@ def _is_current(rec_path: Path, src: Path, job: _Job) -> bool:
             and rec["mtime_ns"] == mtime
             and rec.get("reason") != "error"  # an unexpected failure is retried, never reused
             and (rec["status"] != "ok" or _cache_present(job, rec) and _same_entry(rec, job.entry))
+            # a probe from before the reference chains (issue 25) is made again, so that loaders
+            # get them from the manifest (reads without them are exact, only slower)
+            and (rec["status"] != "ok" or "frame_refs" in rec.get("info", {}))
         )
     except (OSError, ValueError, KeyError, TypeError):
         return False

@@ -24,6 +24,7 @@ from avssl.data.encode import write_video
 from avssl.data.manifest import read_manifest
 from data_prep import cli, synth
 from data_prep.scan import scan_folder, scan_ucf101
+from data_prep.video_manifests import record_name
 from data_prep.videos import MineConfig, merge_shards, prep_videos
 from tests.media import real_clip, shared_data_dir
 
@@ -191,6 +192,25 @@ def test_changed_file_is_reprocessed(ucf_tree: Path, tmp_path: Path) -> None:
     rows2 = {r["video"]: r for r in read_manifest(out / "videos.jsonl")}
     assert rows2[changed]["fingerprint"] != rows1[changed]["fingerprint"]
     assert rows2["Archery/v_Archery_g02_c01.avi"] == rows1["Archery/v_Archery_g02_c01.avi"]
+
+
+def test_a_probe_without_reference_chains_is_made_again(ucf_tree: Path, tmp_path: Path) -> None:
+    """A record written before the probe recorded reference chains (issue 25) is re-made on a
+    re-run, so that loaders find them in probe.jsonl; the others are reused."""
+    root = tmp_path / "videos"
+    shutil.copytree(ucf_tree / "Archery", root / "Archery")
+    out = tmp_path / "out"
+    prep_videos(scan_folder(root), out, config=FAST, workers=1, progress=False)
+    probes = {r["video"]: r for r in read_manifest(out / "probe.jsonl")}
+    assert all("frame_refs" in r for r in probes.values())
+    old = out / "records" / record_name("Archery/v_Archery_g10_c02.avi")
+    rec = json.loads(old.read_text())
+    del rec["info"]["frame_refs"], rec["info"]["frame_pts"]
+    old.write_text(json.dumps(rec))
+    r2 = prep_videos(scan_folder(root), out, config=FAST, workers=1, progress=False)
+    assert r2.counts == {"processed": 1, "ok": 1, "reused": 3}
+    again = {r["video"]: r for r in read_manifest(out / "probe.jsonl")}
+    assert again == probes
 
 
 def test_shards_merge_to_the_unsharded_result(ucf_out: Path, ucf_tree: Path,
