@@ -10,16 +10,21 @@ Public API (every other module and every user calls only these):
 
 **Exact frames are the contract.** On real UCF-101 files (Xvid AVI with packed B-frames) several
 decoders return wrong frames after a seek without raising (../shared/METHODS.md). The reference
-backend here, ``pyav``, never trusts a timestamp to name a frame: frames are *counted* in display
-order from a keyframe, and :func:`probe` decodes the file once sequentially, then seeks to every
-keyframe and checks that every frame decoded from there matches the sequential decode (a checksum
-of subsampled luma). Keyframes that fail are not used as seek targets. ``backend="auto"`` is
+backend here, ``pyav``, never trusts a timestamp it has not checked to name a frame: frames are
+*counted* in display order from a keyframe, and :func:`probe` decodes the file once sequentially,
+then seeks to every keyframe and checks that every frame decoded from there matches the sequential
+decode (a checksum of subsampled luma). Keyframes that fail are not used as seek targets. Between
+a seek point and a wanted frame the reader decodes only the reference chain (the frames others
+are predicted from, plus the wanted ones): the probe records which frames are references and the
+timestamps that name them (checked against the sequential decode, also after each seek point),
+and a read that cannot name a frame by them counts frames instead (docs/design/data.md, "Decoding
+only the reference chain"). ``backend="auto"`` is
 ``pyav``: no other backend was faster on the measured files (:func:`choose_backend`). Other
 backends (decord, OpenCV, torchcodec) may be named only for kinds of file on which they passed
 the exact-frame suite (tests/test_decode_exact.py); :func:`backend_refusal` says why one is
 refused.
 
-The private modules (``reader``, ``probing``, ``audio``) are imported from here only.
+The private modules (``reader``, ``chains``, ``probing``, ``audio``) are imported from here only.
 Design notes (random access, module layout): docs/design/data.md, "avssl.data.decode".
 
 Audio: one mono mix everywhere, the *mean* of the channels (librosa/soundfile convention, not

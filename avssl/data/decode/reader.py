@@ -384,7 +384,14 @@ def _read_pyav_plan(
                     h = _handle(p, info, reopen=True)
             prime = info.prime_headers if h.fresh and sp is not None else b""
             h.fresh = False
-            skipping = chain and (sp is None or sp.names_frames)
+            start = 0 if sp is None else sp.frame_index
+            # skip only where there is something to skip (not for whole stretches, e.g. a video)
+            skipping = (
+                chain
+                and (sp is None or sp.names_frames)
+                and len(run) <= run[-1] - start
+                and "0" in info.frame_refs[start : run[-1]]
+            )
             if skipping:
                 frames = _decode_chain(h.c, h.vs, p, sp, deadline, run, info, names, prime=prime)
             else:
