@@ -42,6 +42,24 @@ def add_config_options(p: argparse.ArgumentParser, config_help: str, set_help: s
     )
 
 
+#: The configurations that ship with avssl (``avssl/configs``; ``configs/`` in a clone links there).
+PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
+
+
+def resolve_config(yaml_path: str | os.PathLike[str]) -> Path:
+    """The file ``--config`` names: the path itself when it exists; else, for a bare name or a
+    path under a folder named ``configs`` (``configs/demo_shuffle_learn.yaml``, as the README
+    writes them), the configuration of that name shipped with avssl, so the README's commands
+    also run from any folder of an installed wheel. Otherwise the path as given (reading it
+    then fails naming it)."""
+    path = Path(yaml_path)
+    if path.exists() or not (path.parent == Path(".") or path.parent.name == "configs"):
+        return path
+    name = path.name if path.suffix else path.name + ".yaml"
+    packaged = PACKAGED_CONFIGS / name
+    return packaged if packaged.is_file() else path
+
+
 def load_config(
     cls: type[T],
     yaml_path: str | os.PathLike[str] | None = None,
@@ -67,7 +85,7 @@ def load_config(
     if base:
         cfg = _apply_mapping(cfg, base, prefix="", source="<task defaults>")
     if yaml_path is not None:
-        path = Path(yaml_path)
+        path = resolve_config(yaml_path)
         try:  # safe_load: plain YAML only; a tag such as !!python/object is refused
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as e:

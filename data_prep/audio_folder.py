@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from avssl.data.suffixes import AUDIO_SUFFIXES
-from data_prep.audio_sets import (
+from .audio_sets import (
     AUDIO_TIMEOUT_S,
     FORMAT_VERSION,
     AudioPrepResult,
@@ -24,7 +24,7 @@ from data_prep.audio_sets import (
     natural_key,
     prep_clip_set,
 )
-from data_prep.scan import not_taken
+from .scan import not_taken
 
 #: Row columns that pattern fields may not be named after.
 _PROBE_COLUMNS = ("duration_s", "sample_rate", "channels", "codec", "audible", "peak_dbfs")

@@ -20,9 +20,9 @@ from typing import Any
 
 from avssl import errors
 from avssl.data.manifest import atomic_write_text, remove_stale_temps, write_manifest
-from data_prep.outputs import csv_text
-from data_prep.parallel import default_workers, imap_progress
-from data_prep.scan import Skipped, write_skipped
+from .outputs import csv_text
+from .parallel import default_workers, imap_progress
+from .scan import Skipped, write_skipped
 
 #: Version of the manifest rows (the ``"v"`` field of every row); see docs/manifests.md.
 FORMAT_VERSION = 1
@@ -135,7 +135,7 @@ def prep_clip_set(
     For ``shard`` I/N probe only ``relpaths[I::N]`` and write the shard note instead
     (data_prep/shards.py); with ``probed`` (a merge: the shards' results by path), probe nothing
     and use those. ``started``: ``time.monotonic()`` at the start of the prep."""
-    from data_prep import shards
+    from . import shards
 
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out, recursive=False)  # a killed run's half-written manifests

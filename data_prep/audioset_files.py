@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data_prep.audioset_meta import MEDIA_SUFFIXES, NUMBER, YTID, Segment, SegmentKey
+from .audioset_meta import MEDIA_SUFFIXES, NUMBER, YTID, Segment, SegmentKey
 
 #: A start time read from a file name matches a segment start within this many seconds.
 START_TOLERANCE_S = 0.5

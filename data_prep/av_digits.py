@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from avssl.data.manifest import remove_stale_temps
-from data_prep.digits import CELL, ROWS_PER_CLASS, _split_fold, read_sheet, slice_grid
-from data_prep.outputs import (
+from .digits import CELL, ROWS_PER_CLASS, _split_fold, read_sheet, slice_grid
+from .outputs import (
     PrepResult,
     default_data_dir,
     json_bytes,

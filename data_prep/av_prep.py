@@ -20,7 +20,7 @@ from avssl.data import av_pairs
 from avssl.data.av_pairs import AudioSpan
 from avssl.data.manifest import atomic_output
 from avssl.types import VideoInfo
-from data_prep.scan import Entry
+from .scan import Entry
 
 PAIR_TASKS = ("avc", "sync")
 # 2: the stricter probe of data_prep.videos (bad-media corpus): old records are re-checked
@@ -150,7 +150,7 @@ def _write_cache(
     import cv2
 
     from avssl.data.decode import read_audio, read_frames
-    from data_prep.transcode import cache_size
+    from .transcode import cache_size
 
     if cfg.cache_format not in ("jpeg", "raw"):
         raise ValueError(f"cache_format must be 'jpeg' or 'raw', got {cfg.cache_format!r}")

@@ -12,14 +12,14 @@ from functools import partial
 from pathlib import Path
 
 from avssl.errors import run_cli
-from data_prep import clip_image_commands as clips
-from data_prep import video_commands as videos
-from data_prep.options import Command, add_options
+from . import clip_image_commands as clips
+from . import video_commands as videos
+from .options import Command, add_options
 
 
 def merge_file_shards(out: Path, notes: list[Path]) -> str:
     """Merge the per-file preps' shard notes (data_prep/shards.py) into ``out``; the summary."""
-    from data_prep import shards
+    from . import shards
 
     command, params, results = shards.merge_notes(notes)
     merge = COMMAND[command].merge
@@ -28,8 +28,8 @@ def merge_file_shards(out: Path, notes: list[Path]) -> str:
 
 
 def _run_merge(args: argparse.Namespace) -> str:
-    from data_prep.shards import find_notes
-    from data_prep.videos import merge_shards
+    from .shards import find_notes
+    from .videos import merge_shards
 
     dirs = list(args.shards) or [args.out]
     notes = find_notes(dirs)

@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from avssl.data.suffixes import AUDIO_SUFFIXES
-from data_prep import options as opt
-from data_prep.audio_folder import prep_audio_folder
-from data_prep.av_digits import DEFAULT_DIGITS, DEFAULT_FSDD, DEFAULT_MOSAICS, prep_av_digits
-from data_prep.digits import CELL, ROWS_PER_CLASS, prep_digits
-from data_prep.esc50 import prep_esc50
-from data_prep.image_folder import prep_images
-from data_prep.options import Command, call_with_options, positive_int, rerun_with_results
-from data_prep.shards import SHARD_HELP
+from . import options as opt
+from .audio_folder import prep_audio_folder
+from .av_digits import DEFAULT_DIGITS, DEFAULT_FSDD, DEFAULT_MOSAICS, prep_av_digits
+from .digits import CELL, ROWS_PER_CLASS, prep_digits
+from .esc50 import prep_esc50
+from .image_folder import prep_images
+from .options import Command, call_with_options, positive_int, rerun_with_results
+from .shards import SHARD_HELP
 
 
 def _runner(prep: Callable[..., Any], *names: str, **renamed: str) -> Callable[..., str]:

@@ -44,7 +44,7 @@ def _files(root: Path) -> list[tuple[Path, int | None]]:
             path = resolve_under(root, r["file"], where=f"{manifest}: row {r['file']!r}")
             out.append((path, int(n) if n not in (None, "") else None))
         return out
-    from data_prep.scan import scan_folder  # the same rules as avssl-prep folder
+    from .scan import scan_folder  # the same rules as avssl-prep folder
 
     return [(root / e.relpath, None) for e in scan_folder(root).entries]
 

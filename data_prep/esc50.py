@@ -13,14 +13,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from data_prep.audio_sets import (
+from .audio_sets import (
     AUDIO_TIMEOUT_S,
     FORMAT_VERSION,
     AudioPrepResult,
     ClipSet,
     prep_clip_set,
 )
-from data_prep.scan import not_taken
+from .scan import not_taken
 
 #: The columns of ESC-50's ``meta/esc50.csv`` (extra columns are allowed and ignored).
 ESC50_COLUMNS = ("filename", "fold", "target", "category", "esc10", "src_file", "take")

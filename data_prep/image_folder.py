@@ -15,10 +15,10 @@ from typing import Any
 
 from avssl.data.manifest import remove_stale_temps
 from avssl.data.suffixes import IMAGE_SUFFIXES
-from data_prep import shards
-from data_prep.outputs import PrepResult, csv_text, json_bytes, jsonl_bytes, write_if_changed
-from data_prep.parallel import default_workers, imap_progress
-from data_prep.scan import not_taken
+from . import shards
+from .outputs import PrepResult, csv_text, json_bytes, jsonl_bytes, write_if_changed
+from .parallel import default_workers, imap_progress
+from .scan import not_taken
 
 SPLITS = ("train", "val", "test")
 NUM_FOLDS = 5

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from avssl.config import config_from_dict
-from data_prep.shards import parse_shard
+from .shards import parse_shard
 
 T = TypeVar("T")
 

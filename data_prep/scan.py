@@ -397,7 +397,7 @@ def scan_audioset(
     ``ontology_json`` default to the files beside the first list. ``missing``: the segments without
     a file; ``unlisted``: the media files matching no segment or several.
     """
-    from data_prep.audioset_files import match_files
+    from .audioset_files import match_files
 
     if not csvs:
         raise ValueError("give at least one AudioSet segments CSV")
@@ -441,7 +441,7 @@ def _audioset_classes(
 ) -> tuple[dict[str, str], set[str] | None]:
     """The display name of each MID (when class_labels_indices.csv is there) and the MIDs that
     ``classes`` select (None: all); the files default to those in ``beside``."""
-    from data_prep.audioset_meta import expand_classes, read_class_labels, read_ontology
+    from .audioset_meta import expand_classes, read_class_labels, read_ontology
 
     labels_path = Path(labels_csv) if labels_csv else beside / "class_labels_indices.csv"
     names: dict[str, str] = {}
@@ -463,7 +463,7 @@ def _listed_segments(
 ) -> tuple[list[Any], dict[tuple[str, float], str]]:
     """The segments of ``csvs`` with a selected label, in list order, and the role of each
     (``test`` for an eval list); a segment in a train and a test list is refused."""
-    from data_prep.audioset_meta import read_segments, split_of_csv
+    from .audioset_meta import read_segments, split_of_csv
 
     segments: list[Any] = []
     role: dict[tuple[str, float], str] = {}

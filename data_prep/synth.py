@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 
 from avssl.data.manifest import atomic_write_text, read_manifest, remove_stale_temps, write_manifest
-from data_prep.outputs import default_data_dir
-from data_prep.parallel import default_workers, imap_progress
-from data_prep.synth_scene import (
+from .outputs import default_data_dir
+from .parallel import default_workers, imap_progress
+from .synth_scene import (
     CLASSES,
     SynthConfig,
     clip_container,

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from avssl.data.manifest import read_manifest, write_manifest
-from data_prep.av_prep import PairConfig
-from data_prep.scan import Entry, Scan
+from .av_prep import PairConfig
+from .scan import Entry, Scan
 
 SYNTH_PAIRS = PairConfig(frames_per_s=8.0, min_window_peak_dbfs=-30.0)
 
@@ -57,7 +57,7 @@ def prep_synth_av(
     progress: bool = True,
 ) -> Any:  # fmt: skip
     """Mine the pairs of the synth set at ``root`` into ``out`` (default ``root/av``)."""
-    from data_prep.videos import prep_videos
+    from .videos import prep_videos
 
     r = Path(root).resolve()
     o = Path(out) if out is not None else r / "av"

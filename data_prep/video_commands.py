@@ -6,9 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from data_prep import options as opt
-from data_prep.av_prep import PairConfig
-from data_prep.options import (
+from . import options as opt
+from .av_prep import PairConfig
+from .options import (
     Command,
     add_config_options,
     add_options,
@@ -18,18 +18,18 @@ from data_prep.options import (
     positive_float,
     positive_int,
 )
-from data_prep.scan import Scan
-from data_prep.synth import CLASSES, DEFAULT_NUM_CLIPS
-from data_prep.videos import DEFAULT_FLOOR, MineConfig
+from .scan import Scan
+from .synth import CLASSES, DEFAULT_NUM_CLIPS
+from .videos import DEFAULT_FLOOR, MineConfig
 
 ON = {"action": argparse.BooleanOptionalAction, "default": True}
 
 
 def _run_synth(args: argparse.Namespace) -> None:
-    from data_prep.decode_report import decode_report
-    from data_prep.synth import build_synth
-    from data_prep.synth_av import prep_synth_av, scan_synth
-    from data_prep.videos import prep_videos
+    from .decode_report import decode_report
+    from .synth import build_synth
+    from .synth_av import prep_synth_av, scan_synth
+    from .videos import prep_videos
 
     result = build_synth(
         args.out, num_clips=args.num_clips, seed=args.seed, workers=args.workers, progress=True
@@ -103,7 +103,7 @@ SYNTH = Command(
 
 
 def _run_report(args: argparse.Namespace) -> str:
-    from data_prep.decode_report import decode_report
+    from .decode_report import decode_report
 
     if not args.root.is_dir():
         raise NotADirectoryError(f"{args.root}: not a directory")
@@ -211,7 +211,7 @@ _MINING_OPTIONS = (
 def _prep_videos(
     args: argparse.Namespace, scan: Scan, cfg: MineConfig | PairConfig, cache_dir: Path | None
 ) -> str:
-    from data_prep.videos import ProbeOptions, prep_videos
+    from .videos import ProbeOptions, prep_videos
 
     if scan.dataset in ("ucf101", "audioset"):
         what = "clips" if scan.dataset == "ucf101" else "segments"
@@ -243,7 +243,7 @@ def _prep_videos(
 
 
 def _run_ucf101(args: argparse.Namespace) -> str:
-    from data_prep.scan import scan_ucf101
+    from .scan import scan_ucf101
 
     scan = scan_ucf101(args.root, args.splits, args.split)
     return _prep_videos(args, scan, config_from_args(MineConfig, args), args.transcode)
@@ -280,7 +280,7 @@ UCF101 = Command(
 
 
 def _run_folder(args: argparse.Namespace) -> str:
-    from data_prep.scan import scan_folder
+    from .scan import scan_folder
 
     scan = scan_folder(args.root)
     if not scan.entries:
@@ -350,7 +350,7 @@ def _pair_group(p: argparse.ArgumentParser) -> None:
 
 
 def _run_audioset(args: argparse.Namespace) -> str:
-    from data_prep.scan import scan_audioset
+    from .scan import scan_audioset
 
     scan = scan_audioset(
         args.csvs,

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from avssl.data.manifest import atomic_write_text, write_manifest
-from data_prep.av_prep import PAIR_TASKS, PairConfig, pair_rows
-from data_prep.scan import Scan, write_skipped
+from .av_prep import PAIR_TASKS, PairConfig, pair_rows
+from .scan import Scan, write_skipped
 
 #: Version of the manifest rows (the ``"v"`` field of every row); see docs/manifests.md.
 FORMAT_VERSION = 1

@@ -26,11 +26,11 @@ from avssl.data.decode import check_source, media_identity
 from avssl.data.frame_folder import list_frames
 from avssl.data.manifest import atomic_write_text, remove_stale_temps
 from avssl.data.motion import Motion, load_motion, motion_energy, save_motion
-from data_prep import shards
-from data_prep.av_prep import PairConfig, mine_pairs
-from data_prep.parallel import default_workers, imap_progress
-from data_prep.scan import Entry, Scan
-from data_prep.video_manifests import FORMAT_VERSION, TASKS, PrepResult, assemble, record_name
+from . import shards
+from .av_prep import PairConfig, mine_pairs
+from .parallel import default_workers, imap_progress
+from .scan import Entry, Scan
+from .video_manifests import FORMAT_VERSION, TASKS, PrepResult, assemble, record_name
 
 #: Bump when a change alters what a record holds for the same input and settings (history:
 #: docs/design/prep_tracking_cli.md, "Constants").
@@ -263,7 +263,7 @@ def _process(job: _Job) -> tuple[str, str]:
         video["motion"] = cfg.motion
         video["motion_mean"] = round(float(motion.energy.mean()), 7) if len(motion.energy) else 0.0
         if job.cache_dir is not None:
-            from data_prep.transcode import transcode_video
+            from .transcode import transcode_video
 
             stem = Path(e.relpath) if src.is_dir() else Path(e.relpath).with_suffix("")
             tdir = Path(job.cache_dir)

@@ -20,7 +20,9 @@ STATUSES = {"pass", "FAIL", "refused", "unavailable", "error"}
 
 
 def _command() -> list[str]:
-    exe = shutil.which("avssl")
+    """The ``avssl`` script of this Python's environment (not another one's on PATH)."""
+    beside = Path(sys.executable).parent / "avssl"
+    exe = str(beside) if beside.is_file() else shutil.which("avssl")
     return [exe] if exe else [sys.executable, "-m", "avssl.doctor"]
 
 

@@ -118,7 +118,7 @@ def _ensure_builtin_av(av_dir: Path) -> None:
         return
     root = av_dir.parent
     print(f"building the built-in set in {root} (first use; about a minute)", file=sys.stderr)
-    cmd = [sys.executable, "-m", "data_prep.cli", "synth", "--out", str(root), "--no-temporal",
+    cmd = [sys.executable, "-m", "avssl_prep.cli", "synth", "--out", str(root), "--no-temporal",
            "--no-report"]  # fmt: skip
     if subprocess.run(cmd, stdout=sys.stderr.fileno()).returncode != 0:
         raise ValueError(
