@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from avssl.data.suffixes import AUDIO_SUFFIXES
+
 from .audio_sets import (
     AUDIO_TIMEOUT_S,
     FORMAT_VERSION,

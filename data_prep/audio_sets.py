@@ -20,6 +20,7 @@ from typing import Any
 
 from avssl import errors
 from avssl.data.manifest import atomic_write_text, remove_stale_temps, write_manifest
+
 from .outputs import csv_text
 from .parallel import default_workers, imap_progress
 from .scan import Skipped, write_skipped

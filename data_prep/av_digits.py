@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from avssl.data.manifest import remove_stale_temps
+
 from .digits import CELL, ROWS_PER_CLASS, _split_fold, read_sheet, slice_grid
 from .outputs import (
     PrepResult,

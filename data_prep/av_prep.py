@@ -20,6 +20,7 @@ from avssl.data import av_pairs
 from avssl.data.av_pairs import AudioSpan
 from avssl.data.manifest import atomic_output
 from avssl.types import VideoInfo
+
 from .scan import Entry
 
 PAIR_TASKS = ("avc", "sync")
@@ -150,6 +151,7 @@ def _write_cache(
     import cv2
 
     from avssl.data.decode import read_audio, read_frames
+
     from .transcode import cache_size
 
     if cfg.cache_format not in ("jpeg", "raw"):

@@ -12,6 +12,7 @@ from functools import partial
 from pathlib import Path
 
 from avssl.errors import run_cli
+
 from . import clip_image_commands as clips
 from . import video_commands as videos
 from .options import Command, add_options

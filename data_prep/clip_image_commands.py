@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from avssl.data.suffixes import AUDIO_SUFFIXES
+
 from . import options as opt
 from .audio_folder import prep_audio_folder
 from .av_digits import DEFAULT_DIGITS, DEFAULT_FSDD, DEFAULT_MOSAICS, prep_av_digits

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from avssl.data.manifest import remove_stale_temps
+
 from .outputs import (
     PrepResult,
     default_data_dir,

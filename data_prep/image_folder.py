@@ -15,6 +15,7 @@ from typing import Any
 
 from avssl.data.manifest import remove_stale_temps
 from avssl.data.suffixes import IMAGE_SUFFIXES
+
 from . import shards
 from .outputs import PrepResult, csv_text, json_bytes, jsonl_bytes, write_if_changed
 from .parallel import default_workers, imap_progress

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from avssl.config import config_from_dict
+
 from .shards import parse_shard
 
 T = TypeVar("T")

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from avssl.data.manifest import atomic_write_text, read_manifest, remove_stale_temps, write_manifest
+
 from .outputs import default_data_dir
 from .parallel import default_workers, imap_progress
 from .synth_scene import (

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from avssl.data.manifest import read_manifest, write_manifest
+
 from .av_prep import PairConfig
 from .scan import Entry, Scan
 

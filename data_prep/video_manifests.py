@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from avssl.data.manifest import atomic_write_text, write_manifest
+
 from .av_prep import PAIR_TASKS, PairConfig, pair_rows
 from .scan import Scan, write_skipped
 

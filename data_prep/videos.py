@@ -26,6 +26,7 @@ from avssl.data.decode import check_source, media_identity
 from avssl.data.frame_folder import list_frames
 from avssl.data.manifest import atomic_write_text, remove_stale_temps
 from avssl.data.motion import Motion, load_motion, motion_energy, save_motion
+
 from . import shards
 from .av_prep import PairConfig, mine_pairs
 from .parallel import default_workers, imap_progress
