@@ -83,3 +83,17 @@ def test_prep_runs_under_its_installed_name() -> None:
                        capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
     assert r.returncode == 0, r.stderr[-1500:]
     assert "avssl-prep" in r.stdout
+
+
+def test_prep_modules_import_each_other_relatively() -> None:
+    """An absolute ``data_prep`` import inside data_prep/ works in a clone but fails in an
+    installed wheel (where the package is ``avssl_prep``), and only when that line runs."""
+    import re
+
+    bad = [
+        f"{p.name}:{i}"
+        for p in sorted((REPO / "data_prep").rglob("*.py"))
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if re.match(r"\s*(from|import)\s+data_prep\b", line)
+    ]
+    assert not bad, f"absolute data_prep imports (use relative ones): {bad}"
