@@ -55,7 +55,6 @@ import subprocess
 import sys
 import time
 import zlib
-from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -79,6 +78,7 @@ from avssl.data.decode import (
 from avssl.data.decode import (
     reader as dec_reader,
 )
+from avssl.data.decode.chains import chain_frames
 from avssl.types import VideoInfo
 from benchmarks import media
 from tests.exact import naive_seek
@@ -133,51 +133,11 @@ def make_requests(pattern: str, info: VideoInfo, rng: np.random.Generator, n: in
 
 
 def min_frames(indices: tuple[int, ...], keyframes: tuple[int, ...]) -> int:
-    """Fewest frames any decoder decodes to serve one request (starting fresh).
-
-    For each wanted frame in sorted order: go on from the frame after the last decoded one, or
-    jump to the keyframe at or before it, whichever decodes fewer frames.
-    """
-    kf = list(keyframes) or [0]
-    pos = -1  # next frame the decoder would give; -1: nothing decoded yet
-    total = 0
-    for w in sorted(set(indices)):
-        k = kf[max(0, bisect_right(kf, w) - 1)]
-        jump = w - k + 1
-        cont = w - pos + 1 if 0 <= pos <= w else math.inf
-        total += int(min(jump, cont))
-        pos = w + 1
-    return total
-
-
-def chain_frames(
-    indices: tuple[int, ...], keyframes: tuple[int, ...], refs: str
-) -> tuple[int, int]:
-    """(reference, non-reference) frames a decoder that skips the non-reference frames it does not
-    want must decode for one request (starting fresh): the reference chain.
-
-    As :func:`min_frames`, but between the starting point and each wanted frame only the
-    reference frames count (and, for a wanted non-reference frame, the reference after it that
-    it is predicted from). Without ``refs`` (nothing the file lets a reader skip) every frame is
-    a reference and this is :func:`min_frames`.
-    """
-    if not refs:
-        return min_frames(indices, keyframes), 0
-    kf = list(keyframes) or [0]
-    decoded: set[int] = set()
-    pos = -1
-    for w in sorted(set(indices)):
-        k = kf[max(0, bisect_right(kf, w) - 1)]
-        start = k if pos < 0 or k > pos else pos
-        end = w
-        if refs[w] == "0":
-            after = refs.find("1", w)
-            end = after if after >= 0 else w
-        decoded.update(i for i in range(start, end + 1) if refs[i] == "1")
-        decoded.add(w)
-        pos = w + 1
-    nonref = sum(1 for i in decoded if refs[i] == "0")
-    return len(decoded) - nonref, nonref
+    """Fewest frames any decoder decodes to serve one request (starting fresh), counting every
+    frame: for each wanted frame in sorted order, go on from the frame after the last decoded
+    one, or jump to the keyframe at or before it, whichever decodes fewer frames (the sequential
+    bound; :func:`chain_frames` with the file's ``frame_refs`` is the reference-chain bound)."""
+    return chain_frames(indices, keyframes, "")[0]
 
 
 # --------------------------------------------------------------------------------------------

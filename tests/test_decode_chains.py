@@ -97,10 +97,10 @@ def test_reference_map_names_frames_only_when_timestamps_can() -> None:
 
 def test_chain_frames_counts_references_and_wanted_non_references() -> None:
     refs = "1001001001"  # I B B P B B P B B P
-    assert chain_frames(refs, 0, [3]) == 2  # I, P3
-    assert chain_frames(refs, 0, [4]) == 4  # I, P3, P6 (its future anchor), B4
-    assert chain_frames(refs, 0, [1, 2, 7]) == 7  # I P3 P6 P9 + B1 B2 + B7
-    assert chain_frames("", 0, [7]) == 8  # no map: every frame up to 7
+    assert sum(chain_frames([3], [0], refs)) == 2  # I, P3
+    assert sum(chain_frames([4], [0], refs)) == 4  # I, P3, P6 (its future anchor), B4
+    assert sum(chain_frames([1, 2, 7], [0], refs)) == 7  # I P3 P6 P9 + B1 B2 + B7
+    assert sum(chain_frames([7], [0], "")) == 8  # no map: every frame up to 7
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ Design notes: docs/design/data.md, "Decoding only the reference chain".
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -23,8 +24,8 @@ from collections.abc import Sequence
 #: reference (the decoders skip exactly B under NONREF). H.264/HEVC: from the NAL headers, the
 #: same fields FFmpeg's decoders test. Other codecs (VP8/9, AV1, MJPEG, ...) are read whole.
 _B_NONREF_CODECS = frozenset({"mpeg4", "mpeg1video", "mpeg2video"})
-_NAL_CODECS = frozenset({"h264", "hevc"})
-CHAIN_CODECS = _B_NONREF_CODECS | _NAL_CODECS
+NAL_CODECS = frozenset({"h264", "hevc"})
+CHAIN_CODECS = _B_NONREF_CODECS | NAL_CODECS
 
 _PICT_B = 3  # AVPictureType B
 
@@ -129,19 +130,29 @@ def frame_names(key: tuple[str, int, int], frame_pts: tuple[int, ...]) -> dict[i
     return names
 
 
-def chain_frames(frame_refs: str, start: int, wanted: Sequence[int]) -> int:
-    """Frames a decoder must decode for sorted ``wanted`` from display index ``start`` when it
-    skips the non-reference frames it does not want: every reference frame from ``start`` up to
-    the last wanted frame -- or, when that one is a non-reference frame, up to the reference it is
-    predicted from after it (decoded before it) -- plus the wanted non-reference frames. Without
-    ``frame_refs`` (nothing to skip), every frame from ``start`` to the last wanted one."""
-    if not wanted:
-        return 0
-    last = wanted[-1]
-    if not frame_refs:
-        return last - start + 1
-    if frame_refs[last] == "0":
-        after = frame_refs.find("1", last)
-        last = after if after >= 0 else last
-    span = frame_refs[start : last + 1]
-    return span.count("1") + sum(1 for w in set(wanted) if frame_refs[w] == "0")
+def chain_frames(indices: Sequence[int], keyframes: Sequence[int], refs: str) -> tuple[int, int]:
+    """(reference, non-reference) frames a decoder that skips the non-reference frames it does not
+    want must decode for one read of ``indices`` on a fresh file: the reference chain, the
+    reference-chain bound of benchmarks/decode.py.
+
+    For each wanted frame in sorted order, from the keyframe at or before it or on from the frame
+    after the last wanted one, whichever is later (as the read plan does): every reference frame
+    up to it -- or, for a wanted non-reference frame, up to the reference after it that it is
+    predicted from (decoded before it) -- and the wanted frame. Without ``refs`` (nothing to skip)
+    every frame on the way counts as a reference: the sequential bound.
+    """
+    kf = sorted(keyframes) or [0]
+    decoded: set[int] = set()
+    pos = -1
+    for w in sorted(set(indices)):
+        k = kf[max(0, bisect_right(kf, w) - 1)]
+        start = k if pos < 0 or k > pos else pos
+        end = w
+        if refs and refs[w] == "0":
+            after = refs.find("1", w)
+            end = after if after >= 0 else w
+        decoded.update(i for i in range(start, end + 1) if not refs or refs[i] == "1")
+        decoded.add(w)
+        pos = w + 1
+    nonref = sum(1 for i in decoded if refs and refs[i] == "0")
+    return len(decoded) - nonref, nonref

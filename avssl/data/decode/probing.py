@@ -26,6 +26,7 @@ from avssl.data import frame_folder
 from avssl.data.decode.audio import _audio_info, _audio_stats_add, _AudioStats
 from avssl.data.decode.chains import (
     CHAIN_CODECS,
+    NAL_CODECS,
     nal_length_size,
     packet_is_reference,
     reference_map,
@@ -382,7 +383,7 @@ def _packet_facts(sp: _Pass, vs: av.video.stream.VideoStream, pk: av.Packet) -> 
         sp.key_packets.append(_KeyPacket(pk.pts, pk.dts, pk.pos if pk.pos is not None else -1))
     codec = vs.codec_context.name
     sp.packet_pts.append(pk.pts)
-    if codec in ("h264", "hevc"):
+    if codec in NAL_CODECS:
         sp.packet_refs.append(packet_is_reference(codec, bytes(pk), sp.nal_length))
     else:
         sp.packet_refs.append(None)

@@ -15,7 +15,7 @@ import time
 import zlib
 from bisect import bisect_right
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -257,6 +257,20 @@ def _prime(vs: av.video.stream.VideoStream, headers: bytes) -> None:
         pass
 
 
+def _seek(
+    c: av.container.InputContainer,
+    vs: av.video.stream.VideoStream,
+    sp: SeekPoint | None,
+    prime: bytes,
+) -> None:
+    """Seek to a verified seek point (none: the decoder is at the start of a fresh file),
+    priming a packed-B decoder with the stream's headers first."""
+    if sp is not None:
+        if prime:
+            _prime(vs, prime)
+        c.seek(sp.ts, stream=vs, backward=True, any_frame=False)
+
+
 def _decode_from(
     c: av.container.InputContainer,
     vs: av.video.stream.VideoStream,
@@ -266,7 +280,7 @@ def _decode_from(
     *,
     prime: bytes = b"",
     check_pos: bool = False,
-) -> Iterator[tuple[int, av.VideoFrame]]:
+) -> Generator[tuple[int, av.VideoFrame], None, None]:
     """Yield (display index, frame) from a seek point (or from the start of a fresh file).
 
     After a seek, frames before the first key frame (leading frames of an open GOP, which refer
@@ -275,10 +289,7 @@ def _decode_from(
     """
     started = sp is None
     idx = 0 if sp is None else sp.frame_index
-    if sp is not None:
-        if prime:
-            _prime(vs, prime)
-        c.seek(sp.ts, stream=vs, backward=True, any_frame=False)
+    _seek(c, vs, sp, prime)
     first_packet = True
     for pk in _demux(c, vs):
         _check_deadline(deadline, p, "read")
@@ -395,19 +406,21 @@ def _read_pyav_plan(
             if skipping:
                 frames = _decode_chain(h.c, h.vs, p, sp, deadline, run, info, names, prime=prime)
             else:
-                h.vs.codec_context.skip_frame = "DEFAULT"
                 frames = _decode_from(h.c, h.vs, p, sp, deadline, prime=prime)
             need = iter(run)
             nxt = next(need)
-            for i, f in frames:
-                if i < nxt:
-                    continue
-                if i > nxt:  # a wanted frame did not come out (only when skipping)
-                    raise _SeekMismatch(nxt)
-                out[i] = _to_rgb(f, info.rotation, None if slots is None else slots[i])
-                nxt = next(need, -1)
-                if nxt < 0:
-                    break
+            try:
+                for i, f in frames:
+                    if i < nxt:
+                        continue
+                    if i > nxt:  # a wanted frame did not come out (only when skipping)
+                        raise _SeekMismatch(nxt)
+                    out[i] = _to_rgb(f, info.rotation, None if slots is None else slots[i])
+                    nxt = next(need, -1)
+                    if nxt < 0:
+                        break
+            finally:
+                frames.close()  # now: a skipping run switches skipping off before the next run
             if nxt >= 0:
                 if skipping:
                     raise _SeekMismatch(nxt)
@@ -431,7 +444,7 @@ def _decode_chain(
     names: dict[int, int],
     *,
     prime: bytes = b"",
-) -> Iterator[tuple[int, av.VideoFrame]]:
+) -> Generator[tuple[int, av.VideoFrame], None, None]:
     """Yield (display index, frame) for the reference frames and the frames of ``run`` from a
     seek point (or the start of a fresh file) on, skipping the other non-reference frames.
 
@@ -447,10 +460,7 @@ def _decode_chain(
     start = 0 if sp is None else sp.frame_index
     want, refs, packed = set(run), info.frame_refs, info.packed_b_frames
     cc = vs.codec_context
-    if sp is not None:
-        if prime:
-            _prime(vs, prime)
-        c.seek(sp.ts, stream=vs, backward=True, any_frame=False)
+    _seek(c, vs, sp, prime)
     skipping = False
     cc.skip_frame = "DEFAULT"
     started = sp is None
