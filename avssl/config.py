@@ -31,7 +31,13 @@ _NONE_TEXT = frozenset({"null", "none", "~", ""})
 def add_config_options(p: argparse.ArgumentParser, config_help: str, set_help: str) -> None:
     """``--config YAML`` and the repeatable ``--set KEY=VALUE`` (into ``overrides``): the two
     inputs of :func:`load_config` on a command line."""
-    p.add_argument("--config", default=None, metavar="YAML", help=config_help)
+    p.add_argument(
+        "--config",
+        default=None,
+        metavar="YAML",
+        help=f"{config_help}; a bare name or configs/NAME.yaml that is not a file here is the "
+        "copy shipped with avssl (avssl/configs), so the README's paths work from any folder",
+    )
     p.add_argument(
         SET_SOURCE,
         dest="overrides",

@@ -90,15 +90,20 @@ def test_when_stream_adds_a_global_term_to_the_where_map() -> None:
         "bdhw,bd->bhw", F.normalize(m.v_embed(m.vision_map(b["frames"])), dim=1),
         F.normalize(m.a_embed(m.audio_feature(b["audio"])), dim=1))[:, None])[:, 0]  # fmt: skip
     assert torch.equal(heat.flatten(1).argmax(1), w_only.flatten(1).argmax(1))
+    _every_tower_learns(m, b)
+    with pytest.raises(ValueError, match="when_stream"):
+        AVNet("avol", frames=1, when_stream=True, **SMALL)
+    with pytest.raises(ValueError, match="when_stream"):
+        AVNet("l3", frames=3, when_stream=True, **SMALL)
+
+
+def _every_tower_learns(m: AVNet, b: dict) -> None:
+    """One training step reaches every parameter of the frame, when and sound towers."""
     m.train()
     loss, _ = m(b)
     loss.backward()
     for tower in (m.net, m.when_net, m.audio_net):
         assert all(p.grad is not None for p in tower.parameters() if p.requires_grad)
-    with pytest.raises(ValueError, match="when_stream"):
-        AVNet("avol", frames=1, when_stream=True, **SMALL)
-    with pytest.raises(ValueError, match="when_stream"):
-        AVNet("l3", frames=3, when_stream=True, **SMALL)
 
 
 @pytest.mark.parametrize("per_place", [True, False])
@@ -122,11 +127,7 @@ def test_ave_net_with_a_when_stream(per_place: bool) -> None:
         torch.testing.assert_close(
             m._pool_cells(where_cells.flatten(1)), torch.diagonal(where), atol=1e-4, rtol=1e-4
         )
-    m.train()
-    loss, _ = m(b)
-    loss.backward()
-    for tower in (m.net, m.when_net, m.audio_net):
-        assert all(p.grad is not None for p in tower.parameters() if p.requires_grad)
+    _every_tower_learns(m, b)
     with pytest.raises(ValueError, match="map_smooth"):
         AVNet("ave", map_smooth=3, **SMALL)
     with pytest.raises(ValueError, match="when_size"):
